@@ -1,0 +1,99 @@
+"""The `bspec` command: parse flags, call the library, map errors to exit codes.
+
+Commands live in `bspec.commands.*` and register themselves on `app` / `local_app`.
+Every command takes `--json`; with it, stdout carries exactly one JSON object (the
+result, or `{"formatVersion": 1, "error": {...}}`) and everything else goes to stderr.
+Exit codes follow DESIGN.md: 0 ok, 1 service/task failure, 2 bad input, 3 refused,
+4 plan found changes (--detailed-exitcode), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import click
+import typer
+from rich.console import Console
+
+from bspec.errors import BspecError
+
+FORMAT_VERSION = 1
+
+app = typer.Typer(
+    name="bspec",
+    help="Declarative runner for Azure Batch: plan, apply and destroy workloads from one spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+local_app = typer.Typer(
+    help="Manage the local Batch service and Azurite (the default target).",
+    no_args_is_help=True,
+)
+app.add_typer(local_app, name="local")
+
+# Human output goes to stdout; progress, prompts and diagnostics to stderr.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JSON_HELP = "Print one JSON object on stdout (see schema/output.schema.json)."
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    """Write the command's one JSON object to stdout."""
+    payload = {"formatVersion": FORMAT_VERSION, **data}
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(exc: BspecError, as_json: bool) -> NoReturn:
+    """Report a BspecError the one way users see errors, and exit with its code."""
+    if as_json:
+        emit_json({"error": exc.to_json()})
+    else:
+        err.print(f"Error: {exc}", markup=False)
+    raise SystemExit(exc.exit_code)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    return "--json" in argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. Never lets a traceback reach a user for a known error."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
+    try:
+        app(args=args, prog_name="bspec", standalone_mode=False)
+    except BspecError as exc:
+        fail(exc, as_json)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        err.print("Aborted.")
+        raise SystemExit(130) from None
+    except click.exceptions.UsageError as exc:
+        message = exc.format_message()
+        if as_json:
+            emit_json({"error": {"code": "InvalidFlag", "message": message, "file": None,
+                                 "line": None, "path": None}})
+        else:
+            if exc.ctx is not None:
+                err.print(exc.ctx.get_usage(), markup=False)
+            err.print(f"Error: {message}", markup=False)
+        raise SystemExit(2) from None
+    except click.exceptions.ClickException as exc:
+        err.print(f"Error: {exc.format_message()}", markup=False)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        raise SystemExit(130) from None
+
+
+# Command modules register on `app` / `local_app` when imported.
+from bspec.commands import load_all  # noqa: E402
+
+load_all()

@@ -1,0 +1,352 @@
+"""The data bspec reasons about: desired state, actual state, and the plan between them.
+
+Everything here is plain, frozen data with no I/O. The flow is:
+
+    spec file --(spec.loading/validation/rendering)--> DesiredState
+    services  --(providers.*.read_actual)-----------> ActualState
+    planning.plan(desired, actual, options) --------> Plan   (pure)
+    applying.apply(plan, ...) changes the world.
+
+A `Change` follows Terraform's plans.Change:
+
+    action    before            after
+    NOOP      actual resource   desired resource (equal in every diffed field)
+    CREATE    None              desired resource
+    UPDATE    actual resource   desired resource (in-place; `fields` says what differs)
+    REPLACE   actual resource   desired resource (delete then create; `forced_by` says why)
+    DELETE    actual resource   None
+
+`reason` is for people; applying never reads it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+
+class Kind(str, enum.Enum):
+    """Resource kinds, in the order apply creates them (destroy deletes in reverse)."""
+
+    CONTAINER = "container"
+    BLOB = "blob"
+    POOL = "pool"
+    JOB = "job"
+    TASK = "task"
+
+
+KIND_ORDER: tuple[Kind, ...] = (Kind.CONTAINER, Kind.BLOB, Kind.POOL, Kind.JOB, Kind.TASK)
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """`container/<key>`, `blob/<key>/<blob name>`, `pool/<id>`, `job/<id>`, `task/<job>/<task>`.
+
+    Blob names may contain slashes; the other parts may not.
+    """
+
+    kind: Kind
+    parts: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}/{'/'.join(self.parts)}"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        kind_text, _, rest = text.partition("/")
+        kind = Kind(kind_text)
+        if kind in (Kind.BLOB, Kind.TASK):
+            first, _, second = rest.partition("/")
+            if not first or not second:
+                raise ValueError(f"bad address {text!r}")
+            return cls(kind, (first, second))
+        if not rest or "/" in rest:
+            raise ValueError(f"bad address {text!r}")
+        return cls(kind, (rest,))
+
+    @classmethod
+    def container(cls, key: str) -> Address:
+        return cls(Kind.CONTAINER, (key,))
+
+    @classmethod
+    def blob(cls, key: str, name: str) -> Address:
+        return cls(Kind.BLOB, (key, name))
+
+    @classmethod
+    def pool(cls, pool_id: str) -> Address:
+        return cls(Kind.POOL, (pool_id,))
+
+    @classmethod
+    def job(cls, job_id: str) -> Address:
+        return cls(Kind.JOB, (job_id,))
+
+    @classmethod
+    def task(cls, job_id: str, task_id: str) -> Address:
+        return cls(Kind.TASK, (job_id, task_id))
+
+
+# --------------------------------------------------------------------------- desired state
+
+
+class UploadCondition(str, enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    COMPLETION = "completion"
+
+
+class WhenIdle(str, enum.Enum):
+    KEEP = "keep"
+    SCALE_TO_ZERO = "scaleToZero"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """A storage container the spec declares; `key` is how the spec refers to it."""
+
+    key: str
+    name: str  # the real container name: <stack>-<key> unless given
+
+
+@dataclass(frozen=True)
+class BlobSpec:
+    """A local file bspec uploads. `md5` is the hex MD5 of the local file."""
+
+    container: str  # container key
+    name: str  # blob name
+    path: str  # absolute local path
+    size: int
+    md5: str
+
+    @property
+    def address(self) -> Address:
+        return Address.blob(self.container, self.name)
+
+
+@dataclass(frozen=True)
+class ResourceFileSpec:
+    """A resource file: a whole container (`blob` None) or one blob, by container key.
+
+    `prefix` restricts a whole-container file to blobs under it. SAS URLs are made at
+    apply time from these, never stored.
+    """
+
+    container: str
+    blob: str | None = None
+    prefix: str | None = None
+    file_path: str | None = None
+    file_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputFileSpec:
+    """Upload files matching `pattern` (relative to the task's working dir) to a container."""
+
+    pattern: str
+    container: str  # container key
+    path: str | None = None  # destination blob path or prefix
+    when: UploadCondition = UploadCondition.SUCCESS
+
+
+@dataclass(frozen=True)
+class StartTaskSpec:
+    command_line: str
+    resource_files: tuple[ResourceFileSpec, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    elevated: bool = False
+    wait_for_success: bool = True
+    max_task_retry_count: int = 0
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    publisher: str
+    offer: str
+    sku: str
+    node_agent_sku: str
+    version: str = "latest"
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    id: str
+    vm_size: str
+    image: ImageSpec
+    target_dedicated_nodes: int = 0
+    target_low_priority_nodes: int = 0
+    task_slots_per_node: int = 1
+    start_task: StartTaskSpec | None = None
+    metadata: tuple[tuple[str, str], ...] = ()  # user metadata; bspec adds bspec-stack
+    when_idle: WhenIdle = WhenIdle.KEEP
+
+
+@dataclass(frozen=True)
+class JobConstraintsSpec:
+    max_wall_clock_time: timedelta | None = None
+    max_task_retry_count: int = 0
+
+
+@dataclass(frozen=True)
+class JobOutputSpec:
+    """Download blobs of `container` (optionally under `prefix`) to local folder `to`."""
+
+    container: str  # container key
+    to: str  # absolute local path
+    prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    pool_id: str
+    priority: int = 0
+    constraints: JobConstraintsSpec = JobConstraintsSpec()
+    uses_task_dependencies: bool = False
+    metadata: tuple[tuple[str, str], ...] = ()
+    outputs: tuple[JobOutputSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskConstraintsSpec:
+    """Not part of the fingerprint: Batch lets these change on a live task."""
+
+    max_wall_clock_time: timedelta | None = None
+    retention_time: timedelta | None = None
+    max_task_retry_count: int = 0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    job_id: str
+    id: str
+    command_line: str
+    fingerprint: str  # "v1:<sha256 hex>"
+    resource_files: tuple[ResourceFileSpec, ...] = ()
+    output_files: tuple[OutputFileSpec, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()  # user settings; bspec adds BSPEC_FINGERPRINT
+    depends_on: tuple[str, ...] = ()  # task ids
+    depends_on_ranges: tuple[tuple[int, int], ...] = ()  # inclusive (start, end)
+    constraints: TaskConstraintsSpec = TaskConstraintsSpec()
+    display_name: str | None = None
+    elevated: bool = False
+    required_slots: int = 1
+
+    @property
+    def address(self) -> Address:
+        return Address.task(self.job_id, self.id)
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """What a rendered spec asks for. Built by `spec.rendering.render`, read by the planner."""
+
+    stack: str
+    spec_file: str  # absolute path of the spec
+    spec_hash: str  # sha256 hex of the spec file's bytes
+    vars: Mapping[str, Any]
+    target: str | None  # "local" | "azure" | None (the spec did not say)
+    containers: tuple[ContainerSpec, ...]
+    blobs: tuple[BlobSpec, ...]
+    pool: PoolSpec | None
+    jobs: tuple[JobSpec, ...]
+    tasks: tuple[TaskSpec, ...]  # every job's tasks, in spec order
+
+    def container(self, key: str) -> ContainerSpec:
+        for c in self.containers:
+            if c.key == key:
+                return c
+        raise KeyError(key)
+
+    def tasks_of(self, job_id: str) -> Iterator[TaskSpec]:
+        return (t for t in self.tasks if t.job_id == job_id)
+
+    @property
+    def logs_container(self) -> ContainerSpec:
+        """The stack's own container for task logs and the lock blob."""
+        return ContainerSpec(key="_bspec", name=f"{self.stack.lower()}-bspec")
+
+
+# --------------------------------------------------------------------------- actual state
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource as the services report it, reduced to what the planner diffs.
+
+    `props` holds the diffed fields as JSON values (camelCase, like the REST API), with the
+    service's defaults filled in. `owner` is the stack tag it carries (None: untagged).
+    `state` is the service's state ("active", "deleting", "completed", ...). `info` is
+    reported but never diffed (node counts, task counts, exit codes).
+    """
+
+    address: Address
+    props: Mapping[str, Any] = field(default_factory=dict)
+    owner: str | None = None
+    state: str | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActualState:
+    """Everything relevant the services hold, keyed by address."""
+
+    resources: Mapping[Address, Resource]
+
+    def get(self, address: Address) -> Resource | None:
+        return self.resources.get(address)
+
+    def of_kind(self, kind: Kind) -> Iterator[Resource]:
+        return (r for a, r in self.resources.items() if a.kind is kind)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+class Action(str, enum.Enum):
+    NOOP = "noop"
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One resource's change. See the module docstring for what before/after hold."""
+
+    action: Action
+    address: Address
+    before: Resource | None
+    after: Any  # the desired spec object (BlobSpec, PoolSpec, ...) or None
+    fields: tuple[str, ...] = ()  # fields that differ
+    forced_by: tuple[str, ...] = ()  # fields that made an update a replace
+    reason: str = ""  # for people; apply never reads it
+
+
+@dataclass(frozen=True)
+class Plan:
+    stack: str
+    target: str
+    changes: tuple[Change, ...]  # every change, no-ops included, in apply order
+    warnings: tuple[str, ...] = ()  # e.g. foreign tasks in an owned job, left alone
+
+    def empty(self) -> bool:
+        return all(c.action is Action.NOOP for c in self.changes)
+
+    def summary(self) -> dict[str, int]:
+        counts = {a.value: 0 for a in Action}
+        for c in self.changes:
+            counts[c.action.value] += 1
+        return counts
+
+    def pending(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+
+
+STACK_METADATA = "bspec-stack"  # Batch metadata name on pools and jobs
+STACK_CONTAINER_METADATA = "bspec_stack"  # container metadata (names must be identifiers)
+UPLOADED_BLOB_METADATA = "bspec_stack"  # on blobs bspec uploaded
+FINGERPRINT_ENV = "BSPEC_FINGERPRINT"  # environment setting on owned tasks

@@ -13,7 +13,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+	$(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

@@ -13,7 +13,6 @@ import json
 import sys
 from typing import Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 
@@ -70,24 +69,24 @@ def main(argv: list[str] | None = None) -> None:
         app(args=args, prog_name="bspec", standalone_mode=False)
     except BspecError as exc:
         fail(exc, as_json)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("Aborted.")
         raise SystemExit(130) from None
-    except click.exceptions.UsageError as exc:
-        message = exc.format_message()
+    except typer.TyperException as exc:
+        # Usage errors (unknown flag, bad value, missing argument) carry exit_code 2.
+        code = int(getattr(exc, "exit_code", 2))
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if as_json:
             emit_json({"error": {"code": "InvalidFlag", "message": message, "file": None,
                                  "line": None, "path": None}})
         else:
-            if exc.ctx is not None:
-                err.print(exc.ctx.get_usage(), markup=False)
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                err.print(ctx.get_usage(), markup=False)
             err.print(f"Error: {message}", markup=False)
-        raise SystemExit(2) from None
-    except click.exceptions.ClickException as exc:
-        err.print(f"Error: {exc.format_message()}", markup=False)
-        raise SystemExit(exc.exit_code) from None
+        raise SystemExit(code) from None
     except KeyboardInterrupt:
         err.print("Interrupted.")
         raise SystemExit(130) from None

@@ -1,0 +1,511 @@
+"""The local services' lifecycle: the state folder, ports, detached daemons, start and stop.
+
+The local target is two processes on 127.0.0.1: bspec's own Batch service
+(`python -m bspec.localbatch`) and Azurite's blob service. Both run detached (own
+session, stdin from /dev/null, output to DIR/logs/*.log, no inherited descriptors) so
+nothing holds a terminal or a CI pipe open; `endpoints.json` records where they listen
+and their PIDs. Starting happens under an flock on DIR/services.lock, so two bspec
+commands starting at once end up sharing one pair of services.
+
+The engine reaches the services over HTTP only; this module never imports localbatch
+internals beyond the account helper both sides share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bspec.errors import LocalServiceError
+from bspec.localbatch.account import load_or_create_account
+
+DEFAULT_BATCH_PORT = 10080
+DEFAULT_AZURITE_PORT = 10000
+HOST = "127.0.0.1"
+
+# Azurite's documented development account: public, the same on every machine.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+LOCK_TIMEOUT = 120.0
+
+_ENDPOINTS_FILE = "endpoints.json"
+_LOCK_FILE = "services.lock"
+
+# Daemons this process started, so stop() can reap them (no zombies, no ResourceWarning).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the local services listen and how to authenticate; what targets.py needs."""
+
+    home: Path
+    batch_url: str
+    account: str
+    key: str = field(repr=False)
+    storage_connection_string: str = field(repr=False)
+    blob_url: str
+    batch_pid: int | None = None
+    storage_pid: int | None = None
+
+
+def state_home(home: Path | None = None) -> Path:
+    """The per-user state folder: HOME, else BSPEC_HOME, else XDG_STATE_HOME/bspec, created 0700."""
+    if home is None:
+        env = os.environ.get("BSPEC_HOME")
+        if env:
+            home = Path(env)
+        else:
+            xdg = os.environ.get("XDG_STATE_HOME")
+            base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+            home = base / "bspec"
+    home = home.expanduser().absolute()
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (home / "logs").mkdir(exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise LocalServiceError(
+            f"cannot create the state folder {home}: {exc.strerror}",
+            hint="set BSPEC_HOME to a writable folder",
+        ) from exc
+    return home
+
+
+def connection_string(blob_url: str) -> str:
+    """Azurite's connection string for a blob endpoint URL (which ends in the account name)."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint={blob_url};"
+    )
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
+def _alive(pid: int | None, marker: str | None = None) -> bool:
+    """Whether PID is a live (not zombie) process, and, where /proc tells, still ours."""
+    if not pid:
+        return False
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # someone else's process took the PID
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    if marker is not None:
+        cmd = _cmdline(pid)
+        if cmd is not None and marker not in cmd:
+            return False
+    return True
+
+
+def _spawn(args: Sequence[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a detached daemon: own session, no terminal, output appended to LOG."""
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _children[proc.pid] = proc
+    return proc
+
+
+def _terminate(pid: int | None, marker: str, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM PID, wait up to TIMEOUT, then SIGKILL its process group; reap if it is ours."""
+    if not _alive(pid, marker):
+        _reap(pid)
+        return
+    assert pid is not None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            break
+        time.sleep(0.05)
+    else:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < end:
+            time.sleep(0.05)
+    _reap(pid)
+
+
+def _reap(pid: int | None) -> None:
+    child = _children.pop(pid, None) if pid else None
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port on loopback nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _choose_port(wanted: int | None, default: int, exclude: set[int]) -> int:
+    """WANTED (0 means any free port; None means DEFAULT), falling back to a free one if taken."""
+    port = default if wanted is None else wanted
+    if port and port not in exclude and _port_free(port):
+        return port
+    while True:
+        port = free_port()
+        if port not in exclude:
+            return port
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text)
+
+
+# ---------------------------------------------------------------------------- HTTP probes
+
+
+def http_json(
+    method: str, url: str, body: Any | None = None, timeout: float = 5.0
+) -> Any:
+    """A small JSON request to a loopback-only `/_local/*` path of the Batch service."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def _batch_ready(url: str, pid: int) -> bool:
+    try:
+        health = http_json("GET", f"{url}/_local/health", timeout=2.0)
+    except (OSError, ValueError):
+        return False
+    return isinstance(health, dict) and health.get("status") == "ok" and health.get("pid") in (pid, None)
+
+
+def _azurite_ready(blob_url: str) -> bool:
+    """Any HTTP answer from the blob endpoint (403 without auth is normal) means it serves."""
+    try:
+        with urllib.request.urlopen(f"{blob_url}?comp=list", timeout=2.0):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- programs
+
+
+def _checkout_root() -> Path:
+    """bspec's own checkout (engine/..), where `npm ci` puts node_modules in development."""
+    return Path(__file__).resolve().parent.parent
+
+
+def azurite_command() -> list[str]:
+    """How to run azurite-blob: the checkout's node_modules, else BSPEC_AZURITE, else PATH."""
+    local = _checkout_root() / "node_modules" / ".bin" / "azurite-blob"
+    env = os.environ.get("BSPEC_AZURITE")
+    candidates = [str(local)] if local.exists() else []
+    if env:
+        candidates.append(env)
+    found = shutil.which("azurite-blob")
+    if found and Path(found).resolve().parent != Path.cwd().resolve():
+        candidates.append(found)
+    for candidate in candidates:
+        if not (os.access(candidate, os.X_OK) or Path(candidate).exists()):
+            continue
+        node = shutil.which("node")
+        if node is None:
+            raise LocalServiceError(
+                "Node.js is missing: Azurite, the local Blob Storage emulator, needs it",
+                hint="install Node.js 18 or newer (with npm), e.g. `apt-get install nodejs npm`",
+            )
+        return [candidate]
+    has_npm = shutil.which("npm") is not None
+    raise LocalServiceError(
+        "Azurite (the local Blob Storage emulator) is not installed",
+        hint=(
+            f"run `make install` (or `npm ci`) in {_checkout_root()}, or set BSPEC_AZURITE "
+            "to an azurite-blob executable"
+            if has_npm
+            else "install Node.js 18 or newer with npm, then run `make install` "
+            f"(or `npm ci`) in {_checkout_root()}"
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------- state
+
+
+def _read_endpoints(home: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((home / _ENDPOINTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_endpoints(home: Path, data: dict[str, Any]) -> None:
+    path = home / _ENDPOINTS_FILE
+    tmp = home / f".{_ENDPOINTS_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, path)
+    for name, key in (("batch.pid", "batch"), ("azurite.pid", "storage")):
+        pid = data.get(key, {}).get("pid")
+        pidfile = home / name
+        if pid:
+            pidfile.write_text(f"{pid}\n")
+        else:
+            pidfile.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _locked(home: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold DIR/services.lock so two commands don't start (or stop) the services at once."""
+    fd = os.open(home / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LocalServiceError(
+                        f"another bspec command has held {home / _LOCK_FILE} for {timeout:.0f} s",
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+_BATCH_MARKER = "bspec.localbatch"
+_AZURITE_MARKER = "azurite"
+
+
+def _wait_ready(
+    name: str, proc_pid: int, log: Path, ready: Any, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not _alive(proc_pid):
+            _reap(proc_pid)
+            raise LocalServiceError(
+                f"the {name} exited while starting; the end of {log}:\n{_tail(log)}",
+            )
+        time.sleep(0.05)
+    _terminate(proc_pid, "")
+    raise LocalServiceError(
+        f"the {name} did not answer within {timeout:.0f} s; the end of {log}:\n{_tail(log)}",
+    )
+
+
+def _start_batch(
+    home: Path, port: int, extra_args: Sequence[str], timeout: float
+) -> dict[str, Any]:
+    log = home / "logs" / "batch.log"
+    args = [
+        sys.executable, "-m", "bspec.localbatch",
+        "--home", str(home), "--host", HOST, "--port", str(port), *extra_args,
+    ]
+    proc = _spawn(args, log, home)
+    url = f"http://{HOST}:{port}"
+    _wait_ready("local Batch service", proc.pid, log, lambda: _batch_ready(url, proc.pid), timeout)
+    return {"url": url, "pid": proc.pid, "port": port}
+
+
+def _start_azurite(home: Path, port: int, timeout: float) -> dict[str, Any]:
+    command = azurite_command()
+    log = home / "logs" / "azurite.log"
+    location = home / "azurite"
+    location.mkdir(exist_ok=True, mode=0o700)
+    args = [
+        *command,
+        "--blobHost", HOST, "--blobPort", str(port), "--location", str(location),
+        "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry",
+    ]
+    proc = _spawn(args, log, home)
+    blob_url = f"http://{HOST}:{port}/{AZURITE_ACCOUNT}"
+    _wait_ready("Azurite blob service", proc.pid, log, lambda: _azurite_ready(blob_url), timeout)
+    return {
+        "blobUrl": blob_url,
+        "pid": proc.pid,
+        "port": port,
+        "connectionString": connection_string(blob_url),
+    }
+
+
+def ensure_running(
+    home: Path | None = None,
+    *,
+    batch_port: int | None = None,
+    azurite_port: int | None = None,
+    batch_args: Sequence[str] = (),
+    timeout: float = START_TIMEOUT,
+) -> Endpoints:
+    """Start whichever local service is not running, wait until both answer; idempotent.
+
+    Ports: None means the default (10080 Batch, 10000 Azurite, or the port recorded for
+    this state folder), 0 means any free port; a taken port falls back to a free one.
+    `batch_args` are extra flags for `python -m bspec.localbatch` (e.g. --delete-delay).
+    """
+    home = state_home(home)
+    name, key = load_or_create_account(home)
+    with _locked(home):
+        data = _read_endpoints(home)
+        batch = data.get("batch") or {}
+        storage = data.get("storage") or {}
+
+        batch_ok = _alive(batch.get("pid"), _BATCH_MARKER) and _batch_ready(
+            str(batch.get("url")), int(batch["pid"])
+        )
+        storage_ok = _alive(storage.get("pid"), _AZURITE_MARKER) and _azurite_ready(
+            str(storage.get("blobUrl"))
+        )
+        taken: set[int] = set()
+        if storage_ok:
+            taken.add(int(storage["port"]))
+        if batch_ok:
+            taken.add(int(batch["port"]))
+
+        if not batch_ok:
+            _terminate(batch.get("pid"), _BATCH_MARKER)
+            wanted = batch_port if batch_port is not None else batch.get("port")
+            port = _choose_port(wanted, DEFAULT_BATCH_PORT, taken)
+            taken.add(port)
+            batch = _start_batch(home, port, batch_args, timeout)
+            data["batch"] = batch
+            _write_endpoints(home, data)
+        if not storage_ok:
+            _terminate(storage.get("pid"), _AZURITE_MARKER)
+            wanted = azurite_port if azurite_port is not None else storage.get("port")
+            port = _choose_port(wanted, DEFAULT_AZURITE_PORT, taken)
+            storage = _start_azurite(home, port, timeout)
+            data["storage"] = storage
+            _write_endpoints(home, data)
+
+    return Endpoints(
+        home=home,
+        batch_url=str(batch["url"]),
+        account=name,
+        key=key,
+        storage_connection_string=connection_string(str(storage["blobUrl"])),
+        blob_url=str(storage["blobUrl"]),
+        batch_pid=int(batch["pid"]),
+        storage_pid=int(storage["pid"]),
+    )
+
+
+def stop(home: Path | None = None, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop both services by PID (SIGTERM, then SIGKILL after TIMEOUT) and wait for them."""
+    home = state_home(home)
+    with _locked(home):
+        data = _read_endpoints(home)
+        for key, marker in (("batch", _BATCH_MARKER), ("storage", _AZURITE_MARKER)):
+            entry = data.get(key)
+            if isinstance(entry, dict):
+                _terminate(entry.get("pid"), marker, timeout)
+                entry["pid"] = None
+        _write_endpoints(home, data)
+
+
+def status(home: Path | None = None) -> dict[str, Any]:
+    """What runs where, without starting anything: {"home", "batch": {...}, "storage": {...}}.
+
+    Each service entry has `running`, `pid`, `port` and its URL; the storage connection
+    string is left out (callers that need it use ensure_running()).
+    """
+    home = state_home(home)
+    data = _read_endpoints(home)
+    batch = data.get("batch") or {}
+    storage = data.get("storage") or {}
+    batch_running = _alive(batch.get("pid"), _BATCH_MARKER) and _batch_ready(
+        str(batch.get("url")), int(batch["pid"])
+    )
+    storage_running = _alive(storage.get("pid"), _AZURITE_MARKER) and _azurite_ready(
+        str(storage.get("blobUrl"))
+    )
+    return {
+        "home": str(home),
+        "batch": {
+            "running": batch_running,
+            "url": batch.get("url"),
+            "pid": batch.get("pid") if batch_running else None,
+            "port": batch.get("port"),
+            "log": str(home / "logs" / "batch.log"),
+        },
+        "storage": {
+            "running": storage_running,
+            "blobUrl": storage.get("blobUrl"),
+            "pid": storage.get("pid") if storage_running else None,
+            "port": storage.get("port"),
+            "log": str(home / "logs" / "azurite.log"),
+        },
+    }

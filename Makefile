@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: all install demo test unit lint typecheck bench clean
+.PHONY: all install demo test unit lint typecheck bench docs clean
 
 all: test
 
@@ -43,6 +43,10 @@ typecheck: $(STAMP)
 
 bench: install
 	$(BIN)/python -m bench
+
+# docs/spec.md is generated from the schema's descriptions; a test checks it is current.
+docs: $(STAMP)
+	$(BIN)/python -m bspec.docgen -o docs/spec.md
 
 clean:
 	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -402,6 +402,58 @@ def _start_azurite(home: Path, port: int, timeout: float) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class StorageEndpoint:
+    """Where Azurite's blob service listens (its key is Azurite's public development key)."""
+
+    blob_url: str
+    connection_string: str = field(repr=False)
+    pid: int
+    port: int
+
+
+def _storage_ok(storage: dict[str, Any]) -> bool:
+    return _alive(storage.get("pid"), _AZURITE_MARKER) and _azurite_ready(str(storage.get("blobUrl")))
+
+
+def _batch_ok(batch: dict[str, Any]) -> bool:
+    return _alive(batch.get("pid"), _BATCH_MARKER) and _batch_ready(
+        str(batch.get("url")), int(batch["pid"])
+    )
+
+
+def _ensure_storage_locked(
+    home: Path, data: dict[str, Any], port: int | None, exclude: set[int], timeout: float
+) -> dict[str, Any]:
+    storage: dict[str, Any] = data.get("storage") or {}
+    if _storage_ok(storage):
+        return storage
+    _terminate(storage.get("pid"), _AZURITE_MARKER)
+    wanted = port if port is not None else storage.get("port")
+    storage = _start_azurite(home, _choose_port(wanted, DEFAULT_AZURITE_PORT, exclude), timeout)
+    data["storage"] = storage
+    _write_endpoints(home, data)
+    return storage
+
+
+def ensure_storage(
+    home: Path | None = None, *, port: int | None = None, timeout: float = START_TIMEOUT
+) -> StorageEndpoint:
+    """Start Azurite alone if it is not running (for what needs blobs but no Batch)."""
+    home = state_home(home)
+    with _locked(home):
+        data = _read_endpoints(home)
+        batch = data.get("batch") or {}
+        exclude = {int(batch["port"])} if batch.get("port") and _batch_ok(batch) else set()
+        storage = _ensure_storage_locked(home, data, port, exclude, timeout)
+    return StorageEndpoint(
+        blob_url=str(storage["blobUrl"]),
+        connection_string=connection_string(str(storage["blobUrl"])),
+        pid=int(storage["pid"]),
+        port=int(storage["port"]),
+    )
+
+
 def ensure_running(
     home: Path | None = None,
     *,
@@ -420,21 +472,14 @@ def ensure_running(
     name, key = load_or_create_account(home)
     with _locked(home):
         data = _read_endpoints(home)
-        batch = data.get("batch") or {}
-        storage = data.get("storage") or {}
-
-        batch_ok = _alive(batch.get("pid"), _BATCH_MARKER) and _batch_ready(
-            str(batch.get("url")), int(batch["pid"])
-        )
-        storage_ok = _alive(storage.get("pid"), _AZURITE_MARKER) and _azurite_ready(
-            str(storage.get("blobUrl"))
-        )
+        batch: dict[str, Any] = data.get("batch") or {}
+        storage: dict[str, Any] = data.get("storage") or {}
+        batch_ok = _batch_ok(batch)
         taken: set[int] = set()
-        if storage_ok:
-            taken.add(int(storage["port"]))
         if batch_ok:
             taken.add(int(batch["port"]))
-
+        if _storage_ok(storage):
+            taken.add(int(storage["port"]))
         if not batch_ok:
             _terminate(batch.get("pid"), _BATCH_MARKER)
             wanted = batch_port if batch_port is not None else batch.get("port")
@@ -443,13 +488,7 @@ def ensure_running(
             batch = _start_batch(home, port, batch_args, timeout)
             data["batch"] = batch
             _write_endpoints(home, data)
-        if not storage_ok:
-            _terminate(storage.get("pid"), _AZURITE_MARKER)
-            wanted = azurite_port if azurite_port is not None else storage.get("port")
-            port = _choose_port(wanted, DEFAULT_AZURITE_PORT, taken)
-            storage = _start_azurite(home, port, timeout)
-            data["storage"] = storage
-            _write_endpoints(home, data)
+        storage = _ensure_storage_locked(home, data, azurite_port, taken, timeout)
 
     return Endpoints(
         home=home,
@@ -486,12 +525,8 @@ def status(home: Path | None = None) -> dict[str, Any]:
     data = _read_endpoints(home)
     batch = data.get("batch") or {}
     storage = data.get("storage") or {}
-    batch_running = _alive(batch.get("pid"), _BATCH_MARKER) and _batch_ready(
-        str(batch.get("url")), int(batch["pid"])
-    )
-    storage_running = _alive(storage.get("pid"), _AZURITE_MARKER) and _azurite_ready(
-        str(storage.get("blobUrl"))
-    )
+    batch_running = _batch_ok(batch)
+    storage_running = _storage_ok(storage)
     return {
         "home": str(home),
         "batch": {

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bspec import services
 
-SERVICE_FIXTURES = {"local_services", "batch_client", "blob_service"}
+SERVICE_FIXTURES = {"local_services", "batch_client", "blob_service", "azurite"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -108,16 +107,28 @@ class LocalServices:
 
 
 @pytest.fixture(scope="session")
-def local_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
-    """The Batch service and Azurite in a temporary state folder, on free ports."""
+def bspec_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's temporary state folder; whatever ran in it is stopped at the end."""
     home = tmp_path_factory.mktemp("bspec-home")
     try:
-        endpoints = services.ensure_running(
-            home, batch_port=0, azurite_port=0, batch_args=["--delete-delay", "0.2"]
-        )
-        yield LocalServices(endpoints)
+        yield home
     finally:
         services.stop(home)
+
+
+@pytest.fixture(scope="session")
+def azurite(bspec_home: Path) -> services.StorageEndpoint:
+    """Azurite alone (for tests that need blobs but not Batch), on a free port."""
+    return services.ensure_storage(bspec_home, port=0)
+
+
+@pytest.fixture(scope="session")
+def local_services(bspec_home: Path, azurite: services.StorageEndpoint) -> LocalServices:
+    """The Batch service and Azurite in the session's state folder, on free ports."""
+    endpoints = services.ensure_running(
+        bspec_home, batch_port=0, azurite_port=0, batch_args=["--delete-delay", "0.2"]
+    )
+    return LocalServices(endpoints)
 
 
 @pytest.fixture

@@ -1,0 +1,94 @@
+"""Task fingerprints: what makes a Batch task the same task, so unchanged tasks never rerun.
+
+`v1:` + sha256 of canonical JSON (sorted keys, no whitespace) of the command line, the
+resource files (by container key and blob or prefix, with the MD5 of every uploaded blob each
+one reads), the output files, the user environment, the dependencies and the fingerprints of
+the tasks depended on. Constraints, SAS URLs and display names are deliberately left out:
+they can change without the task having to run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+
+from bspec.model import OutputFileSpec, ResourceFileSpec
+
+PREFIX = "v1:"
+
+
+class BlobIndex:
+    """The MD5s of the blobs bspec uploads, by container key, for what resource files read."""
+
+    def __init__(self, blobs: Iterable[tuple[str, str, str]]) -> None:
+        """`blobs`: (container key, blob name, hex md5)."""
+        self._by_container: dict[str, dict[str, str]] = {}
+        for container, name, md5 in blobs:
+            self._by_container.setdefault(container, {})[name] = md5
+        self._prefix_cache: dict[tuple[str, str], list[list[str]]] = {}
+
+    def declares(self, container: str) -> bool:
+        """Whether the container has declared (uploaded) files."""
+        return bool(self._by_container.get(container))
+
+    def md5(self, container: str, name: str) -> str | None:
+        return self._by_container.get(container, {}).get(name)
+
+    def reads(self, rf: ResourceFileSpec) -> list[list[str]]:
+        """[[blob name, md5], ...] of the declared blobs one resource file reads."""
+        if rf.blob is not None:
+            md5 = self.md5(rf.container, rf.blob)
+            return [[rf.blob, md5]] if md5 is not None else []
+        key = (rf.container, rf.prefix or "")
+        cached = self._prefix_cache.get(key)
+        if cached is None:
+            files = self._by_container.get(rf.container, {})
+            cached = [[n, m] for n, m in sorted(files.items()) if n.startswith(key[1])]
+            self._prefix_cache[key] = cached
+        return cached
+
+
+def canonical(document: object) -> str:
+    """Canonical JSON: sorted keys, no whitespace."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def task_fingerprint(
+    *,
+    command_line: str,
+    resource_files: Sequence[ResourceFileSpec],
+    output_files: Sequence[OutputFileSpec],
+    environment: Sequence[tuple[str, str]] | Mapping[str, str],
+    depends_on: Sequence[str],
+    depends_on_ranges: Sequence[tuple[int, int]],
+    parent_fingerprints: Mapping[str, str],
+    blobs: BlobIndex,
+) -> str:
+    """The fingerprint of one task. `parent_fingerprints`: depended-on task id -> fingerprint."""
+    env = dict(environment)
+    document = {
+        "commandLine": command_line,
+        "resourceFiles": [
+            {
+                "container": rf.container,
+                "blob": rf.blob,
+                "prefix": rf.prefix,
+                "filePath": rf.file_path,
+                "fileMode": rf.file_mode,
+                "md5": blobs.reads(rf),
+            }
+            for rf in resource_files
+        ],
+        "outputFiles": [
+            {"pattern": o.pattern, "container": o.container, "path": o.path, "when": o.when.value}
+            for o in output_files
+        ],
+        "environment": env,
+        "dependsOn": {
+            "ids": sorted(depends_on),
+            "ranges": [list(r) for r in sorted(depends_on_ranges)],
+        },
+        "parents": [parent_fingerprints[k] for k in sorted(parent_fingerprints)],
+    }
+    return PREFIX + hashlib.sha256(canonical(document).encode("utf-8")).hexdigest()

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bspec.errors import InputError, Problem, SpecError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-from bspec.errors import InputError, Problem, SpecError
 
 PathKey = tuple[str | int, ...]
 
@@ -91,13 +90,13 @@ def read_bytes(path: str | Path) -> tuple[str, bytes]:
     p = Path(path).expanduser()
     shown = str(path)
     if not p.exists():
-        raise InputError(f"{shown}: no such file", code="SpecNotFound", file=shown)
+        raise InputError("no such file", code="SpecNotFound", file=shown)
     if p.is_dir():
-        raise InputError(f"{shown}: is a directory, not a spec file", code="SpecNotFound", file=shown)
+        raise InputError("is a directory, not a spec file", code="SpecNotFound", file=shown)
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise InputError(f"{shown}: cannot read: {exc.strerror}", file=shown) from exc
+        raise InputError(f"cannot read: {exc.strerror}", file=shown) from exc
     return str(p.resolve()), raw
 
 

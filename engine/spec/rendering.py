@@ -25,9 +25,6 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, Template, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 from bspec.errors import Problem, SpecError
 from bspec.model import (
     BlobSpec,
@@ -49,6 +46,8 @@ from bspec.model import (
 from bspec.spec.fingerprint import BlobIndex, task_fingerprint
 from bspec.spec.loading import Document, PathKey, json_path, parse_scalar
 from bspec.spec.validation import validate
+from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, Template, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -287,10 +286,9 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         elif key == "jobs" and isinstance(value, list):
             jobs = []
             for j, job in enumerate(value):
-                tasks = job.get("tasks", [])
                 rest = {k: v for k, v in job.items() if k != "tasks"}
                 out = r.render_tree(rest, ("jobs", j), top_scope)
-                out["tasks"] = tasks
+                out["tasks"] = job.get("tasks", [])
                 jobs.append(out)
             rendered[key] = jobs
         else:
@@ -614,10 +612,19 @@ class _JobTasks:
             return range(*args)
         if "list" in foreach:
             return list(foreach["list"])
-        matrix: Mapping[str, list[Any]] = foreach["matrix"]
+        matrix: Mapping[str, Any] = foreach["matrix"]
         keys = list(matrix)
-        return (dict(zip(keys, combo, strict=True))
-                for combo in itertools.product(*(matrix[k] for k in keys)))
+        axes = []
+        for k in keys:
+            values = matrix[k]
+            if isinstance(values, dict):
+                args = values["range"]
+                if len(args) == 3 and args[2] == 0:
+                    raise _Failure((*path, "foreach", "matrix", k, "range", 2),
+                                   "range step must not be 0")
+                values = range(*args)
+            axes.append(values)
+        return (dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes))
 
     def expand(self, template: Mapping[str, Any], path: PathKey, job_scope: dict[str, Any]) -> None:
         r = self.r

@@ -13,11 +13,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-
 from bspec.errors import Problem
 from bspec.spec.loading import Document, PathKey
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
 
 _TEMPLATE_PATTERN = r"\{[{%]"
 
@@ -153,5 +152,5 @@ _TYPE_WORDS = {
 
 def _type_words(t: Any) -> str:
     if isinstance(t, list):
-        return " or ".join(_TYPE_WORDS.get(x, x) for x in t)
+        return " or ".join(_TYPE_WORDS.get(str(x), str(x)) for x in t)
     return _TYPE_WORDS.get(str(t), str(t))

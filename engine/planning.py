@@ -82,7 +82,8 @@ def resource_file_ref(rf: ResourceFileSpec, container_names: Mapping[str, str]) 
     return {
         "source": source,
         "prefix": rf.prefix,
-        "filePath": rf.file_path,
+        # A blob lands under its own name unless the spec says otherwise.
+        "filePath": rf.file_path if rf.blob is None else (rf.file_path or rf.blob),
         "fileMode": rf.file_mode,
     }
 

@@ -1,0 +1,262 @@
+"""`bspec plan`, `bspec apply` and `bspec destroy`: read, diff, show, (confirm, lock,) change.
+
+The functions `run_plan`, `run_apply` and `run_destroy` do the work and return the
+--json object; the typer commands only parse flags and print.
+"""
+
+# ruff: noqa: B008  (typer declares options as call defaults)
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+from bspec import applying, saved_plan
+from bspec.cli import JSON_HELP, app, emit_json, err, out
+from bspec.errors import ConfirmationError, StalePlanError, TaskFailedError
+from bspec.locking import StackLock
+from bspec.model import DesiredState, Plan
+from bspec.planning import PlanOptions, basis, plan, plan_destroy
+from bspec.providers import read_actual
+from bspec.reporting import note, plan_json, render_plan
+from bspec.spec import load, parse_var_flags
+from bspec.targets import Target, choose, connect
+from bspec.watching import WatchResult, wait_for_tasks
+
+_VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
+_TARGET_HELP = "local (default) or azure; also BSPEC_TARGET or `target:` in the spec."
+_LOCK_HELP = "Seconds to wait for the stack's lock held by another command."
+
+
+@dataclass
+class Outcome:
+    """What a command did, for its --json object and its exit code."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    exit_code: int = 0
+
+
+def _parse_ttl(text: str) -> timedelta:
+    from bspec.errors import InputError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+        return timedelta(seconds=float(text))
+    except ValueError as exc:
+        raise InputError(f"--sas-ttl {text!r}: expected a duration like 7d, 12h, 30m",
+                         code="InvalidFlag") from exc
+
+
+def _print_plan(p: Plan, *, destroy: bool = False) -> None:
+    for line in render_plan(p, destroy=destroy):
+        out.print(line, markup=False)
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationError("no terminal to ask for confirmation",
+                                hint="pass --yes to apply without asking")
+    answer = err.input(f"{question} [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise ConfirmationError("declined; nothing was changed")
+
+
+def _signature(p: Plan) -> list[tuple[str, str]]:
+    return [(c.action.value, str(c.address)) for c in p.pending()]
+
+
+def run_plan(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
+             adopt: bool = False, out_file: Path | None = None,
+             show: bool = True) -> tuple[Plan, dict[str, Any]]:
+    desired = load(spec, parse_var_flags(var))
+    name = choose(target, desired.target)
+    tgt = connect(name, desired.stack)
+    try:
+        actual = read_actual(desired, tgt.batch, tgt.storage)
+        p = plan(desired, actual, PlanOptions(name, adopt))
+        if out_file is not None:
+            saved_plan.save(out_file, p, desired, basis(actual), adopt=adopt)
+        if show:
+            _print_plan(p)
+        return p, plan_json(p, tgt.counter.snapshot())
+    finally:
+        tgt.close()
+
+
+def run_apply(path: Path, *, var: Sequence[str] = (), target: str | None = None,
+              adopt: bool = False, yes: bool = False, no_wait: bool = False,
+              sas_ttl: timedelta | None = None, lock_timeout: float = 0.0,
+              show: bool = True, wait_timeout: float | None = None) -> Outcome:
+    saved = saved_plan.load(path) if saved_plan.is_saved_plan(path) else None
+    if saved is not None:
+        desired: DesiredState = saved.desired
+        name = saved.target
+        adopt = saved.adopt
+    else:
+        desired = load(path, parse_var_flags(var))
+        name = choose(target, desired.target)
+    tgt = connect(name, desired.stack)
+    try:
+        return _apply(tgt, desired, saved, name=name, adopt=adopt, yes=yes, no_wait=no_wait,
+                      sas_ttl=sas_ttl, lock_timeout=lock_timeout, show=show,
+                      wait_timeout=wait_timeout)
+    finally:
+        tgt.close()
+
+
+def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | None, *,
+           name: str, adopt: bool, yes: bool, no_wait: bool, sas_ttl: timedelta | None,
+           lock_timeout: float, show: bool, wait_timeout: float | None) -> Outcome:
+    options = PlanOptions(name, adopt)
+    actual = read_actual(desired, tgt.batch, tgt.storage)
+    if saved is not None:
+        saved_plan.check_fresh(saved, basis(actual))
+    p = plan(desired, actual, options)
+    if show:
+        _print_plan(p)
+    result = applying.ApplyResult()
+    if not p.empty():
+        _confirm(yes, "Apply these changes?")
+        with StackLock(tgt.storage, desired.logs_container.name, lock_timeout, "apply"):
+            actual = read_actual(desired, tgt.batch, tgt.storage)
+            if saved is not None:
+                saved_plan.check_fresh(saved, basis(actual))
+            again = plan(desired, actual, options)
+            if _signature(again) != _signature(p):
+                raise StalePlanError("the services changed while the plan was shown;"
+                                     " nothing was changed",
+                                     hint="run the command again to see the new plan")
+            opts = applying.ApplyOptions()
+            if sas_ttl is not None:
+                opts.sas_ttl = sas_ttl
+            result = applying.apply(again, desired, tgt, opts)
+        if show:
+            s = p.summary()
+            out.print(f"Apply complete: {s['create']} created, {s['update']} updated,"
+                      f" {s['replace']} replaced, {s['delete']} deleted.", markup=False)
+    data = plan_json(p, {})
+    data["applied"] = not p.empty()
+    data["outcome"] = result.to_json()
+    exit_code = 0
+    if not no_wait and desired.tasks:
+        if show:
+            note(f"Waiting for {len(desired.tasks):,} tasks to complete")
+        watched = wait_for_tasks(tgt.batch, desired, timeout=wait_timeout)
+        data["outcome"]["tasks"] = _tasks_json(watched)
+        if show:
+            out.print(f"Tasks: {watched.succeeded:,} succeeded, {len(watched.failed):,} failed.",
+                      markup=False)
+            for f in watched.failed[:20]:
+                out.print(f"  failed: task/{f.job_id}/{f.task_id} (exit code {f.exit_code})"
+                          + (f": {f.failure}" if f.failure else ""), markup=False)
+        if watched.failed:
+            exit_code = TaskFailedError.exit_code
+    data["requests"] = tgt.counter.snapshot()
+    return Outcome(data, exit_code)
+
+
+def _tasks_json(w: WatchResult) -> dict[str, Any]:
+    return {
+        "succeeded": w.succeeded,
+        "failed": len(w.failed),
+        "failedTasks": [{"address": f"task/{f.job_id}/{f.task_id}", "exitCode": f.exit_code,
+                         "failure": f.failure} for f in w.failed],
+    }
+
+
+def run_destroy(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
+                yes: bool = False, lock_timeout: float = 0.0, show: bool = True) -> Outcome:
+    desired = load(spec, parse_var_flags(var))
+    name = choose(target, desired.target)
+    tgt = connect(name, desired.stack)
+    try:
+        actual = read_actual(desired, tgt.batch, tgt.storage, tasks=False, blobs=False)
+        p = plan_destroy(desired, actual, name)
+        if show:
+            _print_plan(p, destroy=True)
+        if not p.empty():
+            _confirm(yes, "Destroy these resources?")
+            has_logs = any(c.address.parts[0] == "_bspec" for c in p.pending())
+            if has_logs:
+                with StackLock(tgt.storage, desired.logs_container.name, lock_timeout,
+                               "destroy"):
+                    applying.destroy(p, tgt)
+            else:
+                applying.destroy(p, tgt)
+            if show:
+                out.print(f"Destroy complete: {len(p.pending())} deleted.", markup=False)
+        data = plan_json(p, tgt.counter.snapshot())
+        data["applied"] = not p.empty()
+        return Outcome(data)
+    finally:
+        tgt.close()
+
+
+@app.command("plan")
+def plan_command(
+    spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
+    var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
+    out_file: Path | None = typer.Option(None, "-o", "--out",
+                                         help="Save the plan to apply it exactly later."),
+    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
+                                           help="Exit 4 when there are changes."),
+    adopt: bool = typer.Option(False, "--adopt", help="Plan to take over unowned resources."),
+    target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show what apply would change, and why."""
+    p, data = run_plan(spec, var=var, target=target, adopt=adopt, out_file=out_file,
+                       show=not as_json)
+    if as_json:
+        emit_json(data)
+    if detailed_exitcode and not p.empty():
+        raise typer.Exit(4)
+
+
+@app.command("apply")
+def apply_command(
+    spec: Path = typer.Argument(..., help="The spec file, or a plan saved with plan -o.",
+                                show_default=False),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return once tasks are submitted."),
+    var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
+    adopt: bool = typer.Option(False, "--adopt", help="Take over resources of the same id"
+                                                      " that the stack does not own."),
+    sas_ttl: str = typer.Option("7d", "--sas-ttl", help="SAS lifetime (e.g. 7d, 12h)."),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help=_LOCK_HELP),
+    target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Make the services match the spec: show the plan, confirm, apply, wait for tasks."""
+    result = run_apply(spec, var=var, target=target, adopt=adopt, yes=yes, no_wait=no_wait,
+                       sas_ttl=_parse_ttl(sas_ttl), lock_timeout=lock_timeout,
+                       show=not as_json)
+    if as_json:
+        emit_json(result.data)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command("destroy")
+def destroy_command(
+    spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Destroy without asking."),
+    var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help=_LOCK_HELP),
+    target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Delete everything that carries the stack's tag, and nothing else."""
+    result = run_destroy(spec, var=var, target=target, yes=yes, lock_timeout=lock_timeout,
+                         show=not as_json)
+    if as_json:
+        emit_json(result.data)

@@ -1,0 +1,99 @@
+"""The one place SDK exceptions become bspec errors (DESIGN.md: one boundary, one translation)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from bspec.errors import (
+    ConflictError,
+    NotFoundError,
+    ServiceError,
+    TransientServiceError,
+)
+
+# Service codes that mean "this is on its way out; wait and try again".
+BEING_DELETED = frozenset(
+    {"PoolBeingDeleted", "JobBeingDeleted", "ContainerBeingDeleted", "TaskBeingDeleted"}
+)
+_SIG = re.compile(r"(sig=)[^&\s\"']+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Remove SAS signatures from anything that may be shown to a user."""
+    return _SIG.sub(r"\1REDACTED", text)
+
+
+def service_code(exc: BaseException) -> str | None:
+    """The service's own error code (Batch `code`, Storage `x-ms-error-code`), if any."""
+    code = getattr(exc, "error_code", None)
+    if code:
+        return str(code)
+    err = getattr(exc, "error", None)
+    if err is not None and getattr(err, "code", None):
+        return str(err.code)
+    model = getattr(exc, "model", None)
+    if model is not None and getattr(model, "code", None):
+        return str(model.code)
+    response = getattr(exc, "response", None)
+    if response is not None:
+        header = response.headers.get("x-ms-error-code") if response.headers else None
+        if header:
+            return str(header)
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    model = getattr(exc, "model", None)
+    msg = getattr(model, "message", None) if model is not None else None
+    value = getattr(msg, "value", None) if msg is not None else None
+    text = str(value) if value else str(getattr(exc, "message", None) or exc)
+    return redact(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def translate(exc: BaseException, service: str, what: str = "") -> ServiceError:
+    """An SDK exception as the most specific bspec ServiceError (chain it with `from`)."""
+    code = service_code(exc)
+    status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(
+        exc, "status_code", None
+    )
+    retry_after = _retry_after(exc)
+    prefix = f"{service}: {what}: " if what else f"{service}: "
+    text = prefix + (f"{code}: " if code else "") + _message(exc)
+    kw: dict[str, Any] = {
+        "service": service, "status": status, "service_code": code, "retry_after": retry_after,
+    }
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        return NotFoundError(text, **kw)
+    if isinstance(exc, ResourceExistsError) or status in (409, 412) or code in BEING_DELETED:
+        return ConflictError(text, **kw)
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)) or (
+        status is not None and (status >= 500 or status == 429)
+    ):
+        return TransientServiceError(text, **kw)
+    if isinstance(exc, (HttpResponseError, AzureError)):
+        return ServiceError(text, **kw)
+    return ServiceError(text, **kw)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+__all__ = ["BEING_DELETED", "AzureError", "redact", "service_code", "translate"]

@@ -1,0 +1,132 @@
+"""Where to connect: the local services or Azure, and with which credentials.
+
+Both targets build the same providers over the same SDK clients; only endpoints and
+credentials differ. Every client gets a counting policy, so `requests` in --json means
+the same on both targets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.storage.blob import BlobServiceClient
+from bspec.errors import InputError
+from bspec.providers.batch import BatchProvider
+from bspec.providers.counting import CountingPolicy, RequestCounter
+from bspec.providers.storage import StorageProvider
+
+TARGETS = ("local", "azure")
+
+
+def choose(flag: str | None, spec_target: str | None) -> str:
+    """--target, then BSPEC_TARGET, then the spec's `target:`, then local."""
+    for source, value in (("--target", flag), ("BSPEC_TARGET", os.environ.get("BSPEC_TARGET")),
+                          ("target:", spec_target)):
+        if value:
+            if value not in TARGETS:
+                raise InputError(f"{source} {value!r} is not a target; use local or azure",
+                                 code="InvalidTarget")
+            return value
+    return "local"
+
+
+@dataclass
+class Target:
+    """Connected providers for one stack, and the request counter they share."""
+
+    name: str
+    batch: BatchProvider
+    storage: StorageProvider
+    counter: RequestCounter = field(default_factory=RequestCounter)
+    _closers: list[Any] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        for c in self._closers:
+            with contextlib.suppress(Exception):
+                c.close()
+
+
+def _clients_opts(counter: RequestCounter, service: str) -> dict[str, Any]:
+    return {"per_retry_policies": [CountingPolicy(counter, service)]}
+
+
+def _connection_key(conn: str) -> str | None:
+    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    return parts.get("AccountKey")
+
+
+def connect(name: str, stack: str, *, home: Path | None = None) -> Target:
+    """Providers for target `name` ("local" starts the local services when needed)."""
+    counter = RequestCounter()
+    storage_policy = [CountingPolicy(counter, "storage")]
+    if name == "local":
+        from bspec import services
+
+        ep = services.ensure_running(home)
+        batch_client = BatchClient(ep.batch_url, AzureNamedKeyCredential(ep.account, ep.key),
+                                   **_clients_opts(counter, "batch"))
+        blob = BlobServiceClient.from_connection_string(
+            ep.storage_connection_string, _additional_pipeline_policies=storage_policy)
+        key = _connection_key(ep.storage_connection_string)
+    else:
+        batch_client, blob, key = _azure_clients(counter, storage_policy)
+    batch = BatchProvider(batch_client, str(blob.url), stack)
+    storage = StorageProvider(blob, stack, account_key=key)
+    return Target(name, batch, storage, counter, [batch_client, blob])
+
+
+def _azure_clients(counter: RequestCounter, storage_policy: list[Any]) -> tuple[Any, Any, Any]:
+    env = os.environ
+    endpoint = env.get("AZURE_BATCH_ENDPOINT")
+    if not endpoint:
+        raise InputError("the azure target needs AZURE_BATCH_ENDPOINT (and AZURE_BATCH_ACCOUNT"
+                         " with AZURE_BATCH_ACCESS_KEY, or an Entra ID login)",
+                         code="MissingConfiguration")
+    if not endpoint.startswith(("http://", "https://")):
+        endpoint = "https://" + endpoint
+    account, key = env.get("AZURE_BATCH_ACCOUNT"), env.get("AZURE_BATCH_ACCESS_KEY")
+    credential: Any
+    credential = AzureNamedKeyCredential(account, key) if account and key else _default_credential()
+    batch_client = BatchClient(endpoint, credential, **_clients_opts(counter, "batch"))
+    conn = env.get("AZURE_STORAGE_CONNECTION_STRING")
+    if conn:
+        blob = BlobServiceClient.from_connection_string(
+            conn, _additional_pipeline_policies=storage_policy)
+        return batch_client, blob, _connection_key(conn)
+    storage_account = env.get("AZURE_STORAGE_ACCOUNT")
+    if not storage_account:
+        raise InputError("the azure target needs AZURE_STORAGE_CONNECTION_STRING or"
+                         " AZURE_STORAGE_ACCOUNT", code="MissingConfiguration")
+    url = env.get("AZURE_STORAGE_BLOB_ENDPOINT") or f"https://{storage_account}.blob.core.windows.net"
+    blob = BlobServiceClient(url, credential=_default_credential(),
+                             _additional_pipeline_policies=storage_policy)
+    return batch_client, blob, None
+
+
+def _default_credential() -> Any:
+    """DefaultAzureCredential, or a static bearer token (BSPEC_TEST_BEARER_TOKEN) that the
+    local service's TLS test mode accepts, so the Entra ID path is tested offline."""
+    token = os.environ.get("BSPEC_TEST_BEARER_TOKEN")
+    if token:
+        return _StaticToken(token)
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+class _StaticToken:
+    """A TokenCredential that always answers the same token (tests only)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, 2**31 - 1)

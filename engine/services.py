@@ -25,13 +25,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bspec.errors import LocalServiceError
 from bspec.localbatch.account import load_or_create_account
+
+Progress = Callable[[str], None]
 
 DEFAULT_BATCH_PORT = 10080
 DEFAULT_AZURITE_PORT = 10000
@@ -423,14 +425,22 @@ def _batch_ok(batch: dict[str, Any]) -> bool:
 
 
 def _ensure_storage_locked(
-    home: Path, data: dict[str, Any], port: int | None, exclude: set[int], timeout: float
+    home: Path,
+    data: dict[str, Any],
+    port: int | None,
+    exclude: set[int],
+    timeout: float,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     storage: dict[str, Any] = data.get("storage") or {}
     if _storage_ok(storage):
         return storage
     _terminate(storage.get("pid"), _AZURITE_MARKER)
     wanted = port if port is not None else storage.get("port")
-    storage = _start_azurite(home, _choose_port(wanted, DEFAULT_AZURITE_PORT, exclude), timeout)
+    chosen = _choose_port(wanted, DEFAULT_AZURITE_PORT, exclude)
+    if progress is not None:
+        progress(f"Starting Azurite (blob) on {HOST}:{chosen}")
+    storage = _start_azurite(home, chosen, timeout)
     data["storage"] = storage
     _write_endpoints(home, data)
     return storage
@@ -461,12 +471,14 @@ def ensure_running(
     azurite_port: int | None = None,
     batch_args: Sequence[str] = (),
     timeout: float = START_TIMEOUT,
+    progress: Progress | None = None,
 ) -> Endpoints:
     """Start whichever local service is not running, wait until both answer; idempotent.
 
     Ports: None means the default (10080 Batch, 10000 Azurite, or the port recorded for
     this state folder), 0 means any free port; a taken port falls back to a free one.
     `batch_args` are extra flags for `python -m bspec.localbatch` (e.g. --delete-delay).
+    `progress` hears one line per service it starts (for stderr; nothing when all run).
     """
     home = state_home(home)
     name, key = load_or_create_account(home)
@@ -485,10 +497,12 @@ def ensure_running(
             wanted = batch_port if batch_port is not None else batch.get("port")
             port = _choose_port(wanted, DEFAULT_BATCH_PORT, taken)
             taken.add(port)
+            if progress is not None:
+                progress(f"Starting the local Batch service on {HOST}:{port}")
             batch = _start_batch(home, port, batch_args, timeout)
             data["batch"] = batch
             _write_endpoints(home, data)
-        storage = _ensure_storage_locked(home, data, azurite_port, taken, timeout)
+        storage = _ensure_storage_locked(home, data, azurite_port, taken, timeout, progress)
 
     return Endpoints(
         home=home,

@@ -1,0 +1,172 @@
+"""`bspec local up|down|status|env`: manage the local Batch service and Azurite by hand.
+
+Other commands start the services on their own when they need them; these exist to
+start them ahead of time, see what runs, stop them, and point other tools at them.
+Only `env` prints the account key: it is what `eval "$(bspec local env)"` is for.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import urllib.error
+from typing import Annotated, Any
+
+import typer
+from bspec import services
+from bspec.cli import JSON_HELP, emit_json, err, local_app, out
+
+JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+def _progress(line: str) -> None:
+    """Starting a service takes a few seconds: say so on stderr (never on --json's stdout)."""
+    err.print(f"{line}...", markup=False)
+
+
+def _endpoints_json(ep: services.Endpoints) -> dict[str, Any]:
+    return {
+        "home": str(ep.home),
+        "batch": {
+            "url": ep.batch_url,
+            "account": ep.account,
+            "pid": ep.batch_pid,
+            "port": int(ep.batch_url.rsplit(":", 1)[1]),
+        },
+        "storage": {
+            "blobUrl": ep.blob_url,
+            "account": services.AZURITE_ACCOUNT,
+            "pid": ep.storage_pid,
+            "port": int(ep.blob_url.split(":")[2].split("/")[0]),
+        },
+    }
+
+
+@local_app.command("up")
+def up_command(
+    batch_port: Annotated[
+        int | None,
+        typer.Option("--batch-port", help="Port for the Batch service (default 10080, or a free one)."),
+    ] = None,
+    storage_port: Annotated[
+        int | None,
+        typer.Option("--storage-port", help="Port for Azurite's blob service (default 10000, or a free one)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start the local Batch service and Azurite, wait until both answer; idempotent."""
+    before = services.status()
+    ep = services.ensure_running(
+        batch_port=batch_port, azurite_port=storage_port, progress=_progress
+    )
+    started = [name for name in ("batch", "storage") if not before[name]["running"]]
+    if as_json:
+        emit_json({**_endpoints_json(ep), "started": started})
+        return
+    out.print(f"Batch service  {ep.batch_url}  (account {ep.account}, pid {ep.batch_pid})", markup=False)
+    out.print(f"Azurite blob   {ep.blob_url}  (pid {ep.storage_pid})", markup=False)
+    out.print(f"State folder   {ep.home}", markup=False)
+    if not started:
+        out.print("Both were already running.", markup=False)
+    out.print('Point the Azure CLI or SDK scripts at them with: eval "$(bspec local env)"', markup=False)
+
+
+@local_app.command("down")
+def down_command(as_json: JsonFlag = False) -> None:
+    """Stop the local Batch service and Azurite by PID, and wait until they have exited."""
+    before = services.status()
+    services.stop()
+    stopped = [
+        {"service": name, "pid": before[name]["pid"]}
+        for name in ("batch", "storage")
+        if before[name]["running"]
+    ]
+    if as_json:
+        emit_json({"home": before["home"], "stopped": stopped})
+        return
+    if not stopped:
+        out.print("The local services were not running.", markup=False)
+        return
+    names = {"batch": "the Batch service", "storage": "Azurite"}
+    out.print(
+        "Stopped " + " and ".join(f"{names[s['service']]} (pid {s['pid']})" for s in stopped) + ".",
+        markup=False,
+    )
+
+
+def _service_status(url: str) -> dict[str, Any]:
+    """The Batch service's own view: pools, their nodes, running tasks."""
+    try:
+        data = services.http_json("GET", f"{url}/_local/status")
+    except (OSError, ValueError, urllib.error.URLError):
+        return {"pools": [], "runningTasks": []}
+    if not isinstance(data, dict):
+        return {"pools": [], "runningTasks": []}
+    return {"pools": list(data.get("pools") or []), "runningTasks": list(data.get("runningTasks") or [])}
+
+
+@local_app.command("status")
+def status_command(as_json: JsonFlag = False) -> None:
+    """Show whether the local services run, where, their PIDs, pools, nodes and running tasks."""
+    state = services.status()
+    batch, storage = state["batch"], state["storage"]
+    inside = _service_status(batch["url"]) if batch["running"] else {"pools": [], "runningTasks": []}
+    if as_json:
+        emit_json({
+            "home": state["home"],
+            "batch": {k: batch[k] for k in ("running", "url", "pid", "port", "log")},
+            "storage": {k: storage[k] for k in ("running", "blobUrl", "pid", "port", "log")},
+            **inside,
+        })
+        return
+
+    def line(label: str, entry: dict[str, Any], url: str | None) -> str:
+        if entry["running"]:
+            return f"{label}  running  {url}  (pid {entry['pid']})"
+        return f"{label}  stopped"
+
+    out.print(line("Batch service", batch, batch["url"]), markup=False)
+    out.print(line("Azurite blob ", storage, storage["blobUrl"]), markup=False)
+    out.print(f"State folder   {state['home']}", markup=False)
+    if not batch["running"]:
+        out.print("Start them with `bspec local up` (other commands start them when needed).", markup=False)
+        return
+    pools = inside["pools"]
+    if not pools:
+        out.print("No pools.", markup=False)
+    for pool in pools:
+        nodes = pool.get("nodes") or []
+        out.print(f"pool {pool.get('id')}  {pool.get('state')}  {len(nodes)} node(s)", markup=False)
+        for node in nodes:
+            out.print(f"  node {node.get('id')}  {node.get('state')}", markup=False)
+    running = inside["runningTasks"]
+    out.print(f"{len(running)} running task(s)", markup=False)
+    for task in running:
+        out.print(
+            f"  task {task.get('jobId')}/{task.get('taskId')}  on {task.get('nodeId')}  pid {task.get('pid')}",
+            markup=False,
+        )
+
+
+def env_variables(ep: services.Endpoints) -> dict[str, str]:
+    """The variables Azure's own tools read, pointing at the local services."""
+    return {
+        "AZURE_BATCH_ENDPOINT": ep.batch_url,
+        "AZURE_BATCH_ACCOUNT": ep.account,
+        "AZURE_BATCH_ACCESS_KEY": ep.key,
+        "AZURE_STORAGE_CONNECTION_STRING": ep.storage_connection_string,
+    }
+
+
+@local_app.command("env")
+def env_command(as_json: JsonFlag = False) -> None:
+    """Print `export` lines for the local services (starting them if needed): eval "$(bspec local env)"."""
+    ep = services.ensure_running(progress=_progress)
+    variables = env_variables(ep)
+    if as_json:
+        emit_json({"home": str(ep.home), "variables": variables})
+        return
+    # Plain writes, not rich: these lines are for a shell to eval, byte for byte.
+    sys.stdout.write("".join(f"export {n}={shlex.quote(v)}\n" for n, v in variables.items()))
+    sys.stdout.flush()
+

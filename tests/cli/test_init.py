@@ -45,6 +45,8 @@ def test_each_scaffold_writes_a_spec_that_validates(
     text = (project / "bspec.yaml").read_text("utf-8")
     assert "[[" not in text and "{{ item" in text  # init rendered its own markers only
 
+    code, out, err = run(capsys, "validate", str(project / "bspec.yaml"))
+    assert code == 0, err
     desired = load(project / "bspec.yaml")
     assert desired.stack == f"my-{template}-project"
     assert desired.pool is not None and desired.pool.id == f"my-{template}-project-pool"

@@ -52,6 +52,9 @@ def test_every_property_of_the_real_schema_is_documented_with_its_description() 
         assert f"| `{name}` |" in text, name
     for description in ("The stack name", "What the task template expands over"):
         assert description in text
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    undescribed = [row.split(" | ")[0] for row in rows if row.endswith("|  |")]
+    assert not undescribed, f"properties without a description: {undescribed}"
 
 
 SMALL = {

@@ -19,6 +19,7 @@ from bspec.errors import InputError, Problem, SpecError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, SequenceNode
 
 PathKey = tuple[str | int, ...]
 
@@ -122,27 +123,62 @@ def parse_document(raw: bytes, file: str) -> Document:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(x for x in (exc.context, exc.problem) if x) or "malformed YAML"
+        where = None
         if "duplicate key" in what:
             what = (exc.problem or what).split(" with value")[0]
+            where = _duplicate_path(yaml, text, mark.line if mark else -1)
         raise SpecError(
             Problem(
                 what,
                 file=file,
                 line=mark.line + 1 if mark else None,
                 column=mark.column + 1 if mark else None,
+                path=json_path(where) if where is not None else None,
             )
         ) from exc
     except YAMLError as exc:
         raise SpecError(Problem(f"malformed YAML: {exc}", file=file)) from exc
     doc = Document(file=file, data=None, raw=raw)
     doc.value_marks[()] = Mark(1, 1)
+    lc = getattr(node, "lc", None)
+    if lc is not None and getattr(lc, "line", None) is not None:
+        doc.value_marks[()] = Mark(lc.line + 1, (lc.col or 0) + 1)
     doc.data = _plain(node, (), doc)
     if doc.data is None:
         raise SpecError(Problem("the spec is empty", file=file, line=1, column=1, path="$"))
     if not isinstance(doc.data, Mapping):
-        raise SpecError(Problem("a spec must be a mapping at the top level", file=file, line=1,
-                                column=1, path="$"))
+        m = doc.value_marks[()]
+        raise SpecError(Problem("a spec must be a mapping at the top level", file=file,
+                                line=m.line, column=m.column, path="$"))
     return doc
+
+
+def _duplicate_path(yaml: YAML, text: str, line: int) -> PathKey | None:
+    """The JSON path of the duplicated key on `line` (0-based), from the composed node tree."""
+    try:
+        root = yaml.compose(text)
+    except YAMLError:
+        return None
+
+    def walk(node: Any, path: PathKey) -> PathKey | None:
+        if isinstance(node, MappingNode):
+            seen: set[str] = set()
+            for k, v in node.value:
+                key = str(getattr(k, "value", k))
+                if key in seen and k.start_mark.line == line:
+                    return (*path, key)
+                seen.add(key)
+                found = walk(v, (*path, key))
+                if found is not None:
+                    return found
+        elif isinstance(node, SequenceNode):
+            for i, v in enumerate(node.value):
+                found = walk(v, (*path, i))
+                if found is not None:
+                    return found
+        return None
+
+    return walk(root, ())
 
 
 def _plain(node: Any, path: PathKey, doc: Document) -> Any:

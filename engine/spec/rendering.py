@@ -663,9 +663,9 @@ class _JobTasks:
         lower = pending.id.lower()
         if lower in self.by_lower:
             other = self.by_lower[lower]
+            first = f"; first{other.origin}" if other.origin else ""
             self.r.problem((*path, "id"), f"task id {pending.id!r} is used twice in job "
-                           f"{self.job_id!r} (ids ignore case; also{other.origin or ' earlier'})"
-                           + origin)
+                           f"{self.job_id!r}, ids ignore case{origin}{first}")
             return False
         self.by_lower[lower] = pending
         self.pending.append(pending)
@@ -791,9 +791,9 @@ class _JobTasks:
                     for q in parents:
                         qk = q.id.lower()
                         if qk in visiting:
-                            path = node.raw_deps[0][0] if node.raw_deps else ()
+                            path = q.raw_deps[0][0] if q.raw_deps else ()
                             self.r.problem(path, f"task dependencies form a cycle through "
-                                           f"{node.id!r} and {q.id!r}" + node.origin)
+                                           f"{q.id!r} and {node.id!r}" + q.origin)
                             return []
                         if qk not in done:
                             stack.append((q, None))

@@ -59,7 +59,8 @@ def _explain(error: ValidationError) -> list[tuple[PathKey, str, bool]]:
     custom = sch.get("x-messages", {}).get(validator)
     if "propertyNames" in error.absolute_schema_path:
         key = str(error.instance)
-        return [((*path, key), f"{key!r} is not a valid name here", True)]
+        why = custom or "not a valid name here"
+        return [((*path, key), f"{key!r}: {why}", True)]
     if validator == "additionalProperties" and isinstance(error.instance, dict):
         known = sorted(sch.get("properties", {}))
         out: list[tuple[PathKey, str, bool]] = []
@@ -76,6 +77,8 @@ def _explain(error: ValidationError) -> list[tuple[PathKey, str, bool]]:
                 message += f" (expected one of: {', '.join(known)})"
             out.append(((*path, key), message, True))
         return out
+    if custom and validator == "pattern":
+        return [(path, f"{error.instance!r}: {custom}", False)]
     if custom:
         return [(path, custom, False)]
     if validator == "required":

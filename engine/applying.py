@@ -122,7 +122,8 @@ def _blobs(changes: list[Change], desired: DesiredState, target: Target, opts: A
         return
     items = [(names[b.container], b.name, b.path, b.md5) for b in uploads]
     total = sum(b.size for b in uploads)
-    with progress(f"Uploading {len(items):,} files", total, "bytes") as advance:
+    noun = "file" if len(items) == 1 else "files"
+    with progress(f"Uploading {len(items):,} {noun}", total, "bytes") as advance:
         result.bytes_uploaded += target.storage.upload_many(
             items, progress=advance, parallel=opts.parallel_uploads)
     result.blobs_uploaded += len(items)
@@ -187,7 +188,8 @@ def _tasks(changes: list[Change], job_changes: list[Change], target: Target, sas
     total = sum(len(v) for v in adds.values())
     if not total:
         return
-    with progress(f"Submitting {total:,} tasks", total, "tasks") as advance:
+    noun = "task" if total == 1 else "tasks"
+    with progress(f"Submitting {total:,} {noun}", total) as advance:
         for job_id, tasks in adds.items():
             for wave in _waves(tasks):
                 bodies = [batch.task_body(t, sas, LOGS_KEY) for t in wave]

@@ -45,7 +45,7 @@ def _change_lines(c: Change) -> list[str]:
     elif c.action is Action.UPDATE and c.fields:
         head += f"  ({', '.join(c.fields)})"
     lines = [head]
-    if c.reason:
+    if c.reason and c.action is not Action.CREATE:
         lines.append(f"      {c.reason}")
     return lines
 

@@ -19,8 +19,8 @@ from bspec import applying, saved_plan
 from bspec.cli import JSON_HELP, app, emit_json, err, out
 from bspec.errors import ConfirmationError, StalePlanError, TaskFailedError
 from bspec.locking import StackLock
-from bspec.model import DesiredState, Plan
-from bspec.planning import PlanOptions, basis, plan, plan_destroy
+from bspec.model import Address, DesiredState, Plan
+from bspec.planning import LOGS_KEY, PlanOptions, basis, plan, plan_destroy
 from bspec.providers import read_actual
 from bspec.reporting import note, plan_json, render_plan
 from bspec.spec import load, parse_var_flags
@@ -71,7 +71,9 @@ def _confirm(yes: bool, question: str) -> None:
 
 
 def _signature(p: Plan) -> list[tuple[str, str]]:
-    return [(c.action.value, str(c.address)) for c in p.pending()]
+    """The plan's changes, less the logs container that taking the lock creates."""
+    return [(c.action.value, str(c.address)) for c in p.pending()
+            if c.address != Address.container(LOGS_KEY)]
 
 
 def run_plan(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
@@ -139,6 +141,7 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
             if sas_ttl is not None:
                 opts.sas_ttl = sas_ttl
             result = applying.apply(again, desired, tgt, opts)
+            p = again
         if show:
             s = p.summary()
             out.print(f"Apply complete: {s['create']} created, {s['update']} updated,"
@@ -185,7 +188,7 @@ def run_destroy(spec: Path, *, var: Sequence[str] = (), target: str | None = Non
             _print_plan(p, destroy=True)
         if not p.empty():
             _confirm(yes, "Destroy these resources?")
-            has_logs = any(c.address.parts[0] == "_bspec" for c in p.pending())
+            has_logs = any(c.address.parts[0] == LOGS_KEY for c in p.pending())
             if has_logs:
                 with StackLock(tgt.storage, desired.logs_container.name, lock_timeout,
                                "destroy"):

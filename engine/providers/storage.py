@@ -190,25 +190,32 @@ class StorageProvider:
                   duration: int = 60) -> str | None:
         """Take a lease on the lock blob and record the holder in its metadata.
 
-        Returns the lease id, or None when someone else holds it."""
-        self.ensure_container(container)
+        Returns the lease id, or None when someone else holds it. Three writes when the
+        lock blob exists (acquire, record, and later release)."""
         bc = self.client.get_blob_client(container, blob)
-        try:
-            bc.upload_blob(b"", overwrite=False)
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise translate(exc, "storage", f"create lock {container}/{blob}") from exc
         lease = BlobLeaseClient(bc)
-        try:
-            lease.acquire(lease_duration=duration)
-        except ResourceExistsError:
-            return None
-        except AzureError as exc:
-            err = translate(exc, "storage", "acquire lock")
-            if err.status == 409:
+        for _ in range(3):
+            try:
+                lease.acquire(lease_duration=duration)
+                break
+            except ResourceNotFoundError:
+                self.ensure_container(container)
+                try:
+                    bc.upload_blob(b"", overwrite=False)
+                except ResourceExistsError:
+                    pass
+                except AzureError as exc:
+                    raise translate(exc, "storage", f"create lock {container}/{blob}") from exc
+            except ResourceExistsError:
                 return None
-            raise err from exc
+            except AzureError as exc:
+                err = translate(exc, "storage", "acquire lock")
+                if err.status == 409:
+                    return None
+                raise err from exc
+        else:
+            raise ServiceError(f"storage: cannot create the lock blob {container}/{blob}",
+                               service="storage")
         self._call("record lock holder", bc.set_blob_metadata, holder, lease=lease.id)
         return str(lease.id)
 

@@ -1,0 +1,162 @@
+"""The service's state: one SQLite database (WAL), one writer (the event loop's thread).
+
+Every resource is a row of `resources`: its kind (pool, job, task, node), its parent's key (a
+task's job, a node's pool; "" otherwise), its key (the id lowercased, since Batch ids are
+case-insensitive), its state (indexed, so lists filtered by state don't decode every body), its
+Batch body as JSON, and `meta`, JSON the API never shows (scheduler bookkeeping). `seq` orders
+lists and is the paging token.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (kind, parent, key)
+);
+CREATE INDEX IF NOT EXISTS resources_state ON resources (kind, parent, state, seq);
+"""
+
+
+@dataclass
+class Row:
+    """One stored resource; `body` is what the API shows, `meta` what only the service sees."""
+
+    kind: str
+    parent: str
+    key: str
+    body: dict[str, Any]
+    meta: dict[str, Any]
+    seq: int = 0
+
+
+class Store:
+    """Synchronous SQLite access; called only from the event loop's thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes (a task collection) into one commit; nests."""
+        if self._depth == 0:
+            self.db.execute("BEGIN")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self.db.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self.db.execute("COMMIT")
+
+    @staticmethod
+    def _row(r: tuple[Any, ...]) -> Row:
+        return Row(r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[0])
+
+    def get(self, kind: str, parent: str, key: str) -> Row | None:
+        cur = self.db.execute(
+            "SELECT seq, kind, parent, key, body, meta FROM resources"
+            " WHERE kind=? AND parent=? AND key=?",
+            (kind, parent, key.lower()),
+        )
+        r = cur.fetchone()
+        return self._row(r) if r else None
+
+    def put(self, row: Row) -> None:
+        """Insert or replace (keeping the row's place in list order)."""
+        state = str(row.body.get("state", "") or "")
+        body = json.dumps(row.body, separators=(",", ":"))
+        meta = json.dumps(row.meta, separators=(",", ":"))
+        cur = self.db.execute(
+            "INSERT INTO resources (kind, parent, key, state, body, meta) VALUES (?,?,?,?,?,?)"
+            " ON CONFLICT (kind, parent, key) DO UPDATE SET state=excluded.state,"
+            " body=excluded.body, meta=excluded.meta RETURNING seq",
+            (row.kind, row.parent, row.key.lower(), state, body, meta),
+        )
+        row.seq = int(cur.fetchone()[0])
+
+    def put_many(self, rows: list[Row]) -> None:
+        with self.transaction():
+            for row in rows:
+                self.put(row)
+
+    def delete(self, kind: str, parent: str, key: str) -> None:
+        self.db.execute(
+            "DELETE FROM resources WHERE kind=? AND parent=? AND key=?", (kind, parent, key.lower())
+        )
+
+    def delete_children(self, kind: str, parent: str) -> None:
+        self.db.execute("DELETE FROM resources WHERE kind=? AND parent=?", (kind, parent))
+
+    def iter(
+        self,
+        kind: str,
+        parent: str = "",
+        *,
+        after: int = 0,
+        state: tuple[str, str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Row]:
+        """Rows in list order after seq `after`, optionally pre-filtered by state (eq/ne)."""
+        sql = ("SELECT seq, kind, parent, key, body, meta FROM resources"
+               " WHERE kind=? AND parent=? AND seq>?")
+        args: list[Any] = [kind, parent, after]
+        if state is not None:
+            sql += " AND state=?" if state[0] == "eq" else " AND state<>?"
+            args.append(state[1])
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        for r in self.db.execute(sql, args).fetchall():
+            yield self._row(r)
+
+    def iter_all(self, kind: str, *, state: str | None = None) -> Iterator[Row]:
+        """Every row of a kind across parents (the scheduler's scans)."""
+        sql = "SELECT seq, kind, parent, key, body, meta FROM resources WHERE kind=?"
+        args: list[Any] = [kind]
+        if state is not None:
+            sql += " AND state=?"
+            args.append(state)
+        for r in self.db.execute(sql + " ORDER BY seq", args).fetchall():
+            yield self._row(r)
+
+    def states(self, kind: str, parent: str) -> dict[str, str]:
+        """key -> state for every child, without decoding bodies (dependency checks)."""
+        cur = self.db.execute(
+            "SELECT key, state FROM resources WHERE kind=? AND parent=?", (kind, parent)
+        )
+        return {k: s for k, s in cur.fetchall()}
+
+    def count_states(self, kind: str, parent: str) -> dict[str, int]:
+        cur = self.db.execute(
+            "SELECT state, COUNT(*) FROM resources WHERE kind=? AND parent=? GROUP BY state",
+            (kind, parent),
+        )
+        return {s: int(n) for s, n in cur.fetchall()}

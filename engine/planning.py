@@ -524,11 +524,15 @@ def plan_destroy(desired: DesiredState, actual: ActualState, target: str = "loca
     return Plan(stack, target, tuple(changes))
 
 
-def basis(actual: ActualState) -> dict[str, Any]:
-    """What a saved plan was based on: every resource's diffed fields and owner, no state
-    of running tasks. Two equal bases plan the same changes."""
+def basis(actual: ActualState, only: Iterable[Address] | None = None) -> dict[str, Any]:
+    """What a saved plan was based on: the diffed fields and owner of the resources a plan
+    covers (`only`), without the state of running tasks or the logs container (taking the
+    lock creates it). Two equal bases plan the same changes."""
+    keep = None if only is None else set(only)
     out: dict[str, Any] = {}
     for addr, r in sorted(actual.resources.items()):
+        if (keep is not None and addr not in keep) or addr == Address.container(LOGS_KEY):
+            continue
         entry: dict[str, Any] = {"props": dict(r.props), "owner": r.owner}
         if addr.kind is Kind.JOB or r.state == "deleting":
             entry["state"] = r.state
@@ -536,11 +540,17 @@ def basis(actual: ActualState) -> dict[str, Any]:
     return out
 
 
+def covered(p: Plan) -> set[Address]:
+    """The addresses a plan covers, no-ops included."""
+    return {c.address for c in p.changes}
+
+
 __all__ = [
     "LOGS_KEY",
     "ContainerSpec",
     "PlanOptions",
     "basis",
+    "covered",
     "desired_job_props",
     "desired_pool_props",
     "desired_task_props",

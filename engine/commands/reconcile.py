@@ -19,8 +19,8 @@ from bspec import applying, saved_plan
 from bspec.cli import JSON_HELP, app, emit_json, err, out
 from bspec.errors import ConfirmationError, StalePlanError, TaskFailedError
 from bspec.locking import StackLock
-from bspec.model import Address, DesiredState, Plan
-from bspec.planning import LOGS_KEY, PlanOptions, basis, plan, plan_destroy
+from bspec.model import ActualState, Address, DesiredState, Plan
+from bspec.planning import LOGS_KEY, PlanOptions, basis, covered, plan, plan_destroy
 from bspec.providers import read_actual
 from bspec.reporting import note, plan_json, render_plan
 from bspec.spec import load, parse_var_flags
@@ -86,7 +86,7 @@ def run_plan(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
         actual = read_actual(desired, tgt.batch, tgt.storage)
         p = plan(desired, actual, PlanOptions(name, adopt))
         if out_file is not None:
-            saved_plan.save(out_file, p, desired, basis(actual), adopt=adopt)
+            saved_plan.save(out_file, p, desired, basis(actual, covered(p)), adopt=adopt)
         if show:
             _print_plan(p)
         return p, plan_json(p, tgt.counter.snapshot())
@@ -120,9 +120,9 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
            lock_timeout: float, show: bool, wait_timeout: float | None) -> Outcome:
     options = PlanOptions(name, adopt)
     actual = read_actual(desired, tgt.batch, tgt.storage)
-    if saved is not None:
-        saved_plan.check_fresh(saved, basis(actual))
     p = plan(desired, actual, options)
+    if saved is not None:
+        _check_fresh(saved, actual, p)
     if show:
         _print_plan(p)
     result = applying.ApplyResult()
@@ -130,9 +130,9 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
         _confirm(yes, "Apply these changes?")
         with StackLock(tgt.storage, desired.logs_container.name, lock_timeout, "apply"):
             actual = read_actual(desired, tgt.batch, tgt.storage)
-            if saved is not None:
-                saved_plan.check_fresh(saved, basis(actual))
             again = plan(desired, actual, options)
+            if saved is not None:
+                _check_fresh(saved, actual, again)
             if _signature(again) != _signature(p):
                 raise StalePlanError("the services changed while the plan was shown;"
                                      " nothing was changed",
@@ -141,7 +141,6 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
             if sas_ttl is not None:
                 opts.sas_ttl = sas_ttl
             result = applying.apply(again, desired, tgt, opts)
-            p = again
         if show:
             s = p.summary()
             out.print(f"Apply complete: {s['create']} created, {s['update']} updated,"
@@ -165,6 +164,11 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
             exit_code = TaskFailedError.exit_code
     data["requests"] = tgt.counter.snapshot()
     return Outcome(data, exit_code)
+
+
+def _check_fresh(saved: saved_plan.SavedPlan, actual: ActualState, now: Plan) -> None:
+    keys = covered(now) | {Address.parse(a) for a in saved.basis}
+    saved_plan.check_fresh(saved, basis(actual, keys))
 
 
 def _tasks_json(w: WatchResult) -> dict[str, Any]:

@@ -105,7 +105,9 @@ def connection_string(blob_url: str) -> str:
 
 def _cmdline(pid: int) -> str | None:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return None
 
@@ -222,9 +224,7 @@ def _tail(log: Path, lines: int = 15) -> str:
 # ---------------------------------------------------------------------------- HTTP probes
 
 
-def http_json(
-    method: str, url: str, body: Any | None = None, timeout: float = 5.0
-) -> Any:
+def http_json(method: str, url: str, body: Any | None = None, timeout: float = 5.0) -> Any:
     """A small JSON request to a loopback-only `/_local/*` path of the Batch service."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
@@ -240,7 +240,11 @@ def _batch_ready(url: str, pid: int) -> bool:
         health = http_json("GET", f"{url}/_local/health", timeout=2.0)
     except (OSError, ValueError):
         return False
-    return isinstance(health, dict) and health.get("status") == "ok" and health.get("pid") in (pid, None)
+    return (
+        isinstance(health, dict)
+        and health.get("status") == "ok"
+        and health.get("pid") in (pid, None)
+    )
 
 
 def _azurite_ready(blob_url: str) -> bool:
@@ -350,9 +354,7 @@ _BATCH_MARKER = "bspec.localbatch"
 _AZURITE_MARKER = "azurite"
 
 
-def _wait_ready(
-    name: str, proc_pid: int, log: Path, ready: Any, timeout: float
-) -> None:
+def _wait_ready(name: str, proc_pid: int, log: Path, ready: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready():
@@ -374,8 +376,16 @@ def _start_batch(
 ) -> dict[str, Any]:
     log = home / "logs" / "batch.log"
     args = [
-        sys.executable, "-m", "bspec.localbatch",
-        "--home", str(home), "--host", HOST, "--port", str(port), *extra_args,
+        sys.executable,
+        "-m",
+        "bspec.localbatch",
+        "--home",
+        str(home),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        *extra_args,
     ]
     proc = _spawn(args, log, home)
     url = f"http://{HOST}:{port}"
@@ -390,8 +400,16 @@ def _start_azurite(home: Path, port: int, timeout: float) -> dict[str, Any]:
     location.mkdir(exist_ok=True, mode=0o700)
     args = [
         *command,
-        "--blobHost", HOST, "--blobPort", str(port), "--location", str(location),
-        "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry",
+        "--blobHost",
+        HOST,
+        "--blobPort",
+        str(port),
+        "--location",
+        str(location),
+        "--skipApiVersionCheck",
+        "--loose",
+        "--silent",
+        "--disableTelemetry",
     ]
     proc = _spawn(args, log, home)
     blob_url = f"http://{HOST}:{port}/{AZURITE_ACCOUNT}"
@@ -415,7 +433,9 @@ class StorageEndpoint:
 
 
 def _storage_ok(storage: dict[str, Any]) -> bool:
-    return _alive(storage.get("pid"), _AZURITE_MARKER) and _azurite_ready(str(storage.get("blobUrl")))
+    return _alive(storage.get("pid"), _AZURITE_MARKER) and _azurite_ready(
+        str(storage.get("blobUrl"))
+    )
 
 
 def _batch_ok(batch: dict[str, Any]) -> bool:

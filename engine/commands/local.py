@@ -46,11 +46,15 @@ def _endpoints_json(ep: services.Endpoints) -> dict[str, Any]:
 def up_command(
     batch_port: Annotated[
         int | None,
-        typer.Option("--batch-port", help="Port for the Batch service (default 10080, or a free one)."),
+        typer.Option(
+            "--batch-port", help="Port for the Batch service (default 10080, or a free one)."
+        ),
     ] = None,
     storage_port: Annotated[
         int | None,
-        typer.Option("--storage-port", help="Port for Azurite's blob service (default 10000, or a free one)."),
+        typer.Option(
+            "--storage-port", help="Port for Azurite's blob service (default 10000, or a free one)."
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -63,12 +67,16 @@ def up_command(
     if as_json:
         emit_json({**_endpoints_json(ep), "started": started})
         return
-    out.print(f"Batch service  {ep.batch_url}  (account {ep.account}, pid {ep.batch_pid})", markup=False)
+    out.print(
+        f"Batch service  {ep.batch_url}  (account {ep.account}, pid {ep.batch_pid})", markup=False
+    )
     out.print(f"Azurite blob   {ep.blob_url}  (pid {ep.storage_pid})", markup=False)
     out.print(f"State folder   {ep.home}", markup=False)
     if not started:
         out.print("Both were already running.", markup=False)
-    out.print('Point the Azure CLI or SDK scripts at them with: eval "$(bspec local env)"', markup=False)
+    out.print(
+        'Point the Azure CLI or SDK scripts at them with: eval "$(bspec local env)"', markup=False
+    )
 
 
 @local_app.command("down")
@@ -102,7 +110,10 @@ def _service_status(url: str) -> dict[str, Any]:
         return {"pools": [], "runningTasks": []}
     if not isinstance(data, dict):
         return {"pools": [], "runningTasks": []}
-    return {"pools": list(data.get("pools") or []), "runningTasks": list(data.get("runningTasks") or [])}
+    return {
+        "pools": list(data.get("pools") or []),
+        "runningTasks": list(data.get("runningTasks") or []),
+    }
 
 
 @local_app.command("status")
@@ -110,14 +121,18 @@ def status_command(as_json: JsonFlag = False) -> None:
     """Show whether the local services run, where, their PIDs, pools, nodes and running tasks."""
     state = services.status()
     batch, storage = state["batch"], state["storage"]
-    inside = _service_status(batch["url"]) if batch["running"] else {"pools": [], "runningTasks": []}
+    inside = (
+        _service_status(batch["url"]) if batch["running"] else {"pools": [], "runningTasks": []}
+    )
     if as_json:
-        emit_json({
-            "home": state["home"],
-            "batch": {k: batch[k] for k in ("running", "url", "pid", "port", "log")},
-            "storage": {k: storage[k] for k in ("running", "blobUrl", "pid", "port", "log")},
-            **inside,
-        })
+        emit_json(
+            {
+                "home": state["home"],
+                "batch": {k: batch[k] for k in ("running", "url", "pid", "port", "log")},
+                "storage": {k: storage[k] for k in ("running", "blobUrl", "pid", "port", "log")},
+                **inside,
+            }
+        )
         return
 
     def line(label: str, entry: dict[str, Any], url: str | None) -> str:
@@ -129,7 +144,10 @@ def status_command(as_json: JsonFlag = False) -> None:
     out.print(line("Azurite blob ", storage, storage["blobUrl"]), markup=False)
     out.print(f"State folder   {state['home']}", markup=False)
     if not batch["running"]:
-        out.print("Start them with `bspec local up` (other commands start them when needed).", markup=False)
+        out.print(
+            "Start them with `bspec local up` (other commands start them when needed).",
+            markup=False,
+        )
         return
     pools = inside["pools"]
     if not pools:
@@ -169,4 +187,3 @@ def env_command(as_json: JsonFlag = False) -> None:
     # Plain writes, not rich: these lines are for a shell to eval, byte for byte.
     sys.stdout.write("".join(f"export {n}={shlex.quote(v)}\n" for n, v in variables.items()))
     sys.stdout.flush()
-

@@ -90,7 +90,9 @@ class Outcome:
     stage: str  # "resourcefiles" | "process" | "timeout" | "killed" | "outputfiles" | "done"
 
 
-def failure_info(code: str, message: str, category: str = "usererror", **details: str) -> dict[str, Any]:
+def failure_info(
+    code: str, message: str, category: str = "usererror", **details: str
+) -> dict[str, Any]:
     """Batch's TaskFailureInfo: category, code, message and name/value details."""
     pairs = [{"name": "Message", "value": message}]
     pairs += [{"name": k, "value": redact(v)} for k, v in details.items()]
@@ -149,7 +151,9 @@ def _storage_version(url: str) -> str:
     return query.get("sv", [STORAGE_VERSION])[0]
 
 
-def match_output_files(pattern: str, working_dir: Path, env: Mapping[str, str]) -> tuple[list[tuple[Path, str]], bool]:
+def match_output_files(
+    pattern: str, working_dir: Path, env: Mapping[str, str]
+) -> tuple[list[tuple[Path, str]], bool]:
     """Files an output file pattern matches, each with its name relative to the pattern's
     fixed part; and whether the pattern had wildcards. `*` stays within one folder, `**`
     spans folders, names starting with "." only match when the pattern says so."""
@@ -195,7 +199,9 @@ class TaskRun:
         if pid is not None and not self._exited:
             _signal_group(pid, signal.SIGTERM)
             with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().call_later(KILL_GRACE, _signal_group, pid, signal.SIGKILL)
+                asyncio.get_running_loop().call_later(
+                    KILL_GRACE, _signal_group, pid, signal.SIGKILL
+                )
 
     async def run(self, on_running: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
         """Resource files, then the process (holding a `processes` slot), then output files."""
@@ -204,9 +210,16 @@ class TaskRun:
             ex.task_dir.mkdir(parents=True, exist_ok=True)
             ex.working_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            return self._outcome("failure", None, failure_info(
-                "ResourceDirectoryCreateFailed", f"Cannot create the task's folder: {exc.strerror}",
-            ), None, "resourcefiles")
+            return self._outcome(
+                "failure",
+                None,
+                failure_info(
+                    "ResourceDirectoryCreateFailed",
+                    f"Cannot create the task's folder: {exc.strerror}",
+                ),
+                None,
+                "resourcefiles",
+            )
 
         try:
             done = await self._unless_killed(self._download_all())
@@ -237,14 +250,27 @@ class TaskRun:
         result = "success" if stage == "process" and exit_code == 0 else "failure"
         upload_error = await self._upload_all(result)
         if stage == "timeout":
-            return self._outcome("failure", None, failure_info(
-                "MaxWallClockTimeExpiry",
-                "The task ran longer than its maxWallClockTime constraint allows, and was killed",
-            ), start_time, "timeout")
+            return self._outcome(
+                "failure",
+                None,
+                failure_info(
+                    "MaxWallClockTimeExpiry",
+                    "The task ran longer than its maxWallClockTime constraint allows, and was killed",
+                ),
+                start_time,
+                "timeout",
+            )
         if result == "failure":
-            return self._outcome("failure", exit_code, failure_info(
-                "FailureExitCode", "The task exited with an exit code representing a failure",
-            ), start_time, "process")
+            return self._outcome(
+                "failure",
+                exit_code,
+                failure_info(
+                    "FailureExitCode",
+                    "The task exited with an exit code representing a failure",
+                ),
+                start_time,
+                "process",
+            )
         if upload_error is not None:
             return self._outcome("failure", exit_code, upload_error, start_time, "outputfiles")
         return self._outcome("success", exit_code, None, start_time, "done")
@@ -256,7 +282,9 @@ class TaskRun:
         try:
             argv = shlex.split(ex.command_line)
         except ValueError as exc:
-            return failure_info("CommandLaunchFailed", f"The command line cannot be split into words: {exc}")
+            return failure_info(
+                "CommandLaunchFailed", f"The command line cannot be split into words: {exc}"
+            )
         if not argv:
             return failure_info("CommandLaunchFailed", "The command line is empty")
         env = _base_environment()
@@ -276,11 +304,13 @@ class TaskRun:
             )
         except FileNotFoundError:
             return failure_info(
-                "CommandProgramNotFound", f"The program {argv[0]!r} of the command line was not found",
+                "CommandProgramNotFound",
+                f"The program {argv[0]!r} of the command line was not found",
             )
         except PermissionError:
             return failure_info(
-                "CommandLaunchFailed", f"The program {argv[0]!r} of the command line is not executable",
+                "CommandLaunchFailed",
+                f"The program {argv[0]!r} of the command line is not executable",
             )
         except OSError as exc:
             return failure_info("CommandLaunchFailed", f"The task could not start: {exc.strerror}")
@@ -292,7 +322,9 @@ class TaskRun:
             _signal_group(proc.pid, signal.SIGKILL)
         return proc, _now()
 
-    async def _wait(self, proc: asyncio.subprocess.Process, start: datetime) -> tuple[int | None, str]:
+    async def _wait(
+        self, proc: asyncio.subprocess.Process, start: datetime
+    ) -> tuple[int | None, str]:
         """Wait for exit, kill() or the wall clock; returns (exit code, stage)."""
         limit = self.execution.max_wall_clock_time
         waiter = asyncio.ensure_future(proc.wait())
@@ -347,23 +379,29 @@ class TaskRun:
 
     async def _download_http(self, rf: ResourceFile) -> None:
         assert rf.http_url is not None
-        name = rf.file_path or urllib.parse.unquote(urllib.parse.urlsplit(rf.http_url).path.rsplit("/", 1)[-1])
+        name = rf.file_path or urllib.parse.unquote(
+            urllib.parse.urlsplit(rf.http_url).path.rsplit("/", 1)[-1]
+        )
         target = _inside(self.execution.working_dir, name)
         if target is None or target == self.execution.working_dir:
-            raise _StepFailed(failure_info(
-                "ResourceFileCreateFailed",
-                f"The resource file path {name!r} is outside the task's working directory",
-            ))
+            raise _StepFailed(
+                failure_info(
+                    "ResourceFileCreateFailed",
+                    f"The resource file path {name!r} is outside the task's working directory",
+                )
+            )
         await self._fetch(rf.http_url, target, self._mode(rf))
 
     async def _download_container(self, rf: ResourceFile) -> None:
         assert rf.storage_container_url is not None
         folder = _inside(self.execution.working_dir, rf.file_path)
         if folder is None:
-            raise _StepFailed(failure_info(
-                "ResourceFileCreateFailed",
-                f"The resource file path {rf.file_path!r} is outside the task's working directory",
-            ))
+            raise _StepFailed(
+                failure_info(
+                    "ResourceFileCreateFailed",
+                    f"The resource file path {rf.file_path!r} is outside the task's working directory",
+                )
+            )
         for blob in await self._list_blobs(rf.storage_container_url, rf.blob_prefix or ""):
             target = _inside(folder, blob)
             if target is None or target == folder:
@@ -379,24 +417,34 @@ class TaskRun:
             )
             url = _with_query(container_url, query)
             try:
-                async with self.http.get(url, headers={"x-ms-version": _storage_version(url)}) as resp:
+                async with self.http.get(
+                    url, headers={"x-ms-version": _storage_version(url)}
+                ) as resp:
                     body = await resp.read()
                     if resp.status == 403:
-                        raise _StepFailed(failure_info(
-                            "ResourceContainerAccessDenied",
-                            "Access to a resource file container was denied", Url=redact(container_url),
-                        ))
+                        raise _StepFailed(
+                            failure_info(
+                                "ResourceContainerAccessDenied",
+                                "Access to a resource file container was denied",
+                                Url=redact(container_url),
+                            )
+                        )
                     if resp.status >= 300:
-                        raise _StepFailed(failure_info(
-                            "ResourceContainerListMiscError",
-                            f"Listing a resource file container failed with HTTP {resp.status}",
-                            Url=redact(container_url),
-                        ))
+                        raise _StepFailed(
+                            failure_info(
+                                "ResourceContainerListMiscError",
+                                f"Listing a resource file container failed with HTTP {resp.status}",
+                                Url=redact(container_url),
+                            )
+                        )
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _StepFailed(failure_info(
-                    "ResourceContainerListMiscError", f"Listing a resource file container failed: {exc}",
-                    Url=redact(container_url),
-                )) from exc
+                raise _StepFailed(
+                    failure_info(
+                        "ResourceContainerListMiscError",
+                        f"Listing a resource file container failed: {exc}",
+                        Url=redact(container_url),
+                    )
+                ) from exc
             root = ET.fromstring(body)
             names += [el.text or "" for el in root.iterfind("./Blobs/Blob/Name")]
             marker = root.findtext("NextMarker") or ""
@@ -408,39 +456,62 @@ class TaskRun:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _StepFailed(failure_info(
-                "ResourceDirectoryCreateFailed", f"Cannot create {target.parent}: {exc.strerror}",
-            )) from exc
+            raise _StepFailed(
+                failure_info(
+                    "ResourceDirectoryCreateFailed",
+                    f"Cannot create {target.parent}: {exc.strerror}",
+                )
+            ) from exc
         try:
             async with self.http.get(url, headers={"x-ms-version": _storage_version(url)}) as resp:
                 if resp.status == 404:
-                    raise _StepFailed(failure_info("BlobNotFound", "A resource file was not found", Url=safe))
+                    raise _StepFailed(
+                        failure_info("BlobNotFound", "A resource file was not found", Url=safe)
+                    )
                 if resp.status == 403:
-                    raise _StepFailed(failure_info(
-                        "BlobAccessDenied", "Access to a resource file was denied", Url=safe,
-                    ))
+                    raise _StepFailed(
+                        failure_info(
+                            "BlobAccessDenied",
+                            "Access to a resource file was denied",
+                            Url=safe,
+                        )
+                    )
                 if resp.status >= 300:
-                    raise _StepFailed(failure_info(
-                        "BlobDownloadMiscError",
-                        f"Downloading a resource file failed with HTTP {resp.status}", Url=safe,
-                    ))
+                    raise _StepFailed(
+                        failure_info(
+                            "BlobDownloadMiscError",
+                            f"Downloading a resource file failed with HTTP {resp.status}",
+                            Url=safe,
+                        )
+                    )
                 try:
                     with open(target, "wb") as fh:
                         async for chunk in resp.content.iter_chunked(1 << 20):
                             fh.write(chunk)
                     os.chmod(target, mode)
                 except OSError as exc:
-                    raise _StepFailed(failure_info(
-                        "ResourceFileWriteFailed", f"Cannot write {target.name}: {exc.strerror}",
-                    )) from exc
+                    raise _StepFailed(
+                        failure_info(
+                            "ResourceFileWriteFailed",
+                            f"Cannot write {target.name}: {exc.strerror}",
+                        )
+                    ) from exc
         except TimeoutError as exc:
-            raise _StepFailed(failure_info(
-                "BlobDownloadTimedOut", "Downloading a resource file timed out", Url=safe,
-            )) from exc
+            raise _StepFailed(
+                failure_info(
+                    "BlobDownloadTimedOut",
+                    "Downloading a resource file timed out",
+                    Url=safe,
+                )
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise _StepFailed(failure_info(
-                "BlobDownloadMiscError", f"Downloading a resource file failed: {redact(str(exc))}", Url=safe,
-            )) from exc
+            raise _StepFailed(
+                failure_info(
+                    "BlobDownloadMiscError",
+                    f"Downloading a resource file failed: {redact(str(exc))}",
+                    Url=safe,
+                )
+            ) from exc
 
     # ------------------------------------------------------------------ output files
 
@@ -448,8 +519,11 @@ class TaskRun:
         """Upload every output file whose condition holds; the first failure, or None."""
         ex = self.execution
         env = {**_base_environment(), **ex.environment}
-        wanted = {"tasksuccess": result == "success", "taskfailure": result == "failure",
-                  "taskcompletion": True}
+        wanted = {
+            "tasksuccess": result == "success",
+            "taskfailure": result == "failure",
+            "taskcompletion": True,
+        }
         first_error: dict[str, Any] | None = None
         out_lines: list[str] = []
         err_lines: list[str] = []
@@ -464,22 +538,31 @@ class TaskRun:
                     name = spec.path or relative
                 try:
                     await self._upload(path, spec.container_url, name)
-                    out_lines.append(f"uploaded {path} to {redact(_blob_url(spec.container_url, name))}")
+                    out_lines.append(
+                        f"uploaded {path} to {redact(_blob_url(spec.container_url, name))}"
+                    )
                 except _StepFailed as exc:
                     err_lines.append(f"{path}: {exc.info['message']}")
                     log.warning("output file upload failed: %s: %s", path, exc.info["message"])
                     first_error = first_error or exc.info
         if out_lines or err_lines:
             with contextlib.suppress(OSError):
-                (ex.task_dir / "fileuploadout.txt").write_text("".join(f"{line}\n" for line in out_lines))
-                (ex.task_dir / "fileuploaderr.txt").write_text("".join(f"{line}\n" for line in err_lines))
+                (ex.task_dir / "fileuploadout.txt").write_text(
+                    "".join(f"{line}\n" for line in out_lines)
+                )
+                (ex.task_dir / "fileuploaderr.txt").write_text(
+                    "".join(f"{line}\n" for line in err_lines)
+                )
         return first_error
 
     async def _upload(self, path: Path, container_url: str, name: str) -> None:
         size = path.stat().st_size
         url = _blob_url(container_url, name)
-        headers = {"x-ms-version": _storage_version(url), "x-ms-blob-type": "BlockBlob",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "x-ms-version": _storage_version(url),
+            "x-ms-blob-type": "BlockBlob",
+            "Content-Type": "application/octet-stream",
+        }
         if size <= BLOCK_SIZE:
             await self._put(url, headers, path.read_bytes(), container_url)
             return
@@ -489,17 +572,32 @@ class TaskRun:
             while chunk := fh.read(BLOCK_SIZE):
                 block_id = base64.b64encode(f"{index:08d}".encode()).decode()
                 query = urllib.parse.urlencode({"comp": "block", "blockid": block_id})
-                await self._put(_blob_url(container_url, name, query),
-                                {"x-ms-version": headers["x-ms-version"]}, chunk, container_url)
+                await self._put(
+                    _blob_url(container_url, name, query),
+                    {"x-ms-version": headers["x-ms-version"]},
+                    chunk,
+                    container_url,
+                )
                 ids.append(block_id)
                 index += 1
-        body = ("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>"
-                + "".join(f"<Latest>{i}</Latest>" for i in ids) + "</BlockList>").encode()
-        await self._put(_blob_url(container_url, name, "comp=blocklist"),
-                        {"x-ms-version": headers["x-ms-version"],
-                         "x-ms-blob-content-type": "application/octet-stream"}, body, container_url)
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?><BlockList>'
+            + "".join(f"<Latest>{i}</Latest>" for i in ids)
+            + "</BlockList>"
+        ).encode()
+        await self._put(
+            _blob_url(container_url, name, "comp=blocklist"),
+            {
+                "x-ms-version": headers["x-ms-version"],
+                "x-ms-blob-content-type": "application/octet-stream",
+            },
+            body,
+            container_url,
+        )
 
-    async def _put(self, url: str, headers: dict[str, str], body: bytes, container_url: str) -> None:
+    async def _put(
+        self, url: str, headers: dict[str, str], body: bytes, container_url: str
+    ) -> None:
         safe = redact(container_url)
         for attempt in range(UPLOAD_ATTEMPTS):
             try:
@@ -508,34 +606,64 @@ class TaskRun:
                     if resp.status < 300:
                         return
                     if resp.status == 403:
-                        raise _StepFailed(failure_info(
-                            "FileUploadAccessDenied", "Access to an output file container was denied",
-                            Url=safe))
+                        raise _StepFailed(
+                            failure_info(
+                                "FileUploadAccessDenied",
+                                "Access to an output file container was denied",
+                                Url=safe,
+                            )
+                        )
                     if resp.status == 404:
-                        raise _StepFailed(failure_info(
-                            "FileUploadContainerNotFound", "An output file container does not exist",
-                            Url=safe))
+                        raise _StepFailed(
+                            failure_info(
+                                "FileUploadContainerNotFound",
+                                "An output file container does not exist",
+                                Url=safe,
+                            )
+                        )
                     if (resp.status < 500 and resp.status != 429) or attempt == UPLOAD_ATTEMPTS - 1:
-                        raise _StepFailed(failure_info(
-                            "FileUploadMiscError",
-                            f"Uploading an output file failed with HTTP {resp.status}", Url=safe))
+                        raise _StepFailed(
+                            failure_info(
+                                "FileUploadMiscError",
+                                f"Uploading an output file failed with HTTP {resp.status}",
+                                Url=safe,
+                            )
+                        )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt == UPLOAD_ATTEMPTS - 1:
-                    raise _StepFailed(failure_info(
-                        "FileUploadMiscError", f"Uploading an output file failed: {redact(str(exc))}",
-                        Url=safe)) from exc
+                    raise _StepFailed(
+                        failure_info(
+                            "FileUploadMiscError",
+                            f"Uploading an output file failed: {redact(str(exc))}",
+                            Url=safe,
+                        )
+                    ) from exc
             await asyncio.sleep(0.2 * (attempt + 1))
 
     # ------------------------------------------------------------------ outcomes
 
-    def _outcome(self, result: str, exit_code: int | None, info: dict[str, Any] | None,
-                 start: datetime | None, stage: str) -> Outcome:
+    def _outcome(
+        self,
+        result: str,
+        exit_code: int | None,
+        info: dict[str, Any] | None,
+        start: datetime | None,
+        stage: str,
+    ) -> Outcome:
         return Outcome(result, exit_code, info, start, _now(), stage)
 
     def _killed_outcome(self, start: datetime | None) -> Outcome:
-        return self._outcome("failure", None, failure_info(
-            "TaskEnded", "The task was ended before it completed", category="servererror",
-        ), start, "killed")
+        return self._outcome(
+            "failure",
+            None,
+            failure_info(
+                "TaskEnded",
+                "The task was ended before it completed",
+                category="servererror",
+            ),
+            start,
+            "killed",
+        )
 
 
 def _with_query(url: str, query: str) -> str:

@@ -36,8 +36,15 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def bspec(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BSPEC_HOME": str(home)}
-    proc = subprocess.run([BSPEC, *args], env=env, capture_output=True, text=True, timeout=120,
-                          cwd="/", stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [BSPEC, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -91,12 +98,21 @@ def test_up_status_env_down(home: Path) -> None:
         "print(os.environ['AZURE_BATCH_ENDPOINT'], os.environ['AZURE_BATCH_ACCOUNT'], "
         "len(os.environ['AZURE_BATCH_ACCESS_KEY']), sum(1 for _ in c.list_containers()) >= 0)\""
     )
-    shell = subprocess.run(["/bin/bash", "-c", script], env={**os.environ, "BSPEC_HOME": str(home)},
-                           capture_output=True, text=True, timeout=120)
+    shell = subprocess.run(
+        ["/bin/bash", "-c", script],
+        env={**os.environ, "BSPEC_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shell.returncode == 0, shell.stderr
     endpoint, account, key_len, listed = shell.stdout.split()
     assert (endpoint, account, int(key_len), listed) == (
-        first["batch"]["url"], first["batch"]["account"], len(key), "True")
+        first["batch"]["url"],
+        first["batch"]["account"],
+        len(key),
+        "True",
+    )
 
     env_json = json.loads(bspec(home, "local", "env", "--json").stdout)
     validate(env_json, "localEnv")

@@ -27,7 +27,9 @@ PY = sys.executable
 
 
 @pytest.fixture
-def container(azurite: services.StorageEndpoint, unique_id: Callable[[str], str]) -> Iterator[ContainerClient]:
+def container(
+    azurite: services.StorageEndpoint, unique_id: Callable[[str], str]
+) -> Iterator[ContainerClient]:
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     client = service.create_container(unique_id("agent"))
     try:
@@ -39,26 +41,38 @@ def container(azurite: services.StorageEndpoint, unique_id: Callable[[str], str]
 
 def container_sas(client: ContainerClient, **perms: bool) -> str:
     token = generate_container_sas(
-        services.AZURITE_ACCOUNT, client.container_name, account_key=services.AZURITE_KEY,
-        permission=ContainerSasPermissions(**perms), expiry=datetime.now(UTC) + timedelta(hours=1),
+        services.AZURITE_ACCOUNT,
+        client.container_name,
+        account_key=services.AZURITE_KEY,
+        permission=ContainerSasPermissions(**perms),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
     )
     return f"{client.url}?{token}"
 
 
 def blob_sas(client: ContainerClient, name: str) -> str:
     token = generate_blob_sas(
-        services.AZURITE_ACCOUNT, client.container_name, name, account_key=services.AZURITE_KEY,
-        permission="r", expiry=datetime.now(UTC) + timedelta(hours=1),
+        services.AZURITE_ACCOUNT,
+        client.container_name,
+        name,
+        account_key=services.AZURITE_KEY,
+        permission="r",
+        expiry=datetime.now(UTC) + timedelta(hours=1),
     )
     return f"{client.url}/{name}?{token}"
 
 
 def execution(tmp_path: Path, command: str, **kw: Any) -> Execution:
     task_dir = tmp_path / "task"
-    env = {"AZ_BATCH_TASK_ID": "t1", "AZ_BATCH_TASK_DIR": str(task_dir),
-           "AZ_BATCH_TASK_WORKING_DIR": str(task_dir / "wd"), **kw.pop("environment", {})}
-    return Execution(command_line=command, task_dir=task_dir, working_dir=task_dir / "wd",
-                     environment=env, **kw)
+    env = {
+        "AZ_BATCH_TASK_ID": "t1",
+        "AZ_BATCH_TASK_DIR": str(task_dir),
+        "AZ_BATCH_TASK_WORKING_DIR": str(task_dir / "wd"),
+        **kw.pop("environment", {}),
+    }
+    return Execution(
+        command_line=command, task_dir=task_dir, working_dir=task_dir / "wd", environment=env, **kw
+    )
 
 
 def run(ex: Execution, cap: int = 2, kill_after_start: bool = False) -> tuple[Outcome, list[int]]:
@@ -108,10 +122,13 @@ def test_command_runs_without_a_shell_with_its_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, azurite: services.StorageEndpoint
 ) -> None:
     monkeypatch.setenv("BSPEC_SERVICE_ONLY", "leak")
-    script = ("import os, sys; print(sys.argv[1:]); print(os.environ['AZ_BATCH_TASK_ID']); "
-              "print(os.environ.get('BSPEC_SERVICE_ONLY')); print(os.getcwd())")
-    ex = execution(tmp_path, f"{PY} -c \"{script}\" 'a b' '$HOME' \"x;y\"",
-                   environment={"MY_SETTING": "v"})
+    script = (
+        "import os, sys; print(sys.argv[1:]); print(os.environ['AZ_BATCH_TASK_ID']); "
+        "print(os.environ.get('BSPEC_SERVICE_ONLY')); print(os.getcwd())"
+    )
+    ex = execution(
+        tmp_path, f"{PY} -c \"{script}\" 'a b' '$HOME' \"x;y\"", environment={"MY_SETTING": "v"}
+    )
     outcome, pids = run(ex)
     assert outcome.result == "success" and outcome.exit_code == 0 and outcome.stage == "done"
     assert outcome.failure_info is None and outcome.start_time is not None
@@ -120,7 +137,9 @@ def test_command_runs_without_a_shell_with_its_environment(
     assert lines == ["['a b', '$HOME', 'x;y']", "t1", "None", str(ex.working_dir)]
 
 
-def test_nonzero_exit_is_a_failure_with_stderr(tmp_path: Path, azurite: services.StorageEndpoint) -> None:
+def test_nonzero_exit_is_a_failure_with_stderr(
+    tmp_path: Path, azurite: services.StorageEndpoint
+) -> None:
     ex = execution(tmp_path, "/bin/sh -c 'echo oops >&2; exit 3'")
     outcome, _ = run(ex)
     assert (outcome.result, outcome.exit_code, outcome.stage) == ("failure", 3, "process")
@@ -130,16 +149,23 @@ def test_nonzero_exit_is_a_failure_with_stderr(tmp_path: Path, azurite: services
     assert (ex.task_dir / "stderr.txt").read_text() == "oops\n"
 
 
-def test_missing_program_is_reported_not_raised(tmp_path: Path, azurite: services.StorageEndpoint) -> None:
+def test_missing_program_is_reported_not_raised(
+    tmp_path: Path, azurite: services.StorageEndpoint
+) -> None:
     outcome, pids = run(execution(tmp_path, "no-such-program-bspec --flag"))
     assert (outcome.result, outcome.exit_code, pids) == ("failure", None, [])
     assert outcome.failure_info is not None
     assert outcome.failure_info["code"] == "CommandProgramNotFound"
 
 
-def test_wall_clock_kills_the_whole_process_group(tmp_path: Path, azurite: services.StorageEndpoint) -> None:
-    ex = execution(tmp_path, "/bin/sh -c 'sleep 60 & echo $! > grandchild.pid; sleep 60'",
-                   max_wall_clock_time=1.0)
+def test_wall_clock_kills_the_whole_process_group(
+    tmp_path: Path, azurite: services.StorageEndpoint
+) -> None:
+    ex = execution(
+        tmp_path,
+        "/bin/sh -c 'sleep 60 & echo $! > grandchild.pid; sleep 60'",
+        max_wall_clock_time=1.0,
+    )
     outcome, pids = run(ex)
     assert (outcome.result, outcome.exit_code, outcome.stage) == ("failure", None, "timeout")
     assert outcome.failure_info is not None
@@ -170,18 +196,24 @@ def test_kill_before_start_runs_nothing(tmp_path: Path, azurite: services.Storag
     assert not (ex.working_dir / "ran").exists()
 
 
-def test_processes_semaphore_caps_concurrency(tmp_path: Path, azurite: services.StorageEndpoint) -> None:
+def test_processes_semaphore_caps_concurrency(
+    tmp_path: Path, azurite: services.StorageEndpoint
+) -> None:
     marker = tmp_path / "busy"
-    script = (f"import os, sys, time; p = {str(marker)!r}\n"
-              "try: fd = os.open(p, os.O_CREAT | os.O_EXCL)\n"
-              "except FileExistsError: sys.exit(9)\n"
-              "time.sleep(0.3); os.close(fd); os.unlink(p)")
+    script = (
+        f"import os, sys, time; p = {str(marker)!r}\n"
+        "try: fd = os.open(p, os.O_CREAT | os.O_EXCL)\n"
+        "except FileExistsError: sys.exit(9)\n"
+        "time.sleep(0.3); os.close(fd); os.unlink(p)"
+    )
 
     async def main() -> list[Outcome]:
         cap = asyncio.Semaphore(1)
         async with aiohttp.ClientSession() as http:
-            runs = [TaskRun(execution(tmp_path / f"t{i}", f"{PY} -c {shlex.quote(script)}"), http, cap)
-                    for i in range(3)]
+            runs = [
+                TaskRun(execution(tmp_path / f"t{i}", f"{PY} -c {shlex.quote(script)}"), http, cap)
+                for i in range(3)
+            ]
             return list(await asyncio.gather(*(r.run() for r in runs)))
 
     assert [o.exit_code for o in asyncio.run(main())] == [0, 0, 0]
@@ -196,12 +228,20 @@ def test_resource_files_from_http_and_container(tmp_path: Path, container: Conta
     container.upload_blob("elsewhere/c.txt", b"not wanted\n")
     container.upload_blob("tool.sh", b"#!/bin/sh\necho tool ran\n")
     ex = execution(
-        tmp_path, "./bin/tool.sh",
+        tmp_path,
+        "./bin/tool.sh",
         resource_files=(
-            ResourceFile(http_url=blob_sas(container, "tool.sh"), file_path="bin/tool.sh", file_mode="0755"),
-            ResourceFile(storage_container_url=container_sas(container, read=True, list=True),
-                         blob_prefix="data/", file_path="inputs"),
-            ResourceFile(http_url=blob_sas(container, "elsewhere/c.txt"), file_path="c.txt", file_mode="0640"),
+            ResourceFile(
+                http_url=blob_sas(container, "tool.sh"), file_path="bin/tool.sh", file_mode="0755"
+            ),
+            ResourceFile(
+                storage_container_url=container_sas(container, read=True, list=True),
+                blob_prefix="data/",
+                file_path="inputs",
+            ),
+            ResourceFile(
+                http_url=blob_sas(container, "elsewhere/c.txt"), file_path="c.txt", file_mode="0640"
+            ),
         ),
     )
     outcome, _ = run(ex)
@@ -215,31 +255,53 @@ def test_resource_files_from_http_and_container(tmp_path: Path, container: Conta
     assert (ex.task_dir / "stdout.txt").read_text() == "tool ran\n"
 
 
-def test_missing_resource_file_fails_before_the_process(tmp_path: Path, container: ContainerClient) -> None:
-    ex = execution(tmp_path, "/bin/sh -c 'touch ran'",
-                   resource_files=(ResourceFile(http_url=blob_sas(container, "absent.txt"), file_path="x"),))
+def test_missing_resource_file_fails_before_the_process(
+    tmp_path: Path, container: ContainerClient
+) -> None:
+    ex = execution(
+        tmp_path,
+        "/bin/sh -c 'touch ran'",
+        resource_files=(ResourceFile(http_url=blob_sas(container, "absent.txt"), file_path="x"),),
+    )
     outcome, pids = run(ex)
-    assert (outcome.result, outcome.exit_code, outcome.stage, pids) == ("failure", None, "resourcefiles", [])
+    assert (outcome.result, outcome.exit_code, outcome.stage, pids) == (
+        "failure",
+        None,
+        "resourcefiles",
+        [],
+    )
     assert outcome.failure_info is not None
     assert outcome.failure_info["code"] == "BlobNotFound"
     assert "sig=" not in repr(outcome.failure_info) or "sig=REDACTED" in repr(outcome.failure_info)
     assert not (ex.working_dir / "ran").exists()
 
 
-def test_container_listing_without_permission_is_access_denied(tmp_path: Path, container: ContainerClient) -> None:
+def test_container_listing_without_permission_is_access_denied(
+    tmp_path: Path, container: ContainerClient
+) -> None:
     container.upload_blob("a.txt", b"a")
-    ex = execution(tmp_path, "/bin/true", resource_files=(
-        ResourceFile(storage_container_url=container_sas(container, write=True)),))
+    ex = execution(
+        tmp_path,
+        "/bin/true",
+        resource_files=(ResourceFile(storage_container_url=container_sas(container, write=True)),),
+    )
     outcome, _ = run(ex)
     assert outcome.failure_info is not None
     assert outcome.failure_info["code"] == "ResourceContainerAccessDenied"
     assert outcome.stage == "resourcefiles"
 
 
-def test_resource_file_path_cannot_leave_the_working_dir(tmp_path: Path, container: ContainerClient) -> None:
+def test_resource_file_path_cannot_leave_the_working_dir(
+    tmp_path: Path, container: ContainerClient
+) -> None:
     container.upload_blob("a.txt", b"a")
-    ex = execution(tmp_path, "/bin/true", resource_files=(
-        ResourceFile(http_url=blob_sas(container, "a.txt"), file_path="../../escaped.txt"),))
+    ex = execution(
+        tmp_path,
+        "/bin/true",
+        resource_files=(
+            ResourceFile(http_url=blob_sas(container, "a.txt"), file_path="../../escaped.txt"),
+        ),
+    )
     outcome, _ = run(ex)
     assert outcome.failure_info is not None
     assert outcome.failure_info["code"] == "ResourceFileCreateFailed"
@@ -271,9 +333,14 @@ def test_output_files_on_success(tmp_path: Path, container: ContainerClient) -> 
     outcome, _ = run(ex)
     assert outcome.result == "success", outcome
     assert blob_names(container) == {
-        "results/a_OUTPUT.txt", "results/b_OUTPUT.txt",
-        "all/a_OUTPUT.txt", "all/b_OUTPUT.txt", "all/sub/d.txt", "all/sub/deep/c.txt",
-        "logs/stdout.txt", "logs/stderr.txt",
+        "results/a_OUTPUT.txt",
+        "results/b_OUTPUT.txt",
+        "all/a_OUTPUT.txt",
+        "all/b_OUTPUT.txt",
+        "all/sub/d.txt",
+        "all/sub/deep/c.txt",
+        "logs/stdout.txt",
+        "logs/stderr.txt",
         "single/renamed.txt",
     }
     assert container.download_blob("logs/stdout.txt").readall() == b"out\n"
@@ -288,15 +355,26 @@ def test_output_files_on_failure(tmp_path: Path, container: ContainerClient) -> 
     assert (outcome.result, outcome.exit_code) == ("failure", 2)
     assert outcome.failure_info is not None and outcome.failure_info["code"] == "FailureExitCode"
     assert blob_names(container) == {
-        "all/a_OUTPUT.txt", "all/b_OUTPUT.txt", "all/sub/d.txt", "all/sub/deep/c.txt",
-        "logs/stdout.txt", "logs/stderr.txt", "c.txt",
+        "all/a_OUTPUT.txt",
+        "all/b_OUTPUT.txt",
+        "all/sub/d.txt",
+        "all/sub/deep/c.txt",
+        "logs/stdout.txt",
+        "logs/stderr.txt",
+        "c.txt",
     }
 
 
-def test_output_files_after_a_timeout_use_the_failure_condition(tmp_path: Path, container: ContainerClient) -> None:
+def test_output_files_after_a_timeout_use_the_failure_condition(
+    tmp_path: Path, container: ContainerClient
+) -> None:
     url = container_sas(container, create=True, write=True)
-    ex = execution(tmp_path, "/bin/sh -c 'echo started; sleep 60'", max_wall_clock_time=0.5,
-                   output_files=(OutputFile("../stdout.txt", url, "timeout/stdout.txt", "taskfailure"),))
+    ex = execution(
+        tmp_path,
+        "/bin/sh -c 'echo started; sleep 60'",
+        max_wall_clock_time=0.5,
+        output_files=(OutputFile("../stdout.txt", url, "timeout/stdout.txt", "taskfailure"),),
+    )
     outcome, _ = run(ex)
     assert outcome.stage == "timeout"
     assert container.download_blob("timeout/stdout.txt").readall() == b"started\n"
@@ -304,8 +382,9 @@ def test_output_files_after_a_timeout_use_the_failure_condition(tmp_path: Path, 
 
 def test_upload_failure_is_recorded(tmp_path: Path, container: ContainerClient) -> None:
     read_only = container_sas(container, read=True, list=True)
-    ex = execution(tmp_path, "/bin/sh -c 'echo x > out.txt'",
-                   output_files=(OutputFile("out.txt", read_only),))
+    ex = execution(
+        tmp_path, "/bin/sh -c 'echo x > out.txt'", output_files=(OutputFile("out.txt", read_only),)
+    )
     outcome, _ = run(ex)
     assert (outcome.result, outcome.exit_code, outcome.stage) == ("failure", 0, "outputfiles")
     assert outcome.failure_info is not None
@@ -323,7 +402,9 @@ def test_upload_to_a_missing_container_is_recorded(
     url = container_sas(doomed, create=True, write=True)
     doomed.delete_container()
     service.close()
-    ex = execution(tmp_path, "/bin/sh -c 'echo x > out.txt'", output_files=(OutputFile("out.txt", url),))
+    ex = execution(
+        tmp_path, "/bin/sh -c 'echo x > out.txt'", output_files=(OutputFile("out.txt", url),)
+    )
     outcome, _ = run(ex)
     assert (outcome.result, outcome.stage) == ("failure", "outputfiles")
     assert outcome.failure_info is not None
@@ -333,8 +414,11 @@ def test_upload_to_a_missing_container_is_recorded(
 def test_large_output_file_goes_up_in_blocks(tmp_path: Path, container: ContainerClient) -> None:
     url = container_sas(container, create=True, write=True)
     size = 9 * 1024 * 1024 + 123
-    ex = execution(tmp_path, f"{PY} -c \"import os; open('big.bin', 'wb').write(os.urandom({size}))\"",
-                   output_files=(OutputFile("big.bin", url, "big.bin"),))
+    ex = execution(
+        tmp_path,
+        f"{PY} -c \"import os; open('big.bin', 'wb').write(os.urandom({size}))\"",
+        output_files=(OutputFile("big.bin", url, "big.bin"),),
+    )
     outcome, _ = run(ex)
     assert outcome.result == "success", outcome
     data = container.download_blob("big.bin").readall()

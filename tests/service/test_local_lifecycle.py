@@ -51,8 +51,11 @@ def test_up_twice_reuses_the_running_pair_and_down_stops_it(home: Path) -> None:
     assert (second.batch_url, second.blob_url) == (first.batch_url, first.blob_url)
 
     recorded = json.loads((home / "endpoints.json").read_text())
-    assert recorded["batch"] == {"url": first.batch_url, "pid": first.batch_pid,
-                                 "port": int(first.batch_url.rsplit(":", 1)[1])}
+    assert recorded["batch"] == {
+        "url": first.batch_url,
+        "pid": first.batch_pid,
+        "port": int(first.batch_url.rsplit(":", 1)[1]),
+    }
     assert recorded["storage"]["blobUrl"] == first.blob_url
     assert recorded["storage"]["pid"] == first.storage_pid
     assert home.stat().st_mode & 0o777 == 0o700
@@ -99,10 +102,14 @@ def test_a_dead_daemon_is_started_again(home: Path) -> None:
 
 
 def test_two_commands_starting_at_once_share_one_azurite(home: Path) -> None:
-    code = ("import sys; from pathlib import Path; from bspec import services; "
-            "print(services.ensure_storage(Path(sys.argv[1]), port=0).pid)")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(home)], stdout=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    code = (
+        "import sys; from pathlib import Path; from bspec import services; "
+        "print(services.ensure_storage(Path(sys.argv[1]), port=0).pid)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(home)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     pids = {int(p.communicate(timeout=120)[0]) for p in procs}
     assert len(pids) == 1
     assert services.status(home)["storage"]["pid"] == pids.pop()

@@ -16,8 +16,9 @@ from bspec import services
         ({}, "home/.local/state/bspec"),
     ],
 )
-def test_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
-                      expected: str) -> None:
+def test_state_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
     monkeypatch.delenv("BSPEC_HOME", raising=False)
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -357,7 +357,8 @@ _AZURITE_MARKER = "azurite"
 def _wait_ready(name: str, proc_pid: int, log: Path, ready: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ready():
+        # Alive after answering: another server on the same port must not pass for ours.
+        if ready() and _alive(proc_pid):
             return
         if not _alive(proc_pid):
             _reap(proc_pid)
@@ -369,6 +370,18 @@ def _wait_ready(name: str, proc_pid: int, log: Path, ready: Any, timeout: float)
     raise LocalServiceError(
         f"the {name} did not answer within {timeout:.0f} s; the end of {log}:\n{_tail(log)}",
     )
+
+
+def _retry_on_lost_port(
+    start: Callable[[int], dict[str, Any]], port: int, exclude: set[int]
+) -> dict[str, Any]:
+    """START on PORT; if it died because someone took PORT meanwhile, once more on a free one."""
+    try:
+        return start(port)
+    except LocalServiceError:
+        if _port_free(port):
+            raise  # it failed for another reason: say so
+        return start(_choose_port(0, 0, exclude | {port}))
 
 
 def _start_batch(
@@ -460,7 +473,7 @@ def _ensure_storage_locked(
     chosen = _choose_port(wanted, DEFAULT_AZURITE_PORT, exclude)
     if progress is not None:
         progress(f"Starting Azurite (blob) on {HOST}:{chosen}")
-    storage = _start_azurite(home, chosen, timeout)
+    storage = _retry_on_lost_port(lambda p: _start_azurite(home, p, timeout), chosen, exclude)
     data["storage"] = storage
     _write_endpoints(home, data)
     return storage
@@ -519,7 +532,10 @@ def ensure_running(
             taken.add(port)
             if progress is not None:
                 progress(f"Starting the local Batch service on {HOST}:{port}")
-            batch = _start_batch(home, port, batch_args, timeout)
+            batch = _retry_on_lost_port(
+                lambda p: _start_batch(home, p, batch_args, timeout), port, taken
+            )
+            taken.add(int(batch["port"]))
             data["batch"] = batch
             _write_endpoints(home, data)
         storage = _ensure_storage_locked(home, data, azurite_port, taken, timeout, progress)

@@ -138,6 +138,23 @@ def progress(description: str, total: int, unit: str = "") -> Iterator[Callable[
         yield lambda n: bar.advance(task, n)
 
 
+def confirm(yes: bool, question: str) -> None:
+    """Ask on the terminal unless `yes`; ConfirmationError (exit 3) when declined or when
+    there is no terminal to ask."""
+    from bspec.errors import ConfirmationError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationError("no terminal to ask for confirmation",
+                                hint="pass --yes to go ahead without asking")
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if answer.strip().lower() not in ("y", "yes"):
+        raise ConfirmationError("declined; nothing was changed")
+
+
 def note(text: str) -> None:
     """A progress line on stderr."""
     sys.stderr.write(text + "\n")

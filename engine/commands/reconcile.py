@@ -7,7 +7,6 @@ The functions `run_plan`, `run_apply` and `run_destroy` do the work and return t
 # ruff: noqa: B008  (typer declares options as call defaults)
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,13 +15,13 @@ from typing import Any
 
 import typer
 from bspec import applying, saved_plan
-from bspec.cli import JSON_HELP, app, emit_json, err, out
-from bspec.errors import ConfirmationError, StalePlanError, TaskFailedError
+from bspec.cli import JSON_HELP, app, emit_json, out
+from bspec.errors import StalePlanError, TaskFailedError
 from bspec.locking import StackLock
 from bspec.model import ActualState, Address, DesiredState, Plan
 from bspec.planning import LOGS_KEY, PlanOptions, basis, covered, plan, plan_destroy
 from bspec.providers import read_actual
-from bspec.reporting import note, plan_json, render_plan
+from bspec.reporting import confirm, note, plan_json, render_plan
 from bspec.spec import load, parse_var_flags
 from bspec.targets import Target, choose, connect
 from bspec.watching import WatchResult, wait_for_tasks
@@ -59,15 +58,7 @@ def _print_plan(p: Plan, *, destroy: bool = False) -> None:
         out.print(line, markup=False)
 
 
-def _confirm(yes: bool, question: str) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise ConfirmationError("no terminal to ask for confirmation",
-                                hint="pass --yes to apply without asking")
-    answer = err.input(f"{question} [y/N] ")
-    if answer.strip().lower() not in ("y", "yes"):
-        raise ConfirmationError("declined; nothing was changed")
+_confirm = confirm  # kept for callers that imported it from here
 
 
 def _signature(p: Plan) -> list[tuple[str, str]]:

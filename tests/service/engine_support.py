@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import bspec.cli  # noqa: F401  (loads every command module first, as `bspec` does)
 import pytest
 from bspec.commands.reconcile import Outcome, run_apply, run_destroy, run_plan
 from bspec.model import Plan

@@ -60,7 +60,8 @@ def validate(data: dict[str, Any], definition: str) -> None:
     if definition not in schema.get("$defs", {}):
         return
     validator_cls = jsonschema.validators.validator_for(schema)
-    validator_cls({**schema, "$ref": f"#/$defs/{definition}"}).validate(data)
+    one = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    validator_cls(one).validate(data)
 
 
 @needs_batch

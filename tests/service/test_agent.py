@@ -181,6 +181,33 @@ def test_kill_ends_a_running_task(tmp_path: Path, azurite: services.StorageEndpo
     assert wait_gone(pids[0])
 
 
+def test_cancelling_the_run_kills_the_process_group(
+    tmp_path: Path, azurite: services.StorageEndpoint
+) -> None:
+    ex = execution(tmp_path, "/bin/sh -c 'sleep 60 & echo $! > grandchild.pid; sleep 60'")
+    pids: list[int] = []
+
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def on_running(pid: int) -> None:
+            pids.append(pid)
+            started.set()
+
+        async with aiohttp.ClientSession() as http:
+            job = asyncio.ensure_future(TaskRun(ex, http, asyncio.Semaphore(1)).run(on_running))
+            await started.wait()
+            while not (ex.working_dir / "grandchild.pid").exists():
+                await asyncio.sleep(0.02)
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+
+    asyncio.run(main())
+    grandchild = int((ex.working_dir / "grandchild.pid").read_text())
+    assert wait_gone(pids[0]) and wait_gone(grandchild)
+
+
 def test_kill_before_start_runs_nothing(tmp_path: Path, azurite: services.StorageEndpoint) -> None:
     ex = execution(tmp_path, "/bin/sh -c 'touch ran'")
 

@@ -217,7 +217,7 @@ def plan_command(
     if as_json:
         emit_json(data)
     if detailed_exitcode and not p.empty():
-        raise typer.Exit(4)
+        raise SystemExit(4)
 
 
 @app.command("apply")
@@ -241,7 +241,7 @@ def apply_command(
     if as_json:
         emit_json(result.data)
     if result.exit_code:
-        raise typer.Exit(result.exit_code)
+        raise SystemExit(result.exit_code)
 
 
 @app.command("destroy")

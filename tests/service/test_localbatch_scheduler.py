@@ -107,11 +107,9 @@ def test_nodes_start_task_and_environment(checked_client: Any, uid: Ids,
                  "AZ_BATCH_NODE_STARTUP_DIR", "AZ_BATCH_ACCOUNT_URL", "AZ_BATCH_TASK_USER"):
         assert env[name], name
     assert read(checked_client, job_id, "env", "stderr.txt") == "oops\n"
-    headers = checked_client.get_task_file_properties(job_id, "env", "stderr.txt",
-                                                      cls=lambda _r, _b, h: h)
-    assert headers["Content-Length"] == 5 or headers["Content-Length"] == "5"
-    assert headers["ocp-batch-file-isdirectory"] in (False, "false")
-    assert headers["ocp-batch-file-mode"] and headers["ocp-creation-time"]
+    props = checked_client.get_task_file_properties(job_id, "env", "stderr.txt")
+    assert props.content_length == 5 and props.is_directory is False
+    assert props.file_mode and props.creation_time and props.url.endswith("/stderr.txt")
     ranged = b"".join(checked_client.download_task_file(job_id, "env", "stderr.txt",
                                                         ocp_range="bytes=1-2"))
     assert ranged == b"op"

@@ -3,17 +3,29 @@
 An azure-core policy placed after the retry policy sees every request that goes on the
 wire (retries included), so the figures mean the same on the local and the azure target.
 Reads are GET and HEAD; everything else is a write.
+
+Testing hook: with `BSPEC_TEST_KILL_AFTER_WRITES=k` in the environment, the process
+SIGKILLs itself as soon as the answer to its k-th write request (both services counted
+together) arrives, before acting on it, so reliability tests pick crash points exactly.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from typing import Any
 
-from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 SERVICES = ("batch", "storage")
+KILL_ENV = "BSPEC_TEST_KILL_AFTER_WRITES"
+
+
+def _kill_after() -> int | None:
+    value = os.environ.get(KILL_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 class RequestCounter:
@@ -23,10 +35,14 @@ class RequestCounter:
         self._lock = threading.Lock()
         self._counts = {s: {"read": 0, "write": 0} for s in SERVICES}
 
-    def add(self, service: str, method: str) -> None:
+    def add(self, service: str, method: str) -> int:
+        """Count one request; returns its ordinal among all writes (0 for a read)."""
         kind = "read" if method.upper() in ("GET", "HEAD") else "write"
         with self._lock:
             self._counts.setdefault(service, {"read": 0, "write": 0})[kind] += 1
+            if kind == "read":
+                return 0
+            return sum(c["write"] for c in self._counts.values())
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self._lock:
@@ -48,6 +64,14 @@ class CountingPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
         super().__init__()
         self.counter = counter
         self.service = service
+        self.kill_after = _kill_after()
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
-        self.counter.add(self.service, request.http_request.method)
+        ordinal = self.counter.add(self.service, request.http_request.method)
+        if self.kill_after is not None and ordinal == self.kill_after:
+            request.context["bspec_kill"] = True
+
+    def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
+                    ) -> None:
+        if request.context.get("bspec_kill"):
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -23,6 +23,17 @@ LEASE_SECONDS = 60
 RENEW_EVERY = 20.0
 
 
+def describe(h: dict[str, str]) -> str:
+    """The holder recorded in the lock blob, in words."""
+    return (f"{h.get('user', '?')}@{h.get('host', '?')} (pid {h.get('pid', '?')},"
+            f" bspec {h.get('command', '?')}, since {h.get('since', '?')})")
+
+
+def break_lock(storage: StorageProvider, container: str) -> dict[str, str] | None:
+    """Break the stack's lock on purpose (`bspec unlock`); the holder it had, or None."""
+    return storage.break_lease(container, LOCK_BLOB)
+
+
 class StackLock:
     """`with StackLock(storage, container, timeout):` holds the stack's lock."""
 

@@ -236,6 +236,21 @@ class StorageProvider:
         with contextlib.suppress(AzureError):  # else it expires by itself within 60 s
             BlobLeaseClient(bc, lease_id=lease_id).release()
 
+    def break_lease(self, container: str, blob: str) -> dict[str, str] | None:
+        """Break the lock blob's lease at once (`bspec unlock`); returns the holder it
+        recorded, or None when the blob is missing or not leased."""
+        bc = self.client.get_blob_client(container, blob)
+        try:
+            props = bc.get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise translate(exc, "storage", "read lock") from exc
+        if str(getattr(props.lease, "state", "")).lower() not in ("leased", "breaking"):
+            return None
+        self._call("break lock", BlobLeaseClient(bc).break_lease, lease_break_period=0)
+        return dict(props.metadata or {})
+
     def download(self, container: str, name: str) -> bytes:
         bc = self.client.get_blob_client(container, name)
         data: bytes = self._call(f"download {container}/{name}",

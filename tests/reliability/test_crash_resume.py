@@ -1,0 +1,116 @@
+"""Crash and resume: an apply killed with SIGKILL at a chosen point, then applied again,
+converges to exactly the desired state (every task once with its fingerprint, every blob
+with its MD5, the pool and the job, nothing else), and the next plan is "No changes.".
+
+Kill points are chosen by request count: `BSPEC_TEST_KILL_AFTER_WRITES=k` makes the apply
+SIGKILL itself when the answer to its k-th write arrives (providers/counting.py). One recorded
+run gives the number of writes W; the trials kill after every k in 1..W (containers, lock,
+uploads, pool, job, each chunk of task submission), plus a few at random times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bspec.commands.reconcile import run_apply, run_plan
+from bspec.commands.unlock import run_unlock
+
+from .conftest import Bspec, Snapshot, assert_converged, container_bytes, desired_of
+
+KILL_ENV = "BSPEC_TEST_KILL_AFTER_WRITES"
+TASKS = 130  # two chunks of task submission (100 tasks per request)
+
+
+def record(name: str, data: Any) -> None:
+    """Append a figure for docs/reliability.md when BSPEC_RELIABILITY_FIGURES names a file."""
+    target = os.environ.get("BSPEC_RELIABILITY_FIGURES")
+    if target:
+        with open(target, "a") as fh:
+            fh.write(json.dumps({"test": name, "data": data}) + "\n")
+
+
+def at_kill(snap: Snapshot) -> str:
+    """What existed when the apply died, in words, for the figures."""
+    blobs = sum(len(b) for b in snap.containers.values())
+    tasks = sum(len(t) for t in snap.tasks.values())
+    return (f"{len(snap.containers)} containers, {blobs} blobs, {len(snap.pools)} pool,"
+            f" {len(snap.jobs)} job, {tasks} tasks")
+
+
+def trial(bspec: Bspec, state: Callable[[str], Snapshot], name: str, spec: Path, *,
+          kill_after: int | None = None, kill_at: float | None = None,
+          wait: bool = False) -> dict[str, Any]:
+    """Kill one apply, resume it, check convergence. Returns what happened, for figures."""
+    args = ["apply", str(spec), "--yes", "--json", *([] if wait else ["--no-wait"])]
+    env = {KILL_ENV: str(kill_after)} if kill_after else None
+    proc = bspec.popen(args, env)
+    if kill_at is not None:
+        try:
+            proc.wait(timeout=kill_at)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+    first = bspec.finish(args, proc)
+    killed = first.returncode == -signal.SIGKILL
+    if kill_after is not None:
+        assert killed, f"the apply did not die after write {kill_after}:\n{first}"
+    before = at_kill(state(name))
+    unlocked = run_unlock(spec, yes=True, show=False)["unlocked"]
+    again = run_apply(spec, yes=True, show=False, no_wait=not wait)
+    assert again.exit_code == 0, again.data
+    desired = desired_of(spec)
+    assert_converged(state(name), desired)
+    p, data = run_plan(spec, show=False)
+    assert p.empty(), [c["address"] for c in data["changes"]]
+    assert data["requests"]["batch"]["write"] == 0 and data["requests"]["storage"]["write"] == 0
+    return {"killAfterWrite": kill_after, "killAtSeconds": kill_at, "killed": killed,
+            "atKill": before, "lockBroken": unlocked,
+            "resumeSubmitted": again.data["outcome"].get("tasksSubmitted"),
+            "resumeUploaded": again.data["outcome"].get("blobsUploaded")}
+
+
+def test_kill_after_every_write_then_resume(bspec: Bspec, inproc: Any,
+                                             state: Callable[[str], Snapshot],
+                                             stack: Callable[..., tuple[str, Path]]) -> None:
+    # The recorded run: how many writes an uninterrupted apply makes, and what it leaves.
+    ref_name, ref_spec = stack("crash-ref", tasks=TASKS)
+    ref = bspec("apply", str(ref_spec), "--yes", "--no-wait", "--json")
+    assert ref.returncode == 0, str(ref)
+    total = sum(v["write"] for v in ref.json()["requests"].values())
+    assert total >= 10
+    assert_converged(state(ref_name), desired_of(ref_spec))
+    trials = []
+    for k in range(1, total + 1):
+        name, spec = stack(f"crash-k{k}", tasks=TASKS)
+        trials.append(trial(bspec, state, name, spec, kill_after=k))
+    # A few at random times over the recorded run (seeded: the same times every run).
+    rng = random.Random(6)
+    for i in range(4):
+        name, spec = stack(f"crash-t{i}", tasks=TASKS)
+        trials.append(trial(bspec, state, name, spec, kill_at=round(rng.uniform(0.6, 1.6), 2)))
+    assert len(trials) >= 20
+    record("crash", {"writes": total, "trials": trials})
+
+
+def test_kill_while_waiting_then_resume_gives_the_same_outputs(
+        bspec: Bspec, inproc: Any, state: Callable[[str], Snapshot], blob_service: Any,
+        stack: Callable[..., tuple[str, Path]]) -> None:
+    """With a node running the tasks and outputs downloaded: a killed, resumed apply leaves
+    the same output files as an uninterrupted one."""
+    ref_name, ref_spec = stack("wait-ref", tasks=6, nodes=1)
+    ref = bspec("apply", str(ref_spec), "--yes", "--json")
+    assert ref.returncode == 0, str(ref)
+    ref_out = container_bytes(blob_service, f"{ref_name}-output")
+    assert len(ref_out) == 3, sorted(ref_out)
+    trials = []
+    for kill in ({"kill_after": 9}, {"kill_at": 2.0}):
+        name, spec = stack("wait-crash", tasks=6, nodes=1)
+        trials.append(trial(bspec, state, name, spec, wait=True, **kill))  # type: ignore[arg-type]
+        assert container_bytes(blob_service, f"{name}-output") == ref_out
+    record("crash-wait", {"trials": trials})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from bspec.model import OutputFileSpec, ResourceFileSpec
 
@@ -27,6 +28,8 @@ class BlobIndex:
         for container, name, md5 in blobs:
             self._by_container.setdefault(container, {})[name] = md5
         self._prefix_cache: dict[tuple[str, str], list[list[str]]] = {}
+        # canonical JSON of resource/output file specs, which repeat across tasks
+        self.fragments: dict[object, str] = {}
 
     def declares(self, container: str) -> bool:
         """Whether the container has declared (uploaded) files."""
@@ -54,6 +57,53 @@ def canonical(document: object) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def fingerprint_document(
+    *,
+    command_line: str,
+    resource_files: Sequence[ResourceFileSpec],
+    output_files: Sequence[OutputFileSpec],
+    environment: Sequence[tuple[str, str]] | Mapping[str, str],
+    depends_on: Sequence[str],
+    depends_on_ranges: Sequence[tuple[int, int]],
+    parent_fingerprints: Mapping[str, str],
+    blobs: BlobIndex,
+) -> dict[str, Any]:
+    """The document a fingerprint hashes: the definition; `task_fingerprint` is the fast path."""
+    return {
+        "commandLine": command_line,
+        "resourceFiles": [_rf_document(rf, blobs) for rf in resource_files],
+        "outputFiles": [_of_document(o) for o in output_files],
+        "environment": dict(environment),
+        "dependsOn": {
+            "ids": sorted(depends_on),
+            "ranges": [list(r) for r in sorted(depends_on_ranges)],
+        },
+        "parents": [parent_fingerprints[k] for k in sorted(parent_fingerprints)],
+    }
+
+
+def _rf_document(rf: ResourceFileSpec, blobs: BlobIndex) -> dict[str, Any]:
+    return {
+        "container": rf.container,
+        "blob": rf.blob,
+        "prefix": rf.prefix,
+        "filePath": rf.file_path,
+        "fileMode": rf.file_mode,
+        "md5": blobs.reads(rf),
+    }
+
+
+def _of_document(o: OutputFileSpec) -> dict[str, Any]:
+    return {"pattern": o.pattern, "container": o.container, "path": o.path, "when": o.when.value}
+
+
+_EMPTY_DEPENDS = canonical({"ids": [], "ranges": []})
+
+
 def task_fingerprint(
     *,
     command_line: str,
@@ -65,30 +115,38 @@ def task_fingerprint(
     parent_fingerprints: Mapping[str, str],
     blobs: BlobIndex,
 ) -> str:
-    """The fingerprint of one task. `parent_fingerprints`: depended-on task id -> fingerprint."""
-    env = dict(environment)
-    document = {
-        "commandLine": command_line,
-        "resourceFiles": [
-            {
-                "container": rf.container,
-                "blob": rf.blob,
-                "prefix": rf.prefix,
-                "filePath": rf.file_path,
-                "fileMode": rf.file_mode,
-                "md5": blobs.reads(rf),
-            }
-            for rf in resource_files
-        ],
-        "outputFiles": [
-            {"pattern": o.pattern, "container": o.container, "path": o.path, "when": o.when.value}
-            for o in output_files
-        ],
-        "environment": env,
-        "dependsOn": {
-            "ids": sorted(depends_on),
-            "ranges": [list(r) for r in sorted(depends_on_ranges)],
-        },
-        "parents": [parent_fingerprints[k] for k in sorted(parent_fingerprints)],
-    }
-    return PREFIX + hashlib.sha256(canonical(document).encode("utf-8")).hexdigest()
+    """The fingerprint of one task. `parent_fingerprints`: depended-on task id -> fingerprint.
+
+    Builds exactly `canonical(fingerprint_document(...))`, with the parts that repeat from
+    task to task (resource and output files) serialised once and reused.
+    """
+    cache = blobs.fragments
+    rfs = []
+    for rf in resource_files:
+        text = cache.get(rf)
+        if text is None:
+            text = cache[rf] = canonical(_rf_document(rf, blobs))
+        rfs.append(text)
+    ofs = []
+    for o in output_files:
+        text = cache.get(o)
+        if text is None:
+            text = cache[o] = canonical(_of_document(o))
+        ofs.append(text)
+    if depends_on or depends_on_ranges:
+        deps = canonical({"ids": sorted(depends_on),
+                          "ranges": [list(r) for r in sorted(depends_on_ranges)]})
+    else:
+        deps = _EMPTY_DEPENDS
+    env = canonical(dict(environment)) if environment else "{}"
+    parents = (canonical([parent_fingerprints[k] for k in sorted(parent_fingerprints)])
+               if parent_fingerprints else "[]")
+    text = (
+        '{"commandLine":' + _string(command_line)
+        + ',"dependsOn":' + deps
+        + ',"environment":' + env
+        + ',"outputFiles":[' + ",".join(ofs) + "]"
+        + ',"parents":' + parents
+        + ',"resourceFiles":[' + ",".join(rfs) + "]}"
+    )
+    return PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()

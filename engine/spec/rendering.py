@@ -12,6 +12,7 @@ line and JSON path of the string that produced it.
 from __future__ import annotations
 
 import fnmatch
+import gc
 import glob
 import hashlib
 import itertools
@@ -19,7 +20,7 @@ import os
 import re
 import shlex
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -47,6 +48,7 @@ from bspec.spec.fingerprint import BlobIndex, task_fingerprint
 from bspec.spec.loading import Document, PathKey, json_path, parse_scalar
 from bspec.spec.validation import validate
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, Template, TemplateError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -124,19 +126,31 @@ class _Failure(Exception):
 
 
 class _Tpl:
-    """A compiled template string and where it came from."""
+    """A compiled template string and where it came from.
 
-    __slots__ = ("path", "source", "template")
+    Rendering reuses one Jinja Context per template, reset before each item: the scope
+    already holds the environment's globals, so this skips Jinja's per-render context set-up
+    (a ChainMap walk of the globals), the larger part of a short string's cost.
+    """
+
+    __slots__ = ("context", "path", "source", "template")
 
     def __init__(self, template: Template, path: PathKey, source: str) -> None:
         self.template = template
         self.path = path
         self.source = source
+        self.context = Context(template.environment, {}, template.name, template.blocks, None)
 
     def render(self, scope: dict[str, Any]) -> str:
         t = self.template
+        context = self.context
+        context.parent = scope
+        if context.vars:
+            context.vars.clear()
+            context.exported_vars.clear()
+        context.eval_ctx.volatile = False
         try:
-            return "".join(t.root_render_func(t.new_context(scope, shared=True)))
+            return "".join(t.root_render_func(context))
         except Exception as exc:  # any error inside a user's template is bad input
             raise _Failure(self.path, f"template error in {self.source!r}: {_describe(exc)}") from exc
 
@@ -183,6 +197,7 @@ class _Renderer:
         self.problems: list[Problem] = []
         self._seen: set[tuple[str | None, str]] = set()
         self.globals = dict(self.env.globals)
+        self.constants: dict[int, Any] = {}  # template-free dicts of the spec, by id
 
     # ---- problems
 
@@ -212,6 +227,7 @@ class _Renderer:
             items = {k: self.compile(v, (*path, k)) for k, v in node.items()}
             if any(type(v) in (_Tpl, _Map, _Seq) for v in items.values()):
                 return _Map(items)
+            self.constants[id(node)] = node
             return node
         if isinstance(node, list):
             seq = [self.compile(v, (*path, i)) for i, v in enumerate(node)]
@@ -270,7 +286,21 @@ def parse_duration(text: str) -> timedelta:
 
 
 def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> DesiredState:
-    """The desired state of a schema-valid document; SpecError with every problem otherwise."""
+    """The desired state of a schema-valid document; SpecError with every problem otherwise.
+
+    The cyclic garbage collector is paused meanwhile: rendering allocates many small acyclic
+    objects, and collections triggered by them made the cost per task grow with the count.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _render(doc, var_overrides)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _render(doc: Document, var_overrides: Mapping[str, Any] | None) -> DesiredState:
     data: dict[str, Any] = doc.data
     variables: dict[str, Any] = dict(data.get("vars") or {})
     variables.update(var_overrides or {})
@@ -485,8 +515,9 @@ def _command_line(r: _Renderer, body: Mapping[str, Any], path: PathKey,
                   wrapper: Template) -> str:
     if "commands" in body:
         try:
-            return "".join(wrapper.root_render_func(
-                wrapper.new_context(r.scope(commands=list(body["commands"])), shared=True)))
+            scope = r.scope(commands=list(body["commands"]))
+            context = Context(wrapper.environment, scope, wrapper.name, wrapper.blocks, None)
+            return "".join(wrapper.root_render_func(context))
         except Exception as exc:
             raise _Failure((*path, "commands"), f"commandline.j2 failed: {_describe(exc)}") from exc
     return str(body["commandLine"])
@@ -585,6 +616,8 @@ class _JobTasks:
         self.pending: list[_Pending] = []
         self.by_lower: dict[str, _Pending] = {}
         self.wrapper = _wrapper(r)
+        self._memo: dict[int, Any] = {}
+        self._constraints: dict[tuple[Any, ...], TaskConstraintsSpec] = {}
 
     # ---- expansion
 
@@ -678,31 +711,45 @@ class _JobTasks:
                            "(1 to 64 letters, digits, hyphens and underscores; the batchid "
                            "filter makes one)")
         refs = self.refs
-        resource_files = tuple(refs.resource_file(rf, (*path, "resourceFiles", i))
+        resource_files = tuple(self._shared(rf, (*path, "resourceFiles", i), refs.resource_file)
                                for i, rf in enumerate(t.get("resourceFiles") or ()))
-        output_files = tuple(refs.output_file(of, (*path, "outputFiles", i))
+        output_files = tuple(self._shared(of, (*path, "outputFiles", i), refs.output_file)
                              for i, of in enumerate(t.get("outputFiles") or ()))
         c = t.get("constraints") or {}
-        constraints = TaskConstraintsSpec(
-            max_wall_clock_time=_duration(c.get("maxWallClockTime"),
-                                          (*path, "constraints", "maxWallClockTime")),
-            retention_time=_duration(c.get("retentionTime"), (*path, "constraints", "retentionTime")),
-            max_task_retry_count=_int(c.get("maxTaskRetryCount", t.get("maxTaskRetryCount", 0)),
-                                      (*path, "constraints", "maxTaskRetryCount"), -1, 100),
-        )
-        env = t.get("environment") or {}
+        cpath = (*path, "constraints") if c else path
+        key = (c.get("maxWallClockTime"), c.get("retentionTime"),
+               c.get("maxTaskRetryCount", t.get("maxTaskRetryCount", 0)))
+        constraints = self._constraints.get(key)
+        if constraints is None:
+            constraints = TaskConstraintsSpec(
+                max_wall_clock_time=_duration(key[0], cpath, "maxWallClockTime"),
+                retention_time=_duration(key[1], cpath, "retentionTime"),
+                max_task_retry_count=_int(key[2], cpath, "maxTaskRetryCount", -1, 100),
+            )
+            self._constraints[key] = constraints
+        env = t.get("environment")
         fields = {
             "command_line": _command_line(self.r, t, path, self.wrapper),
             "resource_files": resource_files,
             "output_files": output_files,
-            "environment": tuple((k, str(v)) for k, v in env.items()),
+            "environment": tuple((k, str(v)) for k, v in env.items()) if env else (),
             "constraints": constraints,
             "display_name": t.get("displayName"),
-            "elevated": _bool(t.get("elevated", False), (*path, "elevated")),
-            "required_slots": _int(t.get("requiredSlots", 1), (*path, "requiredSlots"), 1, 10_000),
+            "elevated": _bool(t.get("elevated", False), path, "elevated"),
+            "required_slots": _int(t.get("requiredSlots", 1), path, "requiredSlots", 1, 10_000),
         }
         raw = [((*path, "dependsOn", i), d) for i, d in enumerate(t.get("dependsOn") or ())]
         return _Pending(task_id, fields, raw, origin)
+
+    def _shared(self, node: Mapping[str, Any], path: PathKey,
+                build: Callable[[Mapping[str, Any], PathKey], Any]) -> Any:
+        """Build a spec object once per template-free subtree (the same object every item)."""
+        key = id(node)
+        if self.r.constants.get(key) is not node:
+            return build(node, path)
+        if key not in self._memo:
+            self._memo[key] = build(node, path)
+        return self._memo[key]
 
     # ---- dependencies and fingerprints
 
@@ -857,28 +904,32 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _duration(value: Any, path: PathKey) -> timedelta | None:
+def _duration(value: Any, path: PathKey, key: str) -> timedelta | None:
     if value is None:
         return None
     try:
         return parse_duration(str(value).strip())
     except ValueError as exc:
-        raise _Failure(path, str(exc)) from None
+        raise _Failure((*path, key), str(exc)) from None
 
 
-def _int(value: Any, path: PathKey, lo: int, hi: int) -> int:
+def _int(value: Any, path: PathKey, key: str, lo: int, hi: int) -> int:
+    if type(value) is int and lo <= value <= hi:
+        return value
     if isinstance(value, str):
         value = _typed(value, "nodes")
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _Failure(path, f"expected an integer from {lo} to {hi}, got {value!r}")
+        raise _Failure((*path, key), f"expected an integer from {lo} to {hi}, got {value!r}")
     return value
 
 
-def _bool(value: Any, path: PathKey) -> bool:
+def _bool(value: Any, path: PathKey, key: str) -> bool:
+    if value is True or value is False:
+        return value
     if isinstance(value, str):
         value = _typed(value, "elevated")
     if not isinstance(value, bool):
-        raise _Failure(path, f"expected true or false, got {value!r}")
+        raise _Failure((*path, key), f"expected true or false, got {value!r}")
     return value
 
 

@@ -112,3 +112,26 @@ def test_each_field_counts() -> None:
     assert task_fingerprint(blobs=other, **base) != ref  # type: ignore[arg-type]
     prefix = ResourceFileSpec(container="in", prefix="b")
     assert blobs.reads(prefix) == [["b.txt", "1" * 32]]
+
+
+def test_fast_path_hashes_exactly_the_canonical_document() -> None:
+    import hashlib
+
+    from bspec.spec.fingerprint import canonical, fingerprint_document
+
+    blobs = BlobIndex([("in", "ä.txt", "0" * 32)])
+    cases = [
+        {"command_line": "echo 'ü' \"q\" \\\\", "resource_files": [
+            ResourceFileSpec(container="in", blob="ä.txt", file_path="x", file_mode="0755"),
+            ResourceFileSpec(container="in", prefix="")],
+         "output_files": [OutputFileSpec(pattern="*", container="o", path="p/")],
+         "environment": [("B", "2"), ("A", "1")], "depends_on": ["z", "a"],
+         "depends_on_ranges": [(5, 9), (1, 2)], "parent_fingerprints": {"z": "v1:1", "a": "v1:2"}},
+        {"command_line": "", "resource_files": [], "output_files": [], "environment": [],
+         "depends_on": [], "depends_on_ranges": [], "parent_fingerprints": {}},
+    ]
+    for case in cases:
+        expected = "v1:" + hashlib.sha256(
+            canonical(fingerprint_document(blobs=blobs, **case)).encode()).hexdigest()  # type: ignore[arg-type]
+        assert task_fingerprint(blobs=blobs, **case) == expected  # type: ignore[arg-type]
+        assert task_fingerprint(blobs=blobs, **case) == expected  # cached fragments too  # type: ignore[arg-type]

@@ -154,7 +154,9 @@ class Scheduler:
             for node in self.store.iter("node", pool.key):
                 if node.body["state"] == "leavingpool":
                     self._drop_node(pool.key, node.key)
-                else:
+                else:  # a reboot: nothing runs on it any more
+                    node.body["runningTasksCount"] = node.body["runningTaskSlotsCount"] = 0
+                    self.store.put(node)
                     self._boot_node(pool.key, node.key, reboot=True)
             self.pool_changed(pool.key, "requeue")
 

@@ -1,0 +1,108 @@
+"""A service of its own (not the session's): restart keeps state and requeues running tasks;
+the bearer-token mode accepts its token and rejects others."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.batch import BatchClient
+from azure.batch import models as m
+from azure.core.credentials import AzureNamedKeyCredential
+from reference import Reference, response_hook
+from test_localbatch_api import IMAGE, wait_for
+
+TOKEN = "local-test-token"
+
+
+class Server:
+    """`python -m bspec.localbatch` in a folder of its own, stopped by PID."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.home / "batch.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bspec.localbatch", "--home", str(self.home),
+                 "--port", str(self.port), "--delete-delay", "0.1", "--bearer-token", TOKEN],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._healthy, 20, "service up")
+
+    def _healthy(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.url}/_local/health", timeout=1)
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+
+    def client(self, reference: Reference) -> BatchClient:
+        account = json.loads((self.home / "account.json").read_text())
+        return BatchClient(self.url, AzureNamedKeyCredential(account["name"], account["key"]),
+                           raw_response_hook=response_hook(reference))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "home")
+    srv.home.mkdir()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_restart_keeps_state_and_requeues_running_tasks(server: Server,
+                                                        reference: Reference) -> None:
+    with server.client(reference) as c:
+        c.create_pool(m.BatchPoolCreateOptions(id="p", vm_size="standard_d2s_v3",
+                                               virtual_machine_configuration=IMAGE,
+                                               target_dedicated_nodes=1))
+        c.create_job(m.BatchJobCreateOptions(id="j", pool_info=m.BatchPoolInfo(pool_id="p")))
+        c.create_task("j", m.BatchTaskCreateOptions(id="first", command_line="true"))
+        wait_for(lambda: c.get_task("j", "first").state == "completed", what="first done")
+        c.create_task("j", m.BatchTaskCreateOptions(
+            id="long", command_line="/bin/sh -c 'test -f ../../first/wd/../stdout.txt; sleep 3'"))
+        wait_for(lambda: c.get_task("j", "long").state == "running", what="long running")
+    server.stop()
+    server.start()
+    with server.client(reference) as c:
+        assert c.get_task("j", "first").execution_info.result == "success"
+        long = c.get_task("j", "long")
+        assert long.execution_info.requeue_count == 1
+        assert long.state in ("active", "preparing", "running")
+        long = wait_for(lambda: (lambda t: t if t.state == "completed" else None)(
+            c.get_task("j", "long")), 30, "long completed after restart")
+        assert long.execution_info.result == "success"
+        assert [n.state for n in c.list_nodes("p")] == ["idle"]
+
+
+def test_bearer_token_mode(server: Server) -> None:
+    req = urllib.request.Request(f"{server.url}/pools?api-version=2025-06-01.21.0",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    assert json.loads(urllib.request.urlopen(req, timeout=5).read())["value"] == []
+    bad = urllib.request.Request(f"{server.url}/pools?api-version=2025-06-01.21.0",
+                                 headers={"Authorization": "Bearer nope"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(bad, timeout=5)
+    assert err.value.code == 401

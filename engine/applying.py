@@ -27,6 +27,7 @@ from bspec.model import (
     Plan,
     PoolSpec,
     TaskSpec,
+    WhenIdle,
 )
 from bspec.planning import LOGS_KEY, POOL_RESIZE_FIELDS, container_names
 from bspec.providers.storage import DEFAULT_SAS_TTL
@@ -247,3 +248,24 @@ def destroy(plan: Plan, target: Target, say: Callable[[str], None] = note) -> No
     for c in containers:
         if c.address.parts[0] == LOGS_KEY and c.before is not None:
             storage.delete_container(str(c.before.props.get("name")))
+
+
+def when_idle(desired: DesiredState, target: Target, say: Callable[[str], None] = note) -> str:
+    """Once the spec's tasks have completed: what `pool.whenIdle` asks (scale the pool to
+    zero, or delete it). The planner does not count the state this leaves as drift."""
+    pool = desired.pool
+    if pool is None or pool.when_idle is WhenIdle.KEEP:
+        return "kept"
+    current = {r.address.parts[0]: r for r in target.batch.read_pools()}
+    r = current.get(pool.id)
+    if r is None or r.state == "deleting" or r.owner != desired.stack:
+        return "none"
+    if pool.when_idle is WhenIdle.DELETE:
+        say(f"All tasks completed: deleting pool {pool.id} (whenIdle: delete)")
+        target.batch.delete_pool(pool.id)
+        return "deleted"
+    if r.props.get("targetDedicatedNodes") or r.props.get("targetLowPriorityNodes"):
+        say(f"All tasks completed: scaling pool {pool.id} to zero (whenIdle: scaleToZero)")
+        target.batch.resize_pool(pool.id, 0, 0)
+        return "scaledToZero"
+    return "none"

@@ -244,7 +244,7 @@ class _Planner:
         before = self.a.get(addr)
         want = desired_pool_props(spec, self.d)
         if _absent(before):
-            if before is None and spec.when_idle is WhenIdle.DELETE and not work_to_run:
+            if spec.when_idle is WhenIdle.DELETE and not work_to_run:
                 changes.append(Change(Action.NOOP, addr, None, spec,
                                       reason="deleted when idle; no work to run"))
             else:

@@ -153,6 +153,7 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
                           + (f": {f.failure}" if f.failure else ""), markup=False)
         if watched.failed:
             exit_code = TaskFailedError.exit_code
+        data["outcome"]["pool"] = applying.when_idle(desired, tgt, note if show else _quiet)
     data["requests"] = tgt.counter.snapshot()
     return Outcome(data, exit_code)
 
@@ -160,6 +161,10 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
 def _check_fresh(saved: saved_plan.SavedPlan, actual: ActualState, now: Plan) -> None:
     keys = covered(now) | {Address.parse(a) for a in saved.basis}
     saved_plan.check_fresh(saved, basis(actual, keys))
+
+
+def _quiet(_text: str) -> None:
+    return None
 
 
 def _tasks_json(w: WatchResult) -> dict[str, Any]:

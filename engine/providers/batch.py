@@ -299,7 +299,7 @@ class BatchProvider:
                 return
             except AzureError as exc:
                 err = translate(exc, "batch", f"resize pool {pool_id}")
-                if err.service_code == "PoolResizing" or (
+                if err.service_code == "PoolBeingResized" or (
                     err.service_code is None and err.status == 409 and attempt == 0
                 ):
                     self._call(f"stop resize of pool {pool_id}",
@@ -468,7 +468,8 @@ class BatchProvider:
                     f"add tasks to job {job_id}",
                     functools.partial(self.client.create_task_collection, job_id, group))
             except ServiceError as err:
-                if err.service_code == "RequestBodyTooLarge" and len(pending) > 1:
+                if (err.service_code in ("RequestBodyTooLarge", "RequestEntityTooLarge")
+                        and len(pending) > 1):
                     half = len(pending) // 2
                     f1, e1 = self._submit(job_id, pending[:half])
                     f2, e2 = self._submit(job_id, pending[half:])

@@ -38,6 +38,7 @@ class Stack:
         self.pool_id = f"{name}-pool"
         self.job_id = f"{name}-job"
         self.container_names: dict[str, str] = {}
+        self.when_idle: str | None = None
 
     @property
     def spec(self) -> Path:
@@ -83,6 +84,8 @@ class Stack:
                      "nodes": self.nodes},
             "jobs": [{"id": self.job_id, "tasks": tasks}],
         }
+        if self.when_idle:
+            spec["pool"]["whenIdle"] = self.when_idle
         self.spec.write_text(json.dumps(spec, indent=1))
         return self.spec
 

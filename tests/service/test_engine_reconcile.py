@@ -273,3 +273,20 @@ def test_a_task_runs_and_its_logs_survive(make_stack: Callable[..., Stack],
     # outputs bspec did not upload are never pruned; a converged apply writes nothing
     again = s.apply(no_wait=False)
     assert writes(again.data) == {"batch": 0, "storage": 0}
+
+
+@pytest.mark.parametrize("when_idle", ["delete", "scaleToZero"])
+def test_when_idle_is_done_and_not_undone(make_stack: Callable[..., Stack], batch_client: Any,
+                                          when_idle: str) -> None:
+    s = make_stack(files={"a.txt": "one"})
+    s.nodes = 1
+    s.when_idle = when_idle
+    out = s.apply(no_wait=False, wait_timeout=120)
+    assert out.data["outcome"]["pool"] == {"delete": "deleted",
+                                           "scaleToZero": "scaledToZero"}[when_idle]
+    assert s.plan()[0].empty()  # the idle pool is not drift
+    s.files["b.txt"] = "two"  # work again: the pool comes back
+    p, _ = s.plan()
+    expected = ("create", f"pool/{s.pool_id}") if when_idle == "delete" else (
+        "update", f"pool/{s.pool_id}")
+    assert expected in changes(p)

@@ -269,8 +269,20 @@ class BatchProvider:
 
     def create_pool(self, spec: PoolSpec, sas: SasMaker) -> None:
         body = models.BatchPoolCreateOptions(self.pool_body(spec, sas))
-        self._retry_being_deleted(f"create pool {spec.id}",
-                                  lambda: self.client.create_pool(body))
+        try:
+            self._retry_being_deleted(f"create pool {spec.id}",
+                                      lambda: self.client.create_pool(body))
+        except ConflictError as err:
+            if err.service_code != "PoolExists" or not self._ours("pool", spec.id):
+                raise
+
+    def _ours(self, kind: str, rid: str) -> bool:
+        """After an `...Exists` answer to a create (a retried POST that had already
+        succeeded): whether what is there carries this stack's tag."""
+        lister = self.client.list_pools if kind == "pool" else self.client.list_jobs
+        found = self._list(f"list {kind}s", lister, filter=f"id eq '{rid}'",
+                           select=["id", "metadata"])
+        return bool(found) and _meta(found[0].metadata).get(STACK_METADATA) == self.stack
 
     def patch_pool(self, spec: PoolSpec, fields: Sequence[str], sas: SasMaker) -> None:
         full = self.pool_body(spec, sas)
@@ -367,7 +379,12 @@ class BatchProvider:
 
     def create_job(self, spec: JobSpec) -> None:
         body = models.BatchJobCreateOptions(self.job_body(spec))
-        self._retry_being_deleted(f"create job {spec.id}", lambda: self.client.create_job(body))
+        try:
+            self._retry_being_deleted(f"create job {spec.id}",
+                                      lambda: self.client.create_job(body))
+        except ConflictError as err:
+            if err.service_code != "JobExists" or not self._ours("job", spec.id):
+                raise
 
     def update_job(self, spec: JobSpec) -> None:
         full = self.job_body(spec)

@@ -9,12 +9,23 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bspec.cli import main
 from bspec.spec import load
+from jsonschema import Draft202012Validator
 
 TEMPLATES = ("sweep", "topwords")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def check_output(data: dict[str, Any], definition: str) -> None:
+    """The --json object matches its shape in schema/output.schema.json, and the whole schema."""
+    schema = json.loads((REPO / "schema" / "output.schema.json").read_text("utf-8"))
+    Draft202012Validator(schema).validate(data)
+    one = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    Draft202012Validator(one).validate(data)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -36,6 +47,7 @@ def test_each_scaffold_writes_a_spec_that_validates(
     code, out, _ = run(capsys, "init", str(project), "--template", template, "--json")
     assert code == 0
     result = json.loads(out)
+    check_output(result, "init")
     assert result["template"] == template
     assert result["name"] == f"my-{template}-project"
     assert "bspec.yaml" in result["files"]
@@ -120,6 +132,7 @@ def test_list_shows_every_template_with_a_description(capsys: pytest.CaptureFixt
 
     code, out, _ = run(capsys, "init", "--list", "--json")
     assert code == 0
+    check_output(json.loads(out), "initList")
     listed = json.loads(out)["templates"]
     assert [t["name"] for t in listed] == list(TEMPLATES)
     assert all(t["description"] for t in listed)
@@ -140,6 +153,7 @@ def test_bad_input_exits_2_and_writes_nothing(
     argv = ["init", *([str(target)] if message else []), *args, "--json"]
     code, out, _ = run(capsys, *argv)
     assert code == 2
+    check_output(json.loads(out), "error")
     error = json.loads(out)["error"]
     assert message is None or message in error["message"]
     assert not target.exists()

@@ -15,6 +15,7 @@ from typing import Any
 
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.pipeline.policies import RetryPolicy
 from azure.storage.blob import BlobServiceClient
 from bspec.errors import InputError
 from bspec.providers.batch import BatchProvider
@@ -52,8 +53,25 @@ class Target:
                 c.close()
 
 
+RETRY_TOTAL = 6  # attempts after the first, per request; each waits out Retry-After
+
+
+class BatchRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+    """azure-core's retry, extended to Batch's POSTs (creates, task collections, resizes).
+
+    azure-core retries POST only on 500/503/504 answers, not on 429 or a dropped connection,
+    so one throttled or dropped task submission failed a whole apply. Batch creates are keyed
+    by id, so a repeated POST cannot duplicate anything: it answers PoolExists, JobExists or
+    TaskExists (which the engine counts as success when the fingerprint matches)."""
+
+    def _is_method_retryable(self, settings: dict[str, Any], request: Any,
+                             response: Any = None) -> bool:
+        return True
+
+
 def _clients_opts(counter: RequestCounter, service: str) -> dict[str, Any]:
-    return {"per_retry_policies": [CountingPolicy(counter, service)]}
+    return {"per_retry_policies": [CountingPolicy(counter, service)],
+            "retry_policy": BatchRetryPolicy(retry_total=RETRY_TOTAL)}
 
 
 def _connection_key(conn: str) -> str | None:

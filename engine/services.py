@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -266,35 +265,77 @@ def _checkout_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def azurite_command() -> list[str]:
-    """How to run azurite-blob: the checkout's node_modules, else BSPEC_AZURITE, else PATH."""
-    local = _checkout_root() / "node_modules" / ".bin" / "azurite-blob"
-    env = os.environ.get("BSPEC_AZURITE")
+def _on_path(name: str) -> str | None:
+    """NAME on PATH, looking only in absolute folders: never the current one."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not folder or not os.path.isabs(folder):
+            continue
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _npm_ci(root: Path, log: Path, progress: Progress | None) -> bool:
+    """Install the pinned Azurite with `npm ci` in bspec's checkout; whether it worked."""
+    npm = _on_path("npm")
+    if (
+        npm is None
+        or not (root / "package.json").exists()
+        or not (root / "package-lock.json").exists()
+    ):
+        return False
+    if progress is not None:
+        progress(f"Installing Azurite with `npm ci` in {root} (once)")
+    with open(log, "ab") as fh:
+        try:
+            done = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return done.returncode == 0
+
+
+def azurite_command(home: Path | None = None, progress: Progress | None = None) -> list[str]:
+    """How to run azurite-blob: the checkout's node_modules (installed with `npm ci` when
+    npm is there and it is missing), else BSPEC_AZURITE, else PATH; never the current folder."""
+    root = _checkout_root()
+    local = root / "node_modules" / ".bin" / "azurite-blob"
+    missing = not local.exists() and not os.environ.get("BSPEC_AZURITE")
+    if missing and _on_path("azurite-blob") is None and _on_path("node") and home is not None:
+        _npm_ci(root, home / "logs" / "npm.log", progress)
     candidates = [str(local)] if local.exists() else []
+    env = os.environ.get("BSPEC_AZURITE")
     if env:
         candidates.append(env)
-    found = shutil.which("azurite-blob")
-    if found and Path(found).resolve().parent != Path.cwd().resolve():
+    found = _on_path("azurite-blob")
+    if found:
         candidates.append(found)
     for candidate in candidates:
-        if not (os.access(candidate, os.X_OK) or Path(candidate).exists()):
+        if not Path(candidate).exists():
             continue
-        node = shutil.which("node")
-        if node is None:
+        if _on_path("node") is None:
             raise LocalServiceError(
                 "Node.js is missing: Azurite, the local Blob Storage emulator, needs it",
                 hint="install Node.js 18 or newer (with npm), e.g. `apt-get install nodejs npm`",
             )
         return [candidate]
-    has_npm = shutil.which("npm") is not None
+    has_npm = _on_path("npm") is not None
     raise LocalServiceError(
         "Azurite (the local Blob Storage emulator) is not installed",
         hint=(
-            f"run `make install` (or `npm ci`) in {_checkout_root()}, or set BSPEC_AZURITE "
+            f"run `make install` (or `npm ci`) in {root}, or set BSPEC_AZURITE "
             "to an azurite-blob executable"
             if has_npm
             else "install Node.js 18 or newer with npm, then run `make install` "
-            f"(or `npm ci`) in {_checkout_root()}"
+            f"(or `npm ci`) in {root}"
         ),
     )
 
@@ -406,8 +447,10 @@ def _start_batch(
     return {"url": url, "pid": proc.pid, "port": port}
 
 
-def _start_azurite(home: Path, port: int, timeout: float) -> dict[str, Any]:
-    command = azurite_command()
+def _start_azurite(
+    home: Path, port: int, timeout: float, progress: Progress | None = None
+) -> dict[str, Any]:
+    command = azurite_command(home, progress)
     log = home / "logs" / "azurite.log"
     location = home / "azurite"
     location.mkdir(exist_ok=True, mode=0o700)
@@ -473,14 +516,20 @@ def _ensure_storage_locked(
     chosen = _choose_port(wanted, DEFAULT_AZURITE_PORT, exclude)
     if progress is not None:
         progress(f"Starting Azurite (blob) on {HOST}:{chosen}")
-    storage = _retry_on_lost_port(lambda p: _start_azurite(home, p, timeout), chosen, exclude)
+    storage = _retry_on_lost_port(
+        lambda p: _start_azurite(home, p, timeout, progress), chosen, exclude
+    )
     data["storage"] = storage
     _write_endpoints(home, data)
     return storage
 
 
 def ensure_storage(
-    home: Path | None = None, *, port: int | None = None, timeout: float = START_TIMEOUT
+    home: Path | None = None,
+    *,
+    port: int | None = None,
+    timeout: float = START_TIMEOUT,
+    progress: Progress | None = None,
 ) -> StorageEndpoint:
     """Start Azurite alone if it is not running (for what needs blobs but no Batch)."""
     home = state_home(home)
@@ -488,7 +537,7 @@ def ensure_storage(
         data = _read_endpoints(home)
         batch = data.get("batch") or {}
         exclude = {int(batch["port"])} if batch.get("port") and _batch_ok(batch) else set()
-        storage = _ensure_storage_locked(home, data, port, exclude, timeout)
+        storage = _ensure_storage_locked(home, data, port, exclude, timeout, progress)
     return StorageEndpoint(
         blob_url=str(storage["blobUrl"]),
         connection_string=connection_string(str(storage["blobUrl"])),

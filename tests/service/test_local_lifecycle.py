@@ -142,3 +142,21 @@ def test_missing_node_says_to_install_it(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(LocalServiceError, match=r"Node\.js is missing"):
         services.ensure_storage(home, port=0)
+
+
+@pytest.mark.slow
+def test_a_checkout_without_azurite_installs_it_with_npm_ci(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("package.json", "package-lock.json"):
+        (checkout / name).write_bytes((repo / name).read_bytes())
+    monkeypatch.setattr(services, "_checkout_root", lambda: checkout)
+    monkeypatch.delenv("BSPEC_AZURITE", raising=False)
+    said: list[str] = []
+    ep = services.ensure_storage(home, port=0, progress=said.append)
+    assert (checkout / "node_modules" / ".bin" / "azurite-blob").exists()
+    assert any("npm ci" in line for line in said)
+    assert str(checkout) in Path(f"/proc/{ep.pid}/cmdline").read_text()

@@ -79,10 +79,10 @@ def run(quick: bool) -> str:
         spec.write_text(SPEC)
         (Path(tmp) / "run.py").write_text("print('hello')\n")
         load(spec, {"n": 10})  # warm caches: imports, the schema validator, templates
-        fixed = _cpu(lambda: load(spec, {"n": 1}), 5)
+        fixed = _cpu(lambda: load(spec, {"n": 1}), 9)
         rows = []
         for n in sizes:
-            repeats = 3 if n <= 10_000 else 1
+            repeats = {1_000: 9, 10_000: 3}.get(n, 2)
             total = _cpu(lambda n=n: load(spec, {"n": n}), repeats)
             per_task = (total - fixed) / n
             naive_n = min(n, 2_000)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import json.encoder
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from bspec.model import OutputFileSpec, ResourceFileSpec
@@ -57,8 +58,16 @@ def canonical(document: object) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+_string: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or (
+    lambda text: json.dumps(text, ensure_ascii=False)
+)
+
+
+def _of_text(o: OutputFileSpec) -> str:
+    """canonical(_of_document(o)), written out: output paths are often per task."""
+    path = "null" if o.path is None else _string(o.path)
+    return ('{"container":' + _string(o.container) + ',"path":' + path
+            + ',"pattern":' + _string(o.pattern) + ',"when":' + _string(o.when.value) + "}")
 
 
 def fingerprint_document(
@@ -129,10 +138,7 @@ def task_fingerprint(
         rfs.append(text)
     ofs = []
     for o in output_files:
-        text = cache.get(o)
-        if text is None:
-            text = cache[o] = canonical(_of_document(o))
-        ofs.append(text)
+        ofs.append(_of_text(o))
     if depends_on or depends_on_ranges:
         deps = canonical({"ids": sorted(depends_on),
                           "ranges": [list(r) for r in sorted(depends_on_ranges)]})

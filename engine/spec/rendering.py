@@ -350,7 +350,11 @@ def _render(doc: Document, var_overrides: Mapping[str, Any] | None) -> DesiredSt
         if pool is None:
             r.problem(path, "jobs need a pool: add `pool:` to the spec")
             continue
-        job_tasks = _JobTasks(r, refs, index, str(job["id"]), path)
+        try:
+            job_tasks = _JobTasks(r, refs, index, str(job["id"]), path)
+        except _Failure as f:
+            r.problem(f.path, f.message)
+            break
         job_scope = r.scope(vars=variables, stack=stack, pool=pool_id, job=job["id"])
         for t, template in enumerate(job.get("tasks") or []):
             job_tasks.expand(template, (*path, "tasks", t), job_scope)
@@ -511,20 +515,25 @@ class _References:
             self.r.problem(path, self._unknown(key))
 
 
-def _command_line(r: _Renderer, body: Mapping[str, Any], path: PathKey,
-                  wrapper: Template) -> str:
-    if "commands" in body:
-        try:
-            scope = r.scope(commands=list(body["commands"]))
-            context = Context(wrapper.environment, scope, wrapper.name, wrapper.blocks, None)
-            return "".join(wrapper.root_render_func(context))
-        except Exception as exc:
-            raise _Failure((*path, "commands"), f"commandline.j2 failed: {_describe(exc)}") from exc
-    return str(body["commandLine"])
+def _command_line(r: _Renderer, body: Mapping[str, Any], path: PathKey, wrapper: _Tpl) -> str:
+    """`commands` through commandline.j2 (a spec's own first), or `commandLine` as given."""
+    commands = body.get("commands")
+    if commands is None:
+        return str(body["commandLine"])
+    scope = dict(r.globals)
+    scope["commands"] = commands
+    try:
+        return wrapper.render(scope)
+    except _Failure as failure:
+        raise _Failure((*path, "commands"), f"commandline.j2 failed: {failure.message}") from None
 
 
-def _wrapper(r: _Renderer) -> Template:
-    return r.env.get_template("commandline.j2")
+def _wrapper(r: _Renderer) -> _Tpl:
+    try:
+        template = r.env.get_template("commandline.j2")
+    except TemplateError as exc:
+        raise _Failure((), f"templates/commandline.j2: {_describe(exc)}") from exc
+    return _Tpl(template, (), "commandline.j2")
 
 
 def _pool(r: _Renderer, body: Mapping[str, Any] | None, refs: _References) -> PoolSpec | None:
@@ -822,7 +831,15 @@ class _JobTasks:
     def _fingerprints(self, numeric: list[tuple[int, str]], numbers: list[int]) -> list[TaskSpec]:
         done: dict[str, str] = {}  # lower id -> fingerprint
         visiting: set[str] = set()
+        index = self.index
         for root in self.pending:
+            if not root.deps and not root.ranges:
+                f = root.fields
+                done[root.id.lower()] = task_fingerprint(
+                    command_line=f["command_line"], resource_files=f["resource_files"],
+                    output_files=f["output_files"], environment=f["environment"],
+                    depends_on=(), depends_on_ranges=(), parent_fingerprints={}, blobs=index)
+                continue
             if root.id.lower() in done:
                 continue
             stack: list[tuple[_Pending, list[_Pending] | None]] = [(root, None)]

@@ -137,6 +137,13 @@ class Store:
         for r in self.db.execute(sql, args).fetchall():
             yield self._row(r)
 
+    def iter_raw(self, kind: str, parent: str, *, after: int, limit: int) -> list[tuple[int, str]]:
+        """(seq, body JSON text) in list order: unfiltered pages skip decoding entirely."""
+        cur = self.db.execute(
+            "SELECT seq, body FROM resources WHERE kind=? AND parent=? AND seq>?"
+            " ORDER BY seq LIMIT ?", (kind, parent, after, limit))
+        return [(int(seq), str(body)) for seq, body in cur.fetchall()]
+
     def iter_all(self, kind: str, *, state: str | None = None) -> Iterator[Row]:
         """Every row of a kind across parents (the scheduler's scans)."""
         sql = "SELECT seq, kind, parent, key, body, meta FROM resources WHERE kind=?"

@@ -214,6 +214,9 @@ def test_paging_filter_select(checked_client: Any, uid: Callable[[str], str]) ->
     tasks = list(pages)
     assert sorted(t.id for t in tasks) == [f"t{i:03d}" for i in range(25)]
     assert all(t.command_line is None for t in tasks)  # $select trimmed it
+    plain = list(checked_client.list_tasks(job_id, max_results=7))
+    assert sorted(t.id for t in plain) == [f"t{i:03d}" for i in range(25)]
+    assert all(t.command_line == "true" for t in plain)
     evens = list(checked_client.list_tasks(
         job_id, max_results=4, filter="displayName eq 'even' and startswith(id, 't00')"))
     assert sorted(t.id for t in evens) == ["t000", "t002", "t004", "t006", "t008"]

@@ -21,6 +21,15 @@ from bspec.providers.storage import StorageProvider
 LOCK_BLOB = "bspec.lock"
 LEASE_SECONDS = 60
 RENEW_EVERY = 20.0
+# Testing hook: a shorter lease (Blob Storage allows 15-60 s) so that tests of a crashed
+# holder's lease expiring by itself don't wait a whole minute.
+LEASE_ENV = "BSPEC_TEST_LOCK_LEASE_SECONDS"
+
+
+def lease_seconds() -> int:
+    """The lease duration: 60 s, or BSPEC_TEST_LOCK_LEASE_SECONDS clamped to 15-60."""
+    value = os.environ.get(LEASE_ENV, "")
+    return min(60, max(15, int(value))) if value.isdigit() else LEASE_SECONDS
 
 
 def describe(h: dict[str, str]) -> str:
@@ -64,7 +73,7 @@ class StackLock:
         deadline = time.monotonic() + self.timeout
         while True:
             lease = self.storage.try_lease(self.container, LOCK_BLOB, self.holder(),
-                                           LEASE_SECONDS)
+                                           lease_seconds())
             if lease:
                 self.lease_id = lease
                 break
@@ -82,7 +91,7 @@ class StackLock:
         self._thread.start()
 
     def _renew(self) -> None:
-        while not self._stop.wait(RENEW_EVERY):
+        while not self._stop.wait(min(RENEW_EVERY, lease_seconds() / 3)):
             if self.lease_id:
                 try:
                     self.storage.renew_lease(self.container, LOCK_BLOB, self.lease_id)

@@ -28,7 +28,9 @@ from bspec.watching import WatchResult, wait_for_tasks
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
 _TARGET_HELP = "local (default) or azure; also BSPEC_TARGET or `target:` in the spec."
-_LOCK_HELP = "Seconds to wait for the stack's lock held by another command."
+_LOCK_HELP = ("Seconds to wait for the stack's lock held by another command (the default"
+              " outlasts a crashed holder's 60 s lease).")
+LOCK_TIMEOUT = 90.0
 
 
 @dataclass
@@ -235,7 +237,7 @@ def apply_command(
     adopt: bool = typer.Option(False, "--adopt", help="Take over resources of the same id"
                                                       " that the stack does not own."),
     sas_ttl: str = typer.Option("7d", "--sas-ttl", help="SAS lifetime (e.g. 7d, 12h)."),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help=_LOCK_HELP),
+    lock_timeout: float = typer.Option(LOCK_TIMEOUT, "--lock-timeout", help=_LOCK_HELP),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -254,7 +256,7 @@ def destroy_command(
     spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Destroy without asking."),
     var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help=_LOCK_HELP),
+    lock_timeout: float = typer.Option(LOCK_TIMEOUT, "--lock-timeout", help=_LOCK_HELP),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:

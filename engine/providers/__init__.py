@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from bspec.errors import NotFoundError
 from bspec.model import ActualState, Address, DesiredState, Kind, Resource
 from bspec.planning import LOGS_KEY
 
@@ -36,7 +37,7 @@ def read_actual(desired: DesiredState, batch: BatchProvider, storage: StoragePro
         for f in f_blobs:
             try:
                 rs = f.result()
-            except Exception:
+            except NotFoundError:
                 rs = []  # the container does not exist (yet)
             for r in rs:
                 if r.address.parts[0] in {names.get(n) for n in present}:

@@ -290,3 +290,48 @@ def test_when_idle_is_done_and_not_undone(make_stack: Callable[..., Stack], batc
     expected = ("create", f"pool/{s.pool_id}") if when_idle == "delete" else (
         "update", f"pool/{s.pool_id}")
     assert expected in changes(p)
+
+
+def test_a_failed_task_fails_the_apply(make_stack: Callable[..., Stack]) -> None:
+    s = make_stack(files={})
+    s.nodes = 1
+    s.extra_tasks = [{"id": "bad", "commandLine": "/bin/false"},
+                     {"id": "good", "commandLine": "/bin/true"}]
+    out = s.apply(no_wait=False, wait_timeout=120)
+    assert out.exit_code == 1
+    tasks = out.data["outcome"]["tasks"]
+    assert (tasks["succeeded"], tasks["failed"]) == (1, 1)
+    assert tasks["failedTasks"][0]["address"] == f"task/{s.job_id}/bad"
+    assert tasks["failedTasks"][0]["exitCode"] == 1
+    # a failure from an earlier apply still fails the next one; nothing is resubmitted
+    again = s.apply(no_wait=False, wait_timeout=60)
+    assert again.exit_code == 1
+    assert writes(again.data) == {"batch": 0, "storage": 0}
+
+
+def test_resubmitting_the_same_tasks_counts_task_exists_as_success(
+    make_stack: Callable[..., Stack], env: Any
+) -> None:
+    import datetime as dt
+
+    from bspec.applying import _Sas
+    from bspec.errors import ServiceError
+    from bspec.planning import LOGS_KEY
+    from bspec.spec import load
+    from bspec.targets import connect
+
+    s = make_stack()
+    s.apply()
+    desired = load(s.spec)
+    tgt = connect("local", desired.stack)
+    try:
+        sas = _Sas(tgt, desired, dt.timedelta(hours=1))
+        bodies = [tgt.batch.task_body(t, sas, LOGS_KEY) for t in desired.tasks]
+        tgt.batch.add_tasks(s.job_id, bodies)  # an interrupted submission, sent again
+        changed = [{**b, "environmentSettings": [{"name": "BSPEC_FINGERPRINT", "value": "v1:x"}]}
+                   for b in bodies]
+        with pytest.raises(ServiceError, match="TaskExists with a different definition"):
+            tgt.batch.add_tasks(s.job_id, changed)
+    finally:
+        tgt.close()
+    assert s.plan()[0].empty()

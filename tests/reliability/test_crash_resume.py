@@ -111,6 +111,6 @@ def test_kill_while_waiting_then_resume_gives_the_same_outputs(
     trials = []
     for kill in ({"kill_after": 9}, {"kill_at": 2.0}):
         name, spec = stack("wait-crash", tasks=6, nodes=1)
-        trials.append(trial(bspec, state, name, spec, wait=True, **kill))  # type: ignore[arg-type]
+        trials.append(trial(bspec, state, name, spec, wait=True, **kill))
         assert container_bytes(blob_service, f"{name}-output") == ref_out
     record("crash-wait", {"trials": trials})

@@ -31,7 +31,7 @@ def test_apply_plan_destroy_converge_under_injected_faults(
         inproc: Any, state: Callable[[str], Snapshot], faults: Callable[..., Any],
         stack: Callable[..., tuple[str, Path]]) -> None:
     # Baseline without faults: what one stack's apply, plan and destroy cost.
-    base_name, base_spec = stack("fault-base", tasks=130)
+    _base_name, base_spec = stack("fault-base", tasks=130)
     base = {"apply": batch_requests(run_apply(base_spec, yes=True, show=False,
                                               no_wait=True).data),
             "plan": batch_requests(run_plan(base_spec, show=False)[1]),

@@ -52,7 +52,7 @@ def make_foreign(batch: Any, blobs: Any, pool_id: str, job_id: str, container: s
 def test_foreign_resources_of_the_same_names_are_never_touched(
         bspec: Bspec, batch_client: Any, blob_service: Any,
         stack: Callable[..., tuple[str, Path]]) -> None:
-    name, spec = stack("own", tasks=5)
+    _name, spec = stack("own", tasks=5)
     desired = desired_of(spec)
     assert desired.pool is not None
     pool_id, job_id = desired.pool.id, desired.jobs[0].id
@@ -109,7 +109,7 @@ def test_destroy_leaves_other_stacks_byte_identical(
                [c.name for c in b.containers] + [b.logs_container.name])
     before = fingerprint_of_world(batch_client, blob_service, *b_names)
     # A third stack that names B's pool: refused, B's pool untouched.
-    c_name, c_spec = stack("own-c", tasks=2, pool_id=b.pool.id)
+    _c_name, c_spec = stack("own-c", tasks=2, pool_id=b.pool.id)
     grab = bspec("apply", str(c_spec), "--yes", "--no-wait", "--json")
     assert grab.returncode == 3 and grab.json()["error"]["code"] == "NotOwned", str(grab)
     assert bspec("destroy", str(c_spec), "--yes").returncode == 0

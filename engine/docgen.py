@@ -199,10 +199,13 @@ class _Walker:
         elif lo is not None and lo > 0:
             parts.append(f"at least {_n(lo, 'character')}")
         lo, hi = node.get("minItems"), node.get("maxItems")
-        if lo is not None and lo > 0:
-            parts.append(f"at least {_n(lo, 'item')}")
-        if hi is not None:
-            parts.append(f"at most {_n(hi, 'item')}")
+        if lo is not None and lo == hi:
+            parts.append(f"exactly {_n(lo, 'item')}")
+        else:
+            if lo is not None and lo > 0:
+                parts.append(f"at least {_n(lo, 'item')}")
+            if hi is not None:
+                parts.append(f"at most {_n(hi, 'item')}")
         if node.get("uniqueItems"):
             parts.append("unique items")
         items = node.get("items")

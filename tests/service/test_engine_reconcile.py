@@ -177,13 +177,15 @@ def test_task_removed_added_constraint_and_foreign(make_stack: Callable[..., Sta
     assert ids == {"wc-a", "wc-b", "added", "theirs"}
 
 
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("kind", ["pool", "job", "container"])
 def test_unowned_resources_are_refused_then_adopted(
-    make_stack: Callable[..., Stack], batch_client: Any, blob_service: Any, kind: str
+    make_stack: Callable[..., Stack], batch_client: Any, blob_service: Any, kind: str,
+    target: str,
 ) -> None:
     from azure.batch import models
 
-    s = make_stack()
+    s = make_stack(target)
     if kind == "pool":
         batch_client.create_pool(models.BatchPoolCreateOptions({
             "id": s.pool_id, "vmSize": "standard_d2s_v3",
@@ -210,9 +212,10 @@ def test_unowned_resources_are_refused_then_adopted(
     assert s.plan()[0].empty()
 
 
+@pytest.mark.parametrize("target", TARGETS)
 def test_two_stacks_destroy_one_then_apply_again(make_stack: Callable[..., Stack],
-                                                 batch_client: Any) -> None:
-    a, b = make_stack(), make_stack()
+                                                 target: str) -> None:
+    a, b = make_stack(target), make_stack(target)
     a.apply()
     b.apply()
     gone = a.destroy()

@@ -735,8 +735,10 @@ class Scheduler:
             while free_procs > 0 and any(n[1] > 0 for n in nodes):
                 if limit > 0 and in_job >= limit:
                     break
+                free = sum(max(0, n[1]) for n in nodes)
                 rows = list(self.store.iter("task", job.key, after=cursor,
-                                            state=("eq", "active"), limit=64))
+                                            state=("eq", "active"),
+                                            limit=min(64, min(free, free_procs) + 4)))
                 if not rows:
                     break
                 for row in rows:

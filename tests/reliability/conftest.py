@@ -98,7 +98,8 @@ class Bspec:
             stdout, stderr = proc.communicate()
         run = Run(list(args), proc.returncode, stdout, stderr)
         self.runs.append(run)
-        bad = leaks(stdout + stderr, self.secrets)
+        # `bspec local env` prints the keys: that is its purpose, and the one exception.
+        bad = [] if list(args[:2]) == ["local", "env"] else leaks(stdout + stderr, self.secrets)
         assert not bad, f"secret in the output of bspec {' '.join(args)}: {bad}"
         assert "Traceback (most recent call last)" not in stderr or proc.returncode < 0, str(run)
         return run

@@ -351,7 +351,7 @@ def _render(doc: Document, var_overrides: Mapping[str, Any] | None) -> DesiredSt
             r.problem(path, "jobs need a pool: add `pool:` to the spec")
             continue
         try:
-            job_tasks = _JobTasks(r, refs, index, str(job["id"]), path)
+            job_tasks = _JobTasks(r, refs, index, str(job["id"]), path, pool.task_slots_per_node)
         except _Failure as f:
             r.problem(f.path, f.message)
             break
@@ -616,8 +616,9 @@ class _JobTasks:
     """Expands a job's task templates, then resolves dependencies and fingerprints."""
 
     def __init__(self, r: _Renderer, refs: _References, index: BlobIndex, job_id: str,
-                 path: PathKey) -> None:
+                 path: PathKey, slots: int) -> None:
         self.r = r
+        self.slots = slots  # the pool's taskSlotsPerNode: the most a task may require
         self.refs = refs
         self.index = index
         self.job_id = job_id
@@ -747,6 +748,9 @@ class _JobTasks:
             "elevated": _bool(t.get("elevated", False), path, "elevated"),
             "required_slots": _int(t.get("requiredSlots", 1), path, "requiredSlots", 1, 10_000),
         }
+        if fields["required_slots"] > self.slots:
+            raise _Failure((*path, "requiredSlots"), f"requiredSlots {fields['required_slots']} "
+                           f"is more than the pool's taskSlotsPerNode ({self.slots})")
         raw = [((*path, "dependsOn", i), d) for i, d in enumerate(t.get("dependsOn") or ())]
         return _Pending(task_id, fields, raw, origin)
 

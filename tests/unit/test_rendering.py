@@ -179,7 +179,8 @@ def test_constraints_durations_and_options(tmp_path: Path) -> None:
         '      - id: t\n        commandLine: "true"\n        displayName: T\n'
         '        elevated: true\n        requiredSlots: 2\n        maxTaskRetryCount: 2\n'
         '        environment: {A: "1"}\n'
-        '        constraints: {maxWallClockTime: PT1H30M, retentionTime: P1D}\n'))
+        '        constraints: {maxWallClockTime: PT1H30M, retentionTime: P1D}\n'
+    ).replace("pool:\n  id: p\n", "pool:\n  id: p\n  taskSlotsPerNode: 2\n"))
     t = d.tasks[0]
     assert t.constraints.max_wall_clock_time == timedelta(hours=1, minutes=30)
     assert t.constraints.retention_time == timedelta(days=1)

@@ -240,7 +240,11 @@ class TaskRun:
                     await on_running(proc.pid)
                 exit_code, stage = await self._wait(proc, start_time)
             except BaseException:
+                # Cancelled (the service stopping) or on_running failed: leave no process, and
+                # reap it so its transport closes instead of warning when collected.
                 _signal_group(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE)
                 raise
             finally:
                 self._exited = True

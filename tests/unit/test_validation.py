@@ -52,3 +52,55 @@ def test_human_error_names_file_line_and_path(spec: Path, capsys: pytest.Capture
     assert f"{spec.name}:{line}:" in captured.err
     assert path is None or path in captured.err
     assert "Traceback" not in captured.err
+
+
+def _property_schemas(node: object, where: str = "$") -> list[tuple[str, dict[str, object]]]:
+    """Every schema that describes a property (under `properties`), with where it is."""
+    found: list[tuple[str, dict[str, object]]] = []
+    if isinstance(node, dict):
+        for name, sub in (node.get("properties") or {}).items():
+            found.append((f"{where}.{name}", sub))
+        for key, value in node.items():
+            found.extend(_property_schemas(value, f"{where}/{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_property_schemas(value, f"{where}[{i}]"))
+    return found
+
+
+def test_schema_is_draft_2020_12_and_every_property_is_described() -> None:
+    from bspec.spec import schema
+    from jsonschema import Draft202012Validator
+
+    data = schema()
+    Draft202012Validator.check_schema(data)
+    assert data["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    undocumented = [w for w, sub in _property_schemas(data) if not sub.get("description")]
+    assert undocumented == []
+    assert all(d.get("description") for d in data["$defs"].values())
+
+
+def test_examples_validate_with_a_plain_schema_validator() -> None:
+    """What an editor with `yaml-language-server: $schema=` sees: no complaints."""
+    from bspec.spec import load_document, schema
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema())
+    for name in ("topwords.yaml", "sweep.yaml"):
+        doc = load_document(CORPUS.parents[2] / "specs" / name)
+        assert list(validator.iter_errors(doc.data)) == []
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    from bspec.errors import SpecError
+    from bspec.spec import load
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("apiVersion: bspec/v1\nname: a_b\ntarget: cloud\npool:\n  id: p\n"
+                    "  vmSzie: x\n  image: {publisher: a, offer: b, sku: c, nodeAgentSku: d}\n")
+    with pytest.raises(SpecError) as err:
+        load(spec)
+    places = [(p.line, p.path) for p in err.value.problems]
+    assert places == [(2, "$.name"), (3, "$.target"), (4, "$.pool"), (6, "$.pool.vmSzie")]
+    assert "did you mean 'vmSize'" in err.value.problems[-1].message
+    assert str(err.value).endswith("4 problems found.")

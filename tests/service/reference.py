@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -151,6 +152,13 @@ def response_hook(reference: Reference) -> Any:
         assert response.headers.get("request-id"), "every answer carries a request-id"
 
     return hook
+
+
+def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
+    """GET a JSON document, closing the connection (warnings are errors in this suite)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from azure.batch import models as m
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.core.rest import HttpRequest
-from reference import Reference, response_hook
+from reference import Reference, get_json, response_hook
 
 API = "2025-06-01.21.0"
 
@@ -49,8 +49,9 @@ def test_no_auth_header_is_rejected(local_services: Any) -> None:
     req = urllib.request.Request(f"{local_services.batch_url}/pools?api-version={API}")
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=5)
-    assert err.value.code == 401
-    assert json.loads(err.value.read())["code"] == "AuthenticationFailed"
+    with err.value:
+        assert err.value.code == 401
+        assert json.loads(err.value.read())["code"] == "AuthenticationFailed"
 
 
 @pytest.mark.parametrize("version", ["2024-02-01.19.0", "2023-05-01.17.0", "2025-06-01"])
@@ -151,13 +152,12 @@ def test_fault_injection_drop_and_sdk_retries(local_services: Any, reference: Re
 
 
 def test_local_paths(local_services: Any) -> None:
-    health = json.loads(urllib.request.urlopen(f"{local_services.batch_url}/_local/health",
-                                               timeout=5).read())
+    health = get_json(f"{local_services.batch_url}/_local/health")
     assert health["status"] == "ok" and health["account"] == local_services.account
     assert health["apiVersions"] == ["2023-05-01.17.0", "2025-06-01.21.0"]
-    status = json.loads(urllib.request.urlopen(f"{local_services.batch_url}/_local/status",
-                                               timeout=5).read())
+    status = get_json(f"{local_services.batch_url}/_local/status")
     assert set(status) == {"pools", "runningTasks"}
     with pytest.raises(urllib.error.HTTPError) as err:
         local_services.set_settings(fault_kinds=["teapot"])
-    assert err.value.code == 400
+    with err.value:
+        assert err.value.code == 400

@@ -18,7 +18,7 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.credentials import AzureNamedKeyCredential
-from reference import Reference, response_hook
+from reference import Reference, get_json, response_hook
 from test_localbatch_api import IMAGE, wait_for
 
 TOKEN = "local-test-token"
@@ -45,7 +45,7 @@ class Server:
 
     def _healthy(self) -> bool:
         try:
-            urllib.request.urlopen(f"{self.url}/_local/health", timeout=1)
+            get_json(f"{self.url}/_local/health")
         except OSError:
             return False
         return True
@@ -84,7 +84,11 @@ def test_restart_keeps_state_and_requeues_running_tasks(server: Server,
         c.create_task("j", m.BatchTaskCreateOptions(
             id="long", command_line="/bin/sh -c 'test -f ../../first/wd/../stdout.txt; sleep 3'"))
         wait_for(lambda: c.get_task("j", "long").state == "running", what="long running")
+        status = get_json(f"{server.url}/_local/status")
+        (pid,) = [t["pid"] for t in status["runningTasks"] if t["taskId"] == "long"]
     server.stop()
+    with pytest.raises(ProcessLookupError):  # SIGTERM took the task's process group down
+        os.kill(pid, 0)
     server.start()
     with server.client(reference) as c:
         assert c.get_task("j", "first").execution_info.result == "success"
@@ -98,11 +102,12 @@ def test_restart_keeps_state_and_requeues_running_tasks(server: Server,
 
 
 def test_bearer_token_mode(server: Server) -> None:
-    req = urllib.request.Request(f"{server.url}/pools?api-version=2025-06-01.21.0",
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
-    assert json.loads(urllib.request.urlopen(req, timeout=5).read())["value"] == []
+    pools = get_json(f"{server.url}/pools?api-version=2025-06-01.21.0",
+                     {"Authorization": f"Bearer {TOKEN}"})
+    assert pools["value"] == []
     bad = urllib.request.Request(f"{server.url}/pools?api-version=2025-06-01.21.0",
                                  headers={"Authorization": "Bearer nope"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(bad, timeout=5)
-    assert err.value.code == 401
+    with err.value:
+        assert err.value.code == 401

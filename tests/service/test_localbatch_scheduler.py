@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from azure.batch import models as m
 from azure.core.exceptions import HttpResponseError
+from reference import get_json
 from test_localbatch_api import IMAGE, wait_for
 
 Ids = Callable[[str], str]
@@ -56,8 +55,7 @@ def read(client: Any, job_id: str, task_id: str, name: str) -> str:
 
 
 def running_pids(local_services: Any) -> dict[str, int]:
-    status = json.loads(urllib.request.urlopen(f"{local_services.batch_url}/_local/status",
-                                               timeout=5).read())
+    status = get_json(f"{local_services.batch_url}/_local/status")
     return {t["taskId"]: t["pid"] for t in status["runningTasks"] if t["pid"]}
 
 

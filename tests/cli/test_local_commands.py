@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,49 @@ def validate(data: dict[str, Any], definition: str) -> None:
     validator_cls(one).validate(data)
 
 
+def start_a_long_task(home: Path, url: str) -> tuple[str, int]:
+    """A pool of one node running one `sleep`, through the real SDK; (pool id, task pid)."""
+    from azure.batch import BatchClient
+    from azure.batch import models as m
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    account = json.loads((home / "account.json").read_text())
+    client = BatchClient(url, AzureNamedKeyCredential(account["name"], account["key"]))
+    image = m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts")
+    client.create_pool(
+        m.BatchPoolCreateOptions(
+            id="cli-pool",
+            vm_size="standard_d2s_v3",
+            virtual_machine_configuration=m.VirtualMachineConfiguration(
+                image_reference=image, node_agent_sku_id="batch.node.ubuntu 22.04"
+            ),
+            target_dedicated_nodes=1,
+        )
+    )
+    client.create_job(
+        m.BatchJobCreateOptions(id="cli-job", pool_info=m.BatchPoolInfo(pool_id="cli-pool"))
+    )
+    client.create_task("cli-job", m.BatchTaskCreateOptions(id="sleeper", command_line="sleep 120"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        running = services.http_json("GET", f"{url}/_local/status")["runningTasks"]
+        if running and running[0].get("pid"):
+            client.close()
+            return "cli-pool", int(running[0]["pid"])
+        time.sleep(0.1)
+    client.close()
+    raise AssertionError("the task never started")
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for a reaper."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
 @needs_batch
 def test_up_status_env_down(home: Path) -> None:
     up = bspec(home, "local", "up", "--json", "--batch-port", "0", "--storage-port", "0")
@@ -78,14 +122,18 @@ def test_up_status_env_down(home: Path) -> None:
     assert again["batch"]["pid"] == first["batch"]["pid"]
     assert again["storage"]["pid"] == first["storage"]["pid"]
 
+    pool, task_pid = start_a_long_task(home, first["batch"]["url"])
     status = json.loads(bspec(home, "local", "status", "--json").stdout)
     validate(status, "localStatus")
     assert status["batch"]["running"] and status["storage"]["running"]
     assert status["batch"]["url"] == first["batch"]["url"]
-    assert isinstance(status["pools"], list) and isinstance(status["runningTasks"], list)
+    assert [p["id"] for p in status["pools"]] == [pool]
+    assert len(status["pools"][0]["nodes"]) == 1
+    assert [(t["jobId"], t["taskId"]) for t in status["runningTasks"]] == [("cli-job", "sleeper")]
 
     human = bspec(home, "local", "status").stdout
     assert first["batch"]["url"] in human and "running" in human
+    assert f"pool {pool}" in human and "cli-job/sleeper" in human
 
     key = json.loads((home / "account.json").read_text())["key"]
     for out in (up.stdout, up.stderr, human, json.dumps(status)):
@@ -122,6 +170,7 @@ def test_up_status_env_down(home: Path) -> None:
     down = json.loads(bspec(home, "local", "down", "--json").stdout)
     validate(down, "localDown")
     assert sorted(s["service"] for s in down["stopped"]) == ["batch", "storage"]
+    assert gone(task_pid)  # down stops the tasks with the service
     after = json.loads(bspec(home, "local", "status", "--json").stdout)
     assert not after["batch"]["running"] and not after["storage"]["running"]
     assert "not running" in bspec(home, "local", "down").stdout

@@ -42,14 +42,19 @@ def wait_for_tasks(
     total = len(desired.tasks)
     deadline = None if timeout is None else time.monotonic() + timeout
     for job in desired.jobs:
+        wanted = {t.id for t in desired.tasks_of(job.id)}
+        polls = 0
         while True:
             counts = batch.task_counts(job.id)
             if on_progress:
                 on_progress(counts["completed"], total)
-            if counts["active"] == 0 and counts["running"] == 0:
+            polls += 1
+            # Counts can lag, and include tasks bspec does not own: confirm with a list
+            # query of what is not completed yet, limited to the spec's tasks.
+            if (counts["active"] == 0 and counts["running"] == 0) or polls % 10 == 0:
                 left = batch.list_tasks_raw(job.id, filter="state ne 'completed'",
                                             select=["id"])
-                if not left:
+                if not any(t.id in wanted for t in left):
                     break
             if deadline is not None and time.monotonic() > deadline:
                 raise WaitTimeoutError(f"tasks of job {job.id} still running after"

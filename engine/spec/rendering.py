@@ -345,8 +345,15 @@ def _render(doc: Document, var_overrides: Mapping[str, Any] | None) -> DesiredSt
     # 4. Jobs and their tasks.
     job_specs: list[JobSpec] = []
     tasks: list[TaskSpec] = []
+    job_ids: dict[str, str] = {}
     for j, job in enumerate(rendered.get("jobs") or []):
         path: PathKey = ("jobs", j)
+        lower = str(job["id"]).lower()
+        if lower in job_ids:
+            r.problem((*path, "id"), f"job id {job['id']!r} is used twice (ids ignore case; "
+                      f"first as {job_ids[lower]!r})")
+            continue
+        job_ids[lower] = str(job["id"])
         if pool is None:
             r.problem(path, "jobs need a pool: add `pool:` to the spec")
             continue
@@ -738,7 +745,11 @@ class _JobTasks:
             )
             self._constraints[key] = constraints
         env = t.get("environment")
-        fields = {
+        slots = _int(t.get("requiredSlots", 1), path, "requiredSlots", 1, 10_000)
+        if slots > self.slots:
+            raise _Failure((*path, "requiredSlots"), f"requiredSlots {slots} is more than the "
+                           f"pool's taskSlotsPerNode ({self.slots})")
+        fields: dict[str, Any] = {
             "command_line": _command_line(self.r, t, path, self.wrapper),
             "resource_files": resource_files,
             "output_files": output_files,
@@ -746,11 +757,8 @@ class _JobTasks:
             "constraints": constraints,
             "display_name": t.get("displayName"),
             "elevated": _bool(t.get("elevated", False), path, "elevated"),
-            "required_slots": _int(t.get("requiredSlots", 1), path, "requiredSlots", 1, 10_000),
+            "required_slots": slots,
         }
-        if fields["required_slots"] > self.slots:
-            raise _Failure((*path, "requiredSlots"), f"requiredSlots {fields['required_slots']} "
-                           f"is more than the pool's taskSlotsPerNode ({self.slots})")
         raw = [((*path, "dependsOn", i), d) for i, d in enumerate(t.get("dependsOn") or ())]
         return _Pending(task_id, fields, raw, origin)
 

@@ -93,7 +93,7 @@ def _explain(error: ValidationError) -> list[tuple[PathKey, str, bool]]:
         return [(path, f"{error.instance!r} is not one of: {options}", False)]
     if validator == "type":
         return [(path, f"expected {_type_words(error.validator_value)}, got "
-                        f"{_type_words(_json_type(error.instance))} {error.instance!r}", False)]
+                        f"{_got(error.instance)}", False)]
     if validator == "pattern":
         what = sch.get("description", "").split(":")[0].split(";")[0].rstrip(".")
         return [(path, f"{error.instance!r} is not valid: {what or 'bad format'}", False)]
@@ -123,7 +123,16 @@ def _best_message(error: ValidationError) -> str:
         elif isinstance(e.schema, dict) and e.schema.get("pattern") == _TEMPLATE_PATTERN:
             wanted.append("a {{ template }} string")
     want = " or ".join(dict.fromkeys(wanted)) or "a valid value"
-    return f"expected {want}, got {_type_words(_json_type(error.instance))} {error.instance!r}"
+    return f"expected {want}, got {_got(error.instance)}"
+
+
+def _got(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{_type_words(_json_type(value))} {text}"
 
 
 def _json_type(value: Any) -> str:

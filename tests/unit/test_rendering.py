@@ -229,3 +229,10 @@ def test_sweep_example_renders() -> None:
     assert len(d.tasks) == 3 * 2 * 3 + 1
     reduce = d.tasks[-1]
     assert reduce.id == "reduce" and len(reduce.depends_on) == 18
+
+
+def test_integer_dependencies_name_numeric_task_ids(tmp_path: Path) -> None:
+    d = render(tmp_path, spec_with(
+        '      - foreach: {range: [0, 3]}\n        id: "{{ item }}"\n        commandLine: "true"\n'
+        '      - id: r\n        commandLine: "true"\n        dependsOn: [0, 2]\n'))
+    assert d.tasks[-1].depends_on == ("0", "2")

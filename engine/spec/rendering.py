@@ -681,6 +681,7 @@ class _JobTasks:
         try:
             foreach = template.get("foreach")
             if foreach is not None:
+                foreach = self._native_lists(foreach, (*path, "foreach"), job_scope)
                 foreach = r.render_tree(foreach, (*path, "foreach"), job_scope, "foreach")
                 if "range" in foreach:
                     foreach = {"range": [_typed(a, "range") if isinstance(a, str) else a
@@ -702,6 +703,33 @@ class _JobTasks:
             scope["index"] = i
             if not self._one(compiled, path, scope, f" (foreach item {i}: {_short(item)})"):
                 return  # one problem per template is enough; the rest are likely the same
+
+    def _native_lists(self, foreach: Mapping[str, Any], path: PathKey,
+                      scope: dict[str, Any]) -> dict[str, Any]:
+        """`list: "{{ vars.xs }}"` and matrix values like it: evaluate to the list itself."""
+        out = dict(foreach)
+        if isinstance(foreach.get("list"), str):
+            out["list"] = self._native(foreach["list"], (*path, "list"), scope)
+        matrix = foreach.get("matrix")
+        if isinstance(matrix, dict) and any(isinstance(v, str) for v in matrix.values()):
+            out["matrix"] = {k: self._native(v, (*path, "matrix", k), scope)
+                             if isinstance(v, str) else v for k, v in matrix.items()}
+        return out
+
+    def _native(self, source: str, path: PathKey, scope: dict[str, Any]) -> list[Any]:
+        m = re.fullmatch(r"\s*\{\{(.*)\}\}\s*", source, re.DOTALL)
+        if not m:
+            raise _Failure(path, f"{source!r} must be one {{{{ expression }}}} giving a list")
+        try:
+            value = self.r.env.compile_expression(m.group(1))(**scope)
+        except Exception as exc:
+            raise _Failure(path, f"template error in {source!r}: {_describe(exc)}") from exc
+        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+            raise _Failure(path, f"{source!r} gave {value!r}, not a list")
+        items = list(value)
+        if "matrix" in path and not items:
+            raise _Failure(path, f"{source!r} gave an empty list")
+        return items
 
     def _one(self, compiled: Any, path: PathKey, scope: dict[str, Any], origin: str) -> bool:
         try:

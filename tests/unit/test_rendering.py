@@ -236,3 +236,19 @@ def test_integer_dependencies_name_numeric_task_ids(tmp_path: Path) -> None:
         '      - foreach: {range: [0, 3]}\n        id: "{{ item }}"\n        commandLine: "true"\n'
         '      - id: r\n        commandLine: "true"\n        dependsOn: [0, 2]\n'))
     assert d.tasks[-1].depends_on == ("0", "2")
+
+
+def test_foreach_lists_can_come_from_vars(tmp_path: Path) -> None:
+    spec = spec_with(
+        '      - foreach: {list: "{{ vars.names }}"}\n        id: "l-{{ item }}"\n'
+        '        commandLine: "true"\n'
+        '      - foreach: {matrix: {a: "{{ vars.names[:1] }}", b: [1, 2]}}\n'
+        '        id: "m-{{ item.a }}-{{ item.b }}"\n        commandLine: "true"\n'
+    ).replace("vars: {n: 3, word: hi}", "vars: {n: 3, word: hi, names: [x, y]}")
+    d = render(tmp_path, spec)
+    assert [t.id for t in d.tasks] == ["l-x", "l-y", "m-x-1", "m-x-2"]
+    d = render(tmp_path, spec, names=["z"])
+    assert [t.id for t in d.tasks] == ["l-z", "m-z-1", "m-z-2"]
+    with pytest.raises(SpecError) as err:
+        render(tmp_path, spec, names="notalist")
+    assert err.value.problems[0].path == "$.jobs[0].tasks[0].foreach.list"

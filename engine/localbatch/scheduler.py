@@ -191,8 +191,7 @@ class Scheduler:
         counts = dict.fromkeys(("active", "running", "completed", "succeeded", "failed"), 0)
         slots = dict(counts)
         cur = self.store.db.execute(
-            "SELECT state, json_extract(body, '$.executionInfo.result'), COUNT(*),"
-            " SUM(json_extract(body, '$.requiredSlots')) FROM resources"
+            "SELECT state, result, COUNT(*), SUM(slots) FROM resources"
             " WHERE kind='task' AND parent=? GROUP BY 1, 2", (job,))
         for state, result, n, s in cur.fetchall():
             s = int(s or n)
@@ -778,8 +777,8 @@ class Scheduler:
 
     def _succeeded(self, job_key: str) -> dict[str, bool]:
         cur = self.store.db.execute(
-            "SELECT key, state, json_extract(body, '$.executionInfo.result') FROM resources"
-            " WHERE kind='task' AND parent=?", (job_key,))
+            "SELECT key, state, result FROM resources WHERE kind='task' AND parent=?",
+            (job_key,))
         return {k: (s == "completed" and r == "success") for k, s, r in cur.fetchall()}
 
     def _start_task(self, job: Row, row: Row, pool: Row, node: Row, slots: int) -> None:

@@ -4,7 +4,8 @@ Every resource is a row of `resources`: its kind (pool, job, task, node), its pa
 task's job, a node's pool; "" otherwise), its key (the id lowercased, since Batch ids are
 case-insensitive), its state (indexed, so lists filtered by state don't decode every body), its
 Batch body as JSON, and `meta`, JSON the API never shows (scheduler bookkeeping). `seq` orders
-lists and is the paging token.
+lists and is the paging token. A task's result and required slots are copied into columns so
+that task counts and dependency checks never decode bodies.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ CREATE TABLE IF NOT EXISTS resources (
     state TEXT NOT NULL DEFAULT '',
     body TEXT NOT NULL,
     meta TEXT NOT NULL DEFAULT '{}',
+    result TEXT NOT NULL DEFAULT '',
+    slots INTEGER NOT NULL DEFAULT 1,
     UNIQUE (kind, parent, key)
 );
 CREATE INDEX IF NOT EXISTS resources_state ON resources (kind, parent, state, seq);
 """
+COUNTS_INDEX = ("CREATE INDEX IF NOT EXISTS resources_counts"
+                " ON resources (kind, parent, state, result, slots)")
 
 
 @dataclass
@@ -53,6 +58,15 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(resources)")}
+        if "result" not in columns:  # a state folder from before these columns existed
+            self.db.execute("ALTER TABLE resources ADD COLUMN result TEXT NOT NULL DEFAULT ''")
+            self.db.execute("ALTER TABLE resources ADD COLUMN slots INTEGER NOT NULL DEFAULT 1")
+            self.db.execute(
+                "UPDATE resources SET result=coalesce(json_extract(body,"
+                " '$.executionInfo.result'), ''), slots=coalesce(json_extract(body,"
+                " '$.requiredSlots'), 1)")
+        self.db.execute(COUNTS_INDEX)
         self._depth = 0
 
     def close(self) -> None:
@@ -93,11 +107,17 @@ class Store:
         state = str(row.body.get("state", "") or "")
         body = json.dumps(row.body, separators=(",", ":"))
         meta = json.dumps(row.meta, separators=(",", ":"))
+        info = row.body.get("executionInfo")
+        result = str(info.get("result") or "") if isinstance(info, dict) else ""
+        slots = row.body.get("requiredSlots", 1)
         cur = self.db.execute(
-            "INSERT INTO resources (kind, parent, key, state, body, meta) VALUES (?,?,?,?,?,?)"
+            "INSERT INTO resources (kind, parent, key, state, body, meta, result, slots)"
+            " VALUES (?,?,?,?,?,?,?,?)"
             " ON CONFLICT (kind, parent, key) DO UPDATE SET state=excluded.state,"
-            " body=excluded.body, meta=excluded.meta RETURNING seq",
-            (row.kind, row.parent, row.key.lower(), state, body, meta),
+            " body=excluded.body, meta=excluded.meta, result=excluded.result,"
+            " slots=excluded.slots RETURNING seq",
+            (row.kind, row.parent, row.key.lower(), state, body, meta, result,
+             slots if isinstance(slots, int) else 1),
         )
         row.seq = int(cur.fetchone()[0])
 

@@ -103,7 +103,7 @@ def _run_tasks(client: BatchClient, pool_id: str, job_id: str, count: int,
         counts = client.get_job_task_counts(job_id).task_counts
         return counts.completed == count
 
-    _wait(finished, 600, poll=0.02)
+    _wait(finished, 600, poll=0.05)
     elapsed = time.perf_counter() - started
     failed = client.get_job_task_counts(job_id).task_counts.failed
     if failed:

@@ -395,87 +395,77 @@ _BATCH_MARKER = "bspec.localbatch"
 _AZURITE_MARKER = "azurite"
 
 
-def _wait_ready(name: str, proc_pid: int, log: Path, ready: Any, timeout: float) -> None:
+@dataclass
+class _Launch:
+    """A daemon just spawned, not yet answering: what to poll and what to record."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    ready: Callable[[], bool]
+    entry: dict[str, Any]
+
+
+def _await_ready(launch: _Launch, timeout: float) -> dict[str, Any]:
+    """Poll until LAUNCH answers (and is still alive: another server on its port must not
+    pass for it); its endpoints.json entry, or LocalServiceError with the log's tail."""
+    pid = launch.proc.pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        # Alive after answering: another server on the same port must not pass for ours.
-        if ready() and _alive(proc_pid):
-            return
-        if not _alive(proc_pid):
-            _reap(proc_pid)
+        if launch.ready() and _alive(pid):
+            return launch.entry
+        if not _alive(pid):
+            _reap(pid)
             raise LocalServiceError(
-                f"the {name} exited while starting; the end of {log}:\n{_tail(log)}",
+                f"the {launch.name} exited while starting; the end of {launch.log}:\n"
+                f"{_tail(launch.log)}",
             )
         time.sleep(0.05)
-    _terminate(proc_pid, "")
+    _terminate(pid, "")
     raise LocalServiceError(
-        f"the {name} did not answer within {timeout:.0f} s; the end of {log}:\n{_tail(log)}",
+        f"the {launch.name} did not answer within {timeout:.0f} s; the end of {launch.log}:\n"
+        f"{_tail(launch.log)}",
     )
 
 
-def _retry_on_lost_port(
-    start: Callable[[int], dict[str, Any]], port: int, exclude: set[int]
-) -> dict[str, Any]:
-    """START on PORT; if it died because someone took PORT meanwhile, once more on a free one."""
-    try:
-        return start(port)
-    except LocalServiceError:
-        if _port_free(port):
-            raise  # it failed for another reason: say so
-        return start(_choose_port(0, 0, exclude | {port}))
-
-
-def _start_batch(
-    home: Path, port: int, extra_args: Sequence[str], timeout: float
-) -> dict[str, Any]:
+def _launch_batch(home: Path, port: int, extra_args: Sequence[str]) -> _Launch:
     log = home / "logs" / "batch.log"
-    args = [
-        sys.executable,
-        "-m",
-        "bspec.localbatch",
-        "--home",
-        str(home),
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        *extra_args,
-    ]
-    proc = _spawn(args, log, home)
+    args = [sys.executable, "-m", "bspec.localbatch", "--home", str(home), "--host", HOST]
+    proc = _spawn([*args, "--port", str(port), *extra_args], log, home)
     url = f"http://{HOST}:{port}"
-    _wait_ready("local Batch service", proc.pid, log, lambda: _batch_ready(url, proc.pid), timeout)
-    return {"url": url, "pid": proc.pid, "port": port}
+    return _Launch(
+        "local Batch service",
+        port,
+        proc,
+        log,
+        lambda: _batch_ready(url, proc.pid),
+        {"url": url, "pid": proc.pid, "port": port},
+    )
 
 
-def _start_azurite(
-    home: Path, port: int, timeout: float, progress: Progress | None = None
-) -> dict[str, Any]:
+def _launch_azurite(home: Path, port: int, progress: Progress | None) -> _Launch:
     command = azurite_command(home, progress)
     log = home / "logs" / "azurite.log"
     location = home / "azurite"
     location.mkdir(exist_ok=True, mode=0o700)
-    args = [
-        *command,
-        "--blobHost",
-        HOST,
-        "--blobPort",
-        str(port),
-        "--location",
-        str(location),
-        "--skipApiVersionCheck",
-        "--loose",
-        "--silent",
-        "--disableTelemetry",
-    ]
-    proc = _spawn(args, log, home)
+    args = [*command, "--blobHost", HOST, "--blobPort", str(port), "--location", str(location)]
+    flags = ["--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"]
+    proc = _spawn([*args, *flags], log, home)
     blob_url = f"http://{HOST}:{port}/{AZURITE_ACCOUNT}"
-    _wait_ready("Azurite blob service", proc.pid, log, lambda: _azurite_ready(blob_url), timeout)
-    return {
-        "blobUrl": blob_url,
-        "pid": proc.pid,
-        "port": port,
-        "connectionString": connection_string(blob_url),
-    }
+    return _Launch(
+        "Azurite blob service",
+        port,
+        proc,
+        log,
+        lambda: _azurite_ready(blob_url),
+        {
+            "blobUrl": blob_url,
+            "pid": proc.pid,
+            "port": port,
+            "connectionString": connection_string(blob_url),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -500,28 +490,59 @@ def _batch_ok(batch: dict[str, Any]) -> bool:
     )
 
 
-def _ensure_storage_locked(
+def _start_missing(
     home: Path,
     data: dict[str, Any],
-    port: int | None,
-    exclude: set[int],
+    wanted: dict[str, int | None],
+    batch_args: Sequence[str],
     timeout: float,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    storage: dict[str, Any] = data.get("storage") or {}
-    if _storage_ok(storage):
-        return storage
-    _terminate(storage.get("pid"), _AZURITE_MARKER)
-    wanted = port if port is not None else storage.get("port")
-    chosen = _choose_port(wanted, DEFAULT_AZURITE_PORT, exclude)
-    if progress is not None:
-        progress(f"Starting Azurite (blob) on {HOST}:{chosen}")
-    storage = _retry_on_lost_port(
-        lambda p: _start_azurite(home, p, timeout, progress), chosen, exclude
-    )
-    data["storage"] = storage
-    _write_endpoints(home, data)
-    return storage
+    progress: Progress | None,
+) -> None:
+    """Start the services named in WANTED ("batch", "storage": port or None) that are not
+    running, all at once, and record each in endpoints.json as soon as it answers."""
+    running = [data.get(k) or {} for k in ("batch", "storage") if k not in wanted]
+    taken = {int(entry["port"]) for entry in running if entry.get("port")}
+    labels = {"batch": "the local Batch service", "storage": "Azurite (blob)"}
+    markers = {"batch": _BATCH_MARKER, "storage": _AZURITE_MARKER}
+
+    def launch(key: str, port: int) -> _Launch:
+        if key == "batch":
+            return _launch_batch(home, port, batch_args)
+        return _launch_azurite(home, port, progress)
+
+    launches: list[tuple[str, _Launch]] = []
+    errors: list[LocalServiceError] = []
+    for key, port_wanted in wanted.items():
+        old = data.get(key) or {}
+        _terminate(old.get("pid"), markers[key])
+        default = DEFAULT_BATCH_PORT if key == "batch" else DEFAULT_AZURITE_PORT
+        port = _choose_port(
+            port_wanted if port_wanted is not None else old.get("port"), default, taken
+        )
+        taken.add(port)
+        if progress is not None:
+            progress(f"Starting {labels[key]} on {HOST}:{port}")
+        try:
+            launches.append((key, launch(key, port)))
+        except LocalServiceError as exc:
+            errors.append(exc)
+    for key, started in launches:
+        try:
+            try:
+                data[key] = _await_ready(started, timeout)
+            except LocalServiceError:
+                if _port_free(started.port):
+                    raise  # it failed for another reason: say so
+                # Someone took the port between choosing and binding it: once more elsewhere.
+                port = _choose_port(0, 0, taken | {started.port})
+                taken.add(port)
+                data[key] = _await_ready(launch(key, port), timeout)
+        except LocalServiceError as exc:
+            errors.append(exc)
+            data.pop(key, None)
+        _write_endpoints(home, data)
+    if errors:
+        raise errors[0]
 
 
 def ensure_storage(
@@ -535,9 +556,9 @@ def ensure_storage(
     home = state_home(home)
     with _locked(home):
         data = _read_endpoints(home)
-        batch = data.get("batch") or {}
-        exclude = {int(batch["port"])} if batch.get("port") and _batch_ok(batch) else set()
-        storage = _ensure_storage_locked(home, data, port, exclude, timeout, progress)
+        if not _storage_ok(data.get("storage") or {}):
+            _start_missing(home, data, {"storage": port}, (), timeout, progress)
+        storage = data["storage"]
     return StorageEndpoint(
         blob_url=str(storage["blobUrl"]),
         connection_string=connection_string(str(storage["blobUrl"])),
@@ -561,33 +582,20 @@ def ensure_running(
     this state folder), 0 means any free port; a taken port falls back to a free one.
     `batch_args` are extra flags for `python -m bspec.localbatch` (e.g. --delete-delay).
     `progress` hears one line per service it starts (for stderr; nothing when all run).
+    Both start at once, so a cold start takes as long as the slower of the two.
     """
     home = state_home(home)
     name, key = load_or_create_account(home)
     with _locked(home):
         data = _read_endpoints(home)
-        batch: dict[str, Any] = data.get("batch") or {}
-        storage: dict[str, Any] = data.get("storage") or {}
-        batch_ok = _batch_ok(batch)
-        taken: set[int] = set()
-        if batch_ok:
-            taken.add(int(batch["port"]))
-        if _storage_ok(storage):
-            taken.add(int(storage["port"]))
-        if not batch_ok:
-            _terminate(batch.get("pid"), _BATCH_MARKER)
-            wanted = batch_port if batch_port is not None else batch.get("port")
-            port = _choose_port(wanted, DEFAULT_BATCH_PORT, taken)
-            taken.add(port)
-            if progress is not None:
-                progress(f"Starting the local Batch service on {HOST}:{port}")
-            batch = _retry_on_lost_port(
-                lambda p: _start_batch(home, p, batch_args, timeout), port, taken
-            )
-            taken.add(int(batch["port"]))
-            data["batch"] = batch
-            _write_endpoints(home, data)
-        storage = _ensure_storage_locked(home, data, azurite_port, taken, timeout, progress)
+        wanted: dict[str, int | None] = {}
+        if not _batch_ok(data.get("batch") or {}):
+            wanted["batch"] = batch_port
+        if not _storage_ok(data.get("storage") or {}):
+            wanted["storage"] = azurite_port
+        if wanted:
+            _start_missing(home, data, wanted, batch_args, timeout, progress)
+        batch, storage = data["batch"], data["storage"]
 
     return Endpoints(
         home=home,

@@ -160,3 +160,19 @@ def test_a_checkout_without_azurite_installs_it_with_npm_ci(
     assert (checkout / "node_modules" / ".bin" / "azurite-blob").exists()
     assert any("npm ci" in line for line in said)
     assert str(checkout) in Path(f"/proc/{ep.pid}/cmdline").read_text()
+
+
+@needs_batch
+def test_when_azurite_cannot_start_the_batch_service_is_still_recorded(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "_checkout_root", lambda: tmp_path / "no-checkout")
+    monkeypatch.delenv("BSPEC_AZURITE", raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with pytest.raises(LocalServiceError, match="Azurite"):
+        services.ensure_running(home, batch_port=0, azurite_port=0)
+    state = services.status(home)
+    assert state["batch"]["running"] and not state["storage"]["running"]
+    batch_pid = state["batch"]["pid"]
+    services.stop(home)  # nothing was orphaned: stop finds it by its recorded PID
+    assert gone(batch_pid)

@@ -21,7 +21,14 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 from bspec import services
-from bspec.localbatch.agent import Execution, Outcome, OutputFile, ResourceFile, TaskRun
+from bspec.localbatch.agent import (
+    Execution,
+    Outcome,
+    OutputFile,
+    ResourceFile,
+    TaskRun,
+    kill_node_processes,
+)
 
 PY = sys.executable
 
@@ -451,3 +458,22 @@ def test_large_output_file_goes_up_in_blocks(tmp_path: Path, container: Containe
     data = container.download_blob("big.bin").readall()
     assert data == (ex.working_dir / "big.bin").read_bytes()
     assert os.path.getsize(ex.working_dir / "big.bin") == size
+
+
+def test_background_processes_outlive_the_task_until_their_node_goes(
+    tmp_path: Path, azurite: services.StorageEndpoint
+) -> None:
+    command = "/bin/sh -c 'setsid sleep 60 > /dev/null 2>&1 & echo $! > bg.pid'"
+    pids = {}
+    for node in ("node1", "node2"):
+        root = tmp_path / "pool" / node
+        ex = execution(root, command, environment={"AZ_BATCH_NODE_ROOT_DIR": str(root)})
+        outcome, _ = run(ex)
+        assert outcome.result == "success"  # the task completes; its daemon stays, as on Batch
+        pids[node] = int((ex.working_dir / "bg.pid").read_text())
+    assert not gone(pids["node1"]) and not gone(pids["node2"])
+
+    assert kill_node_processes(tmp_path / "pool" / "node1") == [pids["node1"]]
+    assert wait_gone(pids["node1"]) and not gone(pids["node2"])
+    assert kill_node_processes(tmp_path / "pool") == [pids["node2"]]
+    assert wait_gone(pids["node2"])

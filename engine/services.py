@@ -620,6 +620,38 @@ def stop(home: Path | None = None, timeout: float = STOP_TIMEOUT) -> None:
                 _terminate(entry.get("pid"), marker, timeout)
                 entry["pid"] = None
         _write_endpoints(home, data)
+        _kill_task_leftovers(home / "batch" / "nodes")
+
+
+def _kill_task_leftovers(nodes: Path) -> list[int]:
+    """SIGKILL what tasks left running in the background on this state folder's nodes.
+
+    The service kills its running tasks' process groups when it stops; a daemon a task
+    started in its own session escapes that, but still carries the AZ_BATCH_NODE_ROOT_DIR
+    it inherited, which is how it is found here (Linux /proc; elsewhere nothing happens).
+    """
+    base = os.path.normpath(nodes)
+    found: list[int] = []
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit() and int(e) != os.getpid()]
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                environ = fh.read().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"AZ_BATCH_NODE_ROOT_DIR="):
+                value = os.path.normpath(os.fsdecode(item.split(b"=", 1)[1]))
+                if value.startswith(base + os.sep):
+                    found.append(int(entry))
+                break
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return found
 
 
 def status(home: Path | None = None) -> dict[str, Any]:

@@ -87,11 +87,15 @@ def start_a_long_task(home: Path, url: str) -> tuple[str, int]:
     client.create_job(
         m.BatchJobCreateOptions(id="cli-job", pool_info=m.BatchPoolInfo(pool_id="cli-pool"))
     )
+    daemon = "setsid sleep 120 > /dev/null 2>&1 & echo $! > $AZ_BATCH_NODE_SHARED_DIR/daemon.pid"
+    client.create_task(
+        "cli-job", m.BatchTaskCreateOptions(id="daemon", command_line=f"/bin/sh -c '{daemon}'")
+    )
     client.create_task("cli-job", m.BatchTaskCreateOptions(id="sleeper", command_line="sleep 120"))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         running = services.http_json("GET", f"{url}/_local/status")["runningTasks"]
-        if running and running[0].get("pid"):
+        if running and running[0].get("pid") and running[0]["taskId"] == "sleeper":
             client.close()
             return "cli-pool", int(running[0]["pid"])
         time.sleep(0.1)
@@ -123,6 +127,9 @@ def test_up_status_env_down(home: Path) -> None:
     assert again["storage"]["pid"] == first["storage"]["pid"]
 
     pool, task_pid = start_a_long_task(home, first["batch"]["url"])
+    (pid_file,) = (home / "batch" / "nodes" / pool).glob("*/shared/daemon.pid")
+    daemon_pid = int(pid_file.read_text())
+    assert not gone(daemon_pid)  # it outlived its task, as on Batch
     status = json.loads(bspec(home, "local", "status", "--json").stdout)
     validate(status, "localStatus")
     assert status["batch"]["running"] and status["storage"]["running"]
@@ -171,6 +178,7 @@ def test_up_status_env_down(home: Path) -> None:
     validate(down, "localDown")
     assert sorted(s["service"] for s in down["stopped"]) == ["batch", "storage"]
     assert gone(task_pid)  # down stops the tasks with the service
+    assert gone(daemon_pid)  # and what a task left running in the background
     after = json.loads(bspec(home, "local", "status", "--json").stdout)
     assert not after["batch"]["running"] and not after["storage"]["running"]
     assert "not running" in bspec(home, "local", "down").stdout

@@ -179,7 +179,7 @@ def test_up_status_env_down(home: Path) -> None:
     assert sorted(s["service"] for s in down["stopped"]) == ["batch", "storage"]
     assert gone(task_pid)  # down stops the tasks with the service
     assert gone(daemon_pid)  # and what a task left running in the background
-    after = json.loads(bspec(home, "local", "status", "--json").stdout)
+    after = services.status(home)
     assert not after["batch"]["running"] and not after["storage"]["running"]
     assert "not running" in bspec(home, "local", "down").stdout
 

@@ -337,8 +337,16 @@ class BatchProvider:
             body["virtualMachineConfiguration"] = full["virtualMachineConfiguration"]
         if "taskSlotsPerNode" in fields:
             body["taskSlotsPerNode"] = full["taskSlotsPerNode"]
-        if "startTask" in fields:
-            body["startTask"] = full.get("startTask") or {"commandLine": ""}
+        if "startTask" in fields and spec.start_task is None:
+            # PATCH cannot remove a start task; replacing the properties without one does.
+            self._call(f"update pool {spec.id}", self.client.replace_pool_properties, spec.id,
+                       models.BatchPoolReplaceOptions({
+                           "certificateReferences": [], "applicationPackageReferences": [],
+                           "metadata": full["metadata"]}))
+            body.pop("metadata", None)
+            fields = [f for f in fields if f not in ("startTask", "metadata", "owner")]
+        elif "startTask" in fields:
+            body["startTask"] = full["startTask"]
         if "metadata" in fields or "owner" in fields:
             body["metadata"] = full["metadata"]
         if body:

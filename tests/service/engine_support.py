@@ -39,6 +39,8 @@ class Stack:
         self.job_id = f"{name}-job"
         self.container_names: dict[str, str] = {}
         self.when_idle: str | None = None
+        self.job_extra: dict[str, Any] = {}
+        self.pool_extra: dict[str, Any] = {}
 
     @property
     def spec(self) -> Path:
@@ -86,6 +88,8 @@ class Stack:
         }
         if self.when_idle:
             spec["pool"]["whenIdle"] = self.when_idle
+        spec["pool"].update(self.pool_extra)
+        spec["jobs"][0].update(self.job_extra)
         self.spec.write_text(json.dumps(spec, indent=1))
         return self.spec
 

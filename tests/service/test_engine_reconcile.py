@@ -338,3 +338,26 @@ def test_resubmitting_the_same_tasks_counts_task_exists_as_success(
     finally:
         tgt.close()
     assert s.plan()[0].empty()
+
+
+def test_job_and_pool_properties_change_in_place(make_stack: Callable[..., Stack]) -> None:
+    s = make_stack()
+    s.apply()
+    s.job_extra = {"priority": 10, "constraints": {"maxWallClockTime": "PT1H"}}
+    s.pool_extra = {"metadata": {"team": "x"},
+                    "startTask": {"commands": ["echo hi"], "resourceFiles": [{"container": "input"}]}}
+    p, _ = s.plan()
+    assert [(a, addr, c.fields) for (a, addr), c in zip(changes(p), p.pending(), strict=True)] == [
+        ("update", f"pool/{s.pool_id}", ("startTask", "metadata")),
+        ("update", f"job/{s.job_id}", ("priority", "maxWallClockTime")),
+    ]
+    assert "start task changed; it reaches existing nodes when they restart" in p.pending()[0].reason
+    out = s.apply()
+    assert writes(out.data)["batch"] == 2
+    assert s.plan()[0].empty()
+    s.job_extra = {}
+    s.pool_extra = {}
+    assert [c.fields for c in s.plan()[0].pending()] == [("startTask", "metadata"),
+                                                         ("priority", "maxWallClockTime")]
+    s.apply()
+    assert s.plan()[0].empty()

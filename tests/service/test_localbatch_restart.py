@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.batch import BatchClient
@@ -27,23 +29,31 @@ TOKEN = "local-test-token"
 class Server:
     """`python -m bspec.localbatch` in a folder of its own, stopped by PID."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *extra: str, scheme: str = "http") -> None:
         self.home = home
+        self.extra = list(extra)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with (self.home / "batch.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bspec.localbatch", "--home", str(self.home),
-                 "--port", str(self.port), "--delete-delay", "0.1", "--bearer-token", TOKEN],
+                 "--port", str(self.port), "--delete-delay", "0.1", "--bearer-token", TOKEN,
+                 *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(self._healthy, 20, "service up")
 
     def _healthy(self) -> bool:
+        if not self.url.startswith("http:"):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return True
+            except OSError:
+                return False
         try:
             get_json(f"{self.url}/_local/health")
         except OSError:
@@ -55,10 +65,10 @@ class Server:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=20)
 
-    def client(self, reference: Reference) -> BatchClient:
+    def client(self, reference: Reference, **kw: Any) -> BatchClient:
         account = json.loads((self.home / "account.json").read_text())
         return BatchClient(self.url, AzureNamedKeyCredential(account["name"], account["key"]),
-                           raw_response_hook=response_hook(reference))
+                           raw_response_hook=response_hook(reference), **kw)
 
 
 @pytest.fixture
@@ -111,3 +121,23 @@ def test_bearer_token_mode(server: Server) -> None:
         urllib.request.urlopen(bad, timeout=5)
     with err.value:
         assert err.value.code == 401
+
+
+def test_tls_mode(tmp_path: Path, reference: Reference) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    srv = Server(home, "--tls-cert", str(cert), "--tls-key", str(key), scheme="https")
+    srv.start()
+    try:
+        with srv.client(reference, connection_verify=str(cert)) as c:
+            c.create_job(m.BatchJobCreateOptions(id="tls", pool_info=m.BatchPoolInfo(
+                pool_id="p")))
+            assert c.get_job("tls").url.startswith("https://127.0.0.1:")
+    finally:
+        srv.stop()

@@ -610,7 +610,8 @@ def ensure_running(
 
 
 def stop(home: Path | None = None, timeout: float = STOP_TIMEOUT) -> None:
-    """Stop both services by PID (SIGTERM, then SIGKILL after TIMEOUT) and wait for them."""
+    """Stop both services by PID (SIGTERM, then SIGKILL after TIMEOUT) and wait for them;
+    then stop what tasks left running in the background on the nodes."""
     home = state_home(home)
     with _locked(home):
         data = _read_endpoints(home)

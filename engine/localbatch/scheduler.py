@@ -933,11 +933,25 @@ class Scheduler:
         row.meta["cleanup_at"] = at
         heapq.heappush(self._retention, (at, row.parent, row.key))
 
+    def _job_deadlines(self, now: float) -> None:
+        """A job past its maxWallClockTime is terminated, as Batch does."""
+        for job in self.store.iter_all("job"):
+            if job.body["state"] not in ("active", "disabled"):
+                continue
+            try:
+                limit = duration_seconds(job.body.get("constraints", {}).get("maxWallClockTime"))
+            except ValueError:
+                continue
+            if limit is not None and parse_iso(job.body["creationTime"]).timestamp() + limit \
+                    <= now:
+                self.terminate_job(job.key, "MaxWallClockTimeExpiry")
+
     async def _janitor(self) -> None:
         """Remove the folders of completed tasks whose retention time has passed."""
         while True:
             await asyncio.sleep(0.25)
             now = time.time()
+            self._job_deadlines(now)
             while self._retention and self._retention[0][0] <= now:
                 _at, job_key, task_key = heapq.heappop(self._retention)
                 row = self.store.get("task", job_key, task_key)

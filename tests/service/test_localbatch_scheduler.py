@@ -244,3 +244,17 @@ def test_resize_down_requeues_and_retention_cleans(checked_client: Any, uid: Ids
         return False
 
     wait_for(cleaned, what="short's files cleaned after retention")
+
+
+def test_job_max_wall_clock_time_terminates_it(checked_client: Any, uid: Ids) -> None:
+    pool_id, job_id = uid("pool"), uid("job")
+    make_pool(checked_client, pool_id, nodes=1)
+    make_job(checked_client, job_id, pool_id,
+             constraints=m.BatchJobConstraints(max_wall_clock_time="PT1S"))
+    checked_client.create_task(job_id, m.BatchTaskCreateOptions(id="long",
+                                                                command_line="sleep 30"))
+    job = wait_for(lambda: (lambda j: j if j.state == "completed" else None)(
+        checked_client.get_job(job_id)), what="job terminated")
+    assert job.execution_info.termination_reason == "MaxWallClockTimeExpiry"
+    task = done(checked_client, job_id, "long")
+    assert task.execution_info.result == "failure"

@@ -53,6 +53,7 @@ MAX_API = "2025-06-01.21.0"
 JSON_TYPE = "application/json;odata=minimalmetadata"
 MAX_BODY = 4 * 1024 * 1024
 MAX_COLLECTION_BODY = 1024 * 1024
+MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 SIGNED_HEADERS = (
     "content-encoding", "content-language", "content-length", "content-md5", "content-type",
     "date", "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range",
@@ -308,6 +309,28 @@ class Service:
                              "correctly including the signature.",
                              {"AuthenticationErrorDetail": "The MAC signature found in the "
                               "HTTP request is not the same as any computed signature."})
+        self._check_date(request)
+
+    def _check_date(self, request: web.Request) -> None:
+        """A signed request is good for 15 minutes either side of its ocp-date (or Date), as
+        on Batch, so a captured request cannot be replayed later."""
+        raw = request.headers.get("ocp-date") or request.headers.get("Date")
+        if not raw:
+            return
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            raise BatchError(400, "InvalidHeaderValue", "The value for one of the HTTP headers "
+                             "is not in the correct format.",
+                             {"HeaderName": "ocp-date", "HeaderValue": raw}) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if abs(dt.datetime.now(dt.UTC) - when) > MAX_CLOCK_SKEW:
+            raise BatchError(403, "AuthenticationFailed", "Server failed to authenticate the "
+                             "request. The request date is more than 15 minutes away from "
+                             "the server's time.",
+                             {"AuthenticationErrorDetail": f"Request date {raw} is outside "
+                              "the allowed clock skew of 15 minutes."})
 
     def _signature(self, request: web.Request, raw_path: str, raw_query: str, name: str) -> str:
         """The string Batch signs (see azure.batch._patch.BatchSharedKeyAuthPolicy)."""
@@ -859,11 +882,12 @@ class Service:
 
     def list_nodes(self, call: Call) -> Reply:
         pool = self._pool(call.params["poolId"])
-        return self._page(call, "node", pool.key, odata.NODE_PROPS, "nodes")
+        return self._page(call, "node", pool.key, odata.NODE_PROPS, "nodes",
+                          shape=self.scheduler.shape_node)
 
     def get_node(self, call: Call) -> Reply:
         row = self._node(call.params["poolId"], call.params["nodeId"])
-        out = odata.select(row.body, self._select(call))
+        out = odata.select(self.scheduler.shape_node(row), self._select(call))
         return Reply(200, {"odata.metadata": f"{call.base}/$metadata#nodes/@Element", **out})
 
     def reboot_node(self, call: Call) -> Reply:

@@ -247,7 +247,7 @@ class Scheduler:
                 order = {"starttaskfailed": 0, "creating": 1, "starting": 2,
                          "waitingforstarttask": 3, "idle": 4, "running": 5}
                 mine.sort(key=lambda n: (order.get(n.body["state"], 0),
-                                         -int(n.body.get("runningTasksCount", 0))))
+                                         -len(self._on_node(pool_key, n.key))))
                 for node in mine[: len(mine) - target]:
                     self._remove_node(pool_key, node.key, option)
         self._refresh_pool(pool_key)
@@ -826,26 +826,38 @@ class Scheduler:
         row.meta.pop("cleaned", None)
         self._set_task_state(row, "preparing")
         self.store.put(row)
-        self._node_load(pool.key, node.key, +1, slots)
+        self._node_busy(pool.key, node.key, True)
         entry.aio = asyncio.create_task(self._execute(entry))
 
-    def _node_load(self, pool_key: str, node_key: str, tasks: int, slots: int,
-                   ran: bool = False, succeeded: bool = False) -> None:
-        node = self.store.get("node", pool_key, node_key)
-        if node is None:
-            return
+    def _node_busy(self, pool_key: str, node_key: str, busy: bool, ran: bool = False,
+                   succeeded: bool = False) -> None:
+        """Keep idle/running and the totals on the stored node; the running counts are
+        derived when the node is read (`shape_node`), which saves a write per task."""
+        if not ran:
+            node = self.store.get("node", pool_key, node_key)
+            if node is None or node.body["state"] != ("idle" if busy else "running"):
+                return
+        else:
+            node = self.store.get("node", pool_key, node_key)
+            if node is None:
+                return
+            node.body["totalTasksRun"] += 1
+            node.body["totalTasksSucceeded"] += 1 if succeeded else 0
         body = node.body
-        body["runningTasksCount"] = max(0, body["runningTasksCount"] + tasks)
-        body["runningTaskSlotsCount"] = max(0, body["runningTaskSlotsCount"] + slots)
-        if ran:
-            body["totalTasksRun"] += 1
-            body["totalTasksSucceeded"] += 1 if succeeded else 0
         if body["state"] in SCHEDULABLE:
-            state = "running" if body["runningTasksCount"] else "idle"
+            state = "running" if busy else "idle"
             if state != body["state"]:
                 body["state"] = state
                 body["stateTransitionTime"] = iso()
         self.store.put(node)
+
+    def shape_node(self, row: Row) -> dict[str, Any]:
+        """A node as the API shows it: the running counts come from what runs right now."""
+        body = dict(row.body)
+        entries = self._on_node(row.parent, row.key)
+        body["runningTasksCount"] = len(entries)
+        body["runningTaskSlotsCount"] = sum(e.slots for e in entries)
+        return body
 
     async def _execute(self, entry: Running) -> None:
         key = (entry.job, entry.task)
@@ -873,7 +885,8 @@ class Scheduler:
             self.running.pop(key, None)
         if self._stopping:
             return
-        self._node_load(entry.pool, entry.node, -1, -entry.slots, ran=True,
+        self._node_busy(entry.pool, entry.node, bool(self._on_node(entry.pool, entry.node)),
+                        ran=True,
                         succeeded=outcome.result == "success" and not entry.disposition)
         if entry.disposition == "delete":
             row = self.store.get("task", entry.job, entry.task)

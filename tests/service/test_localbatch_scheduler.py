@@ -201,6 +201,9 @@ def test_terminate_and_delete_kill_processes(checked_client: Any, uid: Ids,
     pids = wait_for(lambda: (lambda p: p if {"a", "b"} <= set(p) else None)(
         running_pids(local_services)), what="both running")
     assert checked_client.get_task(job_id, "a").state == "running"
+    (node,) = checked_client.list_nodes(pool_id)
+    assert node.state == "running" and node.running_tasks_count == 2
+    assert node.running_task_slots_count == 2
     checked_client.terminate_task(job_id, "a")
     a = checked_client.get_task(job_id, "a")
     assert a.state == "completed" and a.execution_info.failure_info.code == "TaskEnded"

@@ -63,6 +63,7 @@ def validate(data: dict[str, Any], definition: str) -> None:
     validator_cls = jsonschema.validators.validator_for(schema)
     one = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
     validator_cls(one).validate(data)
+    validator_cls(schema).validate(data)  # and as the file's top level accepts any output
 
 
 def start_a_long_task(home: Path, url: str) -> tuple[str, int]:

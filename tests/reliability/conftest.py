@@ -288,3 +288,11 @@ def faults(local_services: Any) -> Iterator[Callable[..., dict[str, Any]]]:
 def batch_requests(local: Any) -> dict[str, Any]:
     result: dict[str, Any] = services.http_json("GET", f"{local.batch_url}/_local/requests")
     return result
+
+
+def record(name: str, data: Any) -> None:
+    """Append a figure for docs/reliability.md when BSPEC_RELIABILITY_FIGURES names a file."""
+    target = os.environ.get("BSPEC_RELIABILITY_FIGURES")
+    if target:
+        with open(target, "a") as fh:
+            fh.write(json.dumps({"test": name, "data": data}) + "\n")

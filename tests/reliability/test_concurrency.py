@@ -17,8 +17,8 @@ from typing import Any
 from bspec.locking import LOCK_BLOB, StackLock
 from bspec.targets import connect
 
-from .conftest import Bspec, Run, Snapshot, assert_converged, desired_of
-from .test_crash_resume import KILL_ENV, record
+from .conftest import Bspec, Run, Snapshot, assert_converged, desired_of, record
+from .test_crash_resume import KILL_ENV
 
 SHORT_LEASE = {"BSPEC_TEST_LOCK_LEASE_SECONDS": "15"}
 # Writes of an apply, in order: the logs container, the lock blob, the lease, the holder's

@@ -10,8 +10,6 @@ uploads, pool, job, each chunk of task submission), plus a few at random times.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
 import subprocess
@@ -22,18 +20,10 @@ from typing import Any
 from bspec.commands.reconcile import run_apply, run_plan
 from bspec.commands.unlock import run_unlock
 
-from .conftest import Bspec, Snapshot, assert_converged, container_bytes, desired_of
+from .conftest import Bspec, Snapshot, assert_converged, container_bytes, desired_of, record
 
 KILL_ENV = "BSPEC_TEST_KILL_AFTER_WRITES"
 TASKS = 130  # two chunks of task submission (100 tasks per request)
-
-
-def record(name: str, data: Any) -> None:
-    """Append a figure for docs/reliability.md when BSPEC_RELIABILITY_FIGURES names a file."""
-    target = os.environ.get("BSPEC_RELIABILITY_FIGURES")
-    if target:
-        with open(target, "a") as fh:
-            fh.write(json.dumps({"test": name, "data": data}) + "\n")
 
 
 def at_kill(snap: Snapshot) -> str:

@@ -16,8 +16,7 @@ from typing import Any
 
 from bspec.commands.reconcile import run_apply, run_destroy, run_plan
 
-from .conftest import Snapshot, assert_converged, desired_of
-from .test_crash_resume import record
+from .conftest import Snapshot, assert_converged, desired_of, record
 
 STACKS = 3
 RATE = 0.1

@@ -26,7 +26,7 @@ from bspec.spec import load, load_document, parse_var_flags, render, validate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .test_crash_resume import record
+from .conftest import record
 
 BASE: dict[str, Any] = {
     "apiVersion": "bspec/v1",

@@ -141,6 +141,8 @@ class Service:
         self.app.on_shutdown.append(self._shutdown)
 
     async def _startup(self, _app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        self.store.commit_later(lambda commit: loop.call_later(0.005, commit))
         await self.scheduler.start()
 
     async def _shutdown(self, _app: web.Application) -> None:

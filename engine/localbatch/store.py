@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,13 +68,41 @@ class Store:
                 " '$.requiredSlots'), 1)")
         self.db.execute(COUNTS_INDEX)
         self._depth = 0
+        self._pending = False
+        self._schedule: Callable[[Callable[[], None]], object] | None = None
+
+    def commit_later(self, schedule: Callable[[Callable[[], None]], object]) -> None:
+        """Batch the commits of writes made close together: the first write opens a
+        transaction and `schedule(self.commit)` closes it (the service uses a few ms on its
+        event loop). Readers share this connection, so they see every write at once."""
+        self._schedule = schedule
+
+    def _write(self) -> None:
+        if self._schedule is None or self._depth or self._pending:
+            return
+        self.db.execute("BEGIN")
+        self._pending = True
+        self._schedule(self.commit)
+
+    def commit(self) -> None:
+        if self._pending:
+            self._pending = False
+            self.db.execute("COMMIT")
 
     def close(self) -> None:
+        self.commit()
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes (a task collection) into one commit; nests."""
+        if self._pending:  # already inside a batched commit
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         if self._depth == 0:
             self.db.execute("BEGIN")
         self._depth += 1
@@ -104,6 +132,7 @@ class Store:
 
     def put(self, row: Row) -> None:
         """Insert or replace (keeping the row's place in list order)."""
+        self._write()
         state = str(row.body.get("state", "") or "")
         body = json.dumps(row.body, separators=(",", ":"))
         meta = json.dumps(row.meta, separators=(",", ":"))
@@ -127,11 +156,13 @@ class Store:
                 self.put(row)
 
     def delete(self, kind: str, parent: str, key: str) -> None:
+        self._write()
         self.db.execute(
             "DELETE FROM resources WHERE kind=? AND parent=? AND key=?", (kind, parent, key.lower())
         )
 
     def delete_children(self, kind: str, parent: str) -> None:
+        self._write()
         self.db.execute("DELETE FROM resources WHERE kind=? AND parent=?", (kind, parent))
 
     def iter(

@@ -454,7 +454,11 @@ def _files(r: _Renderer, key: str, patterns: Sequence[str], path: PathKey) -> li
                     r.problem(ppath, f"two files would be blob {key}/{name}: "
                               f"{found[name].path} and {absolute}")
                 continue
-            size, md5 = _md5(absolute)
+            try:
+                size, md5 = _md5(absolute)
+            except OSError as exc:
+                r.problem(ppath, f"cannot read {absolute}: {exc.strerror}")
+                continue
             found[name] = BlobSpec(container=key, name=name, path=absolute, size=size, md5=md5)
     return [found[n] for n in sorted(found)]
 

@@ -95,6 +95,26 @@ def builtin_templates() -> str:
     return str(resources.files("bspec.templates"))
 
 
+MAX_RESULT = 1_000_000  # characters/items a single `*` or `**` in a template may produce
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus a cap on `*` and `**` so a typo can't exhaust memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and abs(right) > 1000:
+                raise OverflowError(f"{left} ** {right} is too large for a spec")
+            return left**right
+        if isinstance(left, int) and hasattr(right, "__len__"):
+            left, right = right, left
+        if hasattr(left, "__len__") and isinstance(right, int) and len(left) * right > MAX_RESULT:
+            raise OverflowError(f"repeating a value {right} times is too large for a spec")
+        return left * right
+
+
 def make_environment(spec_dir: Path | str | None = None) -> ImmutableSandboxedEnvironment:
     """The sandbox every spec string renders in: strict about undefined names, no autoescape.
 
@@ -104,7 +124,7 @@ def make_environment(spec_dir: Path | str | None = None) -> ImmutableSandboxedEn
     if spec_dir is not None:
         loaders.append(FileSystemLoader(str(Path(spec_dir) / "templates")))
     loaders.append(FileSystemLoader(builtin_templates()))
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         loader=ChoiceLoader(loaders),
         undefined=StrictUndefined,
         autoescape=False,

@@ -252,3 +252,11 @@ def test_foreach_lists_can_come_from_vars(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         render(tmp_path, spec, names="notalist")
     assert err.value.problems[0].path == "$.jobs[0].tasks[0].foreach.list"
+
+
+def test_sandbox_caps_huge_repetition(tmp_path: Path) -> None:
+    path = write(tmp_path, spec_with(
+        "      - id: t\n        commandLine: \"{{ 'x' * 10**9 }}\"\n"))
+    with pytest.raises(SpecError) as err:
+        load(path)
+    assert "too large" in err.value.problems[0].message

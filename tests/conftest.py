@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = set(getattr(item, "fixturenames", ()))
         if not names & SERVICE_FIXTURES:
             continue
-        if "tests/unit/" in Path(str(item.fspath)).as_posix():
+        if "tests/unit/" in item.path.as_posix():
             raise pytest.UsageError(
                 f"{item.nodeid} is a unit test but uses {sorted(names & SERVICE_FIXTURES)}; "
                 "move it to tests/service/ or tests/cli/"

@@ -272,3 +272,31 @@ def select(body: Mapping[str, Any], fields: list[str] | None) -> dict[str, Any]:
         return dict(body)
     wanted = {f.split("/")[0].strip().casefold() for f in fields if f.strip()}
     return {k: v for k, v in body.items() if k.casefold() in wanted or k.startswith("odata.")}
+
+
+def to_sql(node: Node) -> tuple[str, list[Any]]:
+    """A SQL prefilter over the stored JSON body that keeps at least every row `evaluate`
+    accepts (a superset: anything it can't express exactly becomes "1"), so that filtered
+    lists decode only likely matches. `evaluate` still decides each row."""
+    if isinstance(node, BoolOp):
+        parts = [to_sql(item) for item in node.items]
+        joiner = " AND " if node.op == "and" else " OR "
+        params = [p for _sql, ps in parts for p in ps]
+        return "(" + joiner.join(sql for sql, _ps in parts) + ")", params
+    path = "$." + node.prop.replace("/", ".")
+    expr = f"json_extract(body, '{path}')"
+    if isinstance(node, StartsWith):
+        if not node.prefix.isascii():
+            return "1", []
+        escaped = node.prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return (f"(typeof({expr}) <> 'text' OR lower({expr}) LIKE ? ESCAPE '\\')",
+                [escaped + "%"])
+    value = node.value
+    sql_op = {"eq": "=", "ne": "<>", "gt": ">", "lt": "<", "ge": ">=", "le": "<="}[node.op]
+    if isinstance(value, bool) or value is None or isinstance(value, dt.datetime):
+        return "1", []
+    if isinstance(value, str):
+        if not value.isascii():
+            return "1", []
+        return f"(typeof({expr}) <> 'text' OR lower({expr}) {sql_op} ?)", [value.lower()]
+    return f"(typeof({expr}) NOT IN ('integer', 'real') OR {expr} {sql_op} ?)", [value]

@@ -560,10 +560,16 @@ class Service:
         limit = self._maxresults(call)
         filter_text = call.query.get("$filter")
         try:
-            pred = odata.predicate(filter_text, allowed)
+            node = odata.parse(filter_text, allowed) if filter_text else None
         except odata.FilterError as exc:
             raise self._bad_filter(filter_text, str(exc)) from None
         hint = odata.state_hint(filter_text) if kind in ("task", "job", "pool") else None
+        # Shaped bodies (nodes) have derived fields the stored JSON lacks: no SQL prefilter.
+        where = odata.to_sql(node) if node is not None and shape is None else None
+
+        def pred(body: dict[str, Any]) -> bool:
+            return node is None or odata.evaluate(node, body)
+
         after = self._skiptoken(call)
         fields = self._select(call)
         if not filter_text and not fields and shape is None:
@@ -572,7 +578,8 @@ class Service:
         cursor = returned = after
         more = False
         while not more:
-            rows = list(self.store.iter(kind, parent, after=cursor, state=hint, limit=1000))
+            rows = list(self.store.iter(kind, parent, after=cursor, state=hint, limit=1000,
+                                        where=where))
             for row in rows:
                 body = shape(row) if shape else row.body
                 if pred(body):

@@ -173,14 +173,19 @@ class Store:
         after: int = 0,
         state: tuple[str, str] | None = None,
         limit: int | None = None,
+        where: tuple[str, list[Any]] | None = None,
     ) -> Iterator[Row]:
-        """Rows in list order after seq `after`, optionally pre-filtered by state (eq/ne)."""
+        """Rows in list order after seq `after`, optionally pre-filtered by state (eq/ne) and
+        by a SQL condition on the body (`odata.to_sql`)."""
         sql = ("SELECT seq, kind, parent, key, body, meta FROM resources"
                " WHERE kind=? AND parent=? AND seq>?")
         args: list[Any] = [kind, parent, after]
         if state is not None:
             sql += " AND state=?" if state[0] == "eq" else " AND state<>?"
             args.append(state[1])
+        if where is not None:
+            sql += f" AND {where[0]}"
+            args.extend(where[1])
         sql += " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"

@@ -60,3 +60,38 @@ def test_select_trims_to_top_level_fields() -> None:
     assert odata.select(TASK, ["id", "executionInfo/exitCode"]) == {
         "id": "topN-data1", "executionInfo": TASK["executionInfo"]}
     assert odata.select(TASK, None) == TASK
+
+
+BODIES = [
+    TASK,
+    {"id": "other", "state": "active", "displayName": "ÉTÉ",
+     "executionInfo": {"exitCode": "7", "result": None}},
+    {"id": "x_%y", "state": "running", "creationTime": "2025-12-31T00:00:00.000000Z"},
+    {"id": "b", "state": "completed", "executionInfo": {"exitCode": 3, "result": "failure",
+                                                        "retryCount": 0}},
+]
+FILTERS = [
+    "state eq 'completed'", "state ne 'completed'", "executionInfo/exitCode eq 0",
+    "executionInfo/exitCode gt 0", "executionInfo/exitCode ne 0", "startswith(id, 'X_%')",
+    "displayName eq 'été'", "executionInfo/result eq 'failure' or startswith(id, 'top')",
+    "(state eq 'active' or state eq 'running') and id ne 'x'",
+    "creationTime gt datetime'2026-01-01T00:00:00Z'", "executionInfo/retryCount le 0",
+]
+
+
+@pytest.mark.parametrize("text", FILTERS)
+def test_sql_prefilter_keeps_every_match(text: str) -> None:
+    """The SQL prefilter may let extra rows through, never drop a row the filter accepts."""
+    import json
+    import sqlite3
+
+    node = odata.parse(text, odata.TASK_PROPS)
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE resources (n INTEGER, body TEXT)")
+    db.executemany("INSERT INTO resources VALUES (?, ?)",
+                   [(i, json.dumps(b)) for i, b in enumerate(BODIES)])
+    sql, params = odata.to_sql(node)
+    kept = {n for (n,) in db.execute(f"SELECT n FROM resources WHERE {sql}", params)}
+    wanted = {i for i, b in enumerate(BODIES) if odata.evaluate(node, b)}
+    assert wanted <= kept
+    db.close()

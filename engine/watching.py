@@ -1,33 +1,167 @@
-"""Wait for the spec's tasks to complete, then report the failed ones (minimal; issue 5
-builds rich progress, outputs and logs on top of this).
+"""Wait for the spec's tasks to complete, showing progress, and report what failed.
 
-Progress comes from the job's task counts; completion is confirmed with a list query
-(`state ne 'completed'`), since counts can lag.
+Progress comes from each job's task counts (one bar per job: active, running, succeeded,
+failed); completion is confirmed with a list query (`state ne 'completed'`), since counts
+can lag and include tasks bspec does not own. While tasks wait and no node can run them,
+it says why ("waiting for 2 nodes to start") instead of sitting silent, and a node whose
+start task failed is named with its stderr. A failed task is reported with its exit code,
+failure info and the tail of its stderr, read from its node while the node has it and
+from the stack's logs container after. Off a terminal (CI logs), progress is plain
+periodic lines with no control characters.
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from bspec.errors import WaitTimeoutError
+from bspec.errors import NotFoundError, WaitTimeoutError
 from bspec.model import DesiredState
+from bspec.providers import inspection
 from bspec.providers.batch import BatchProvider
+from bspec.providers.storage import StorageProvider
+from bspec.targets import Target
+
+STDERR_LINES = 20
+DETAILED_FAILURES = 20  # tasks whose stderr is fetched and shown; the rest are counted
+PLAIN_INTERVAL = 10.0  # seconds between plain progress lines when nothing changes
+READY_NODE_STATES = frozenset({"idle", "running"})
+FAILED_NODE_STATES = frozenset({"starttaskfailed", "unusable"})
 
 
 @dataclass
 class TaskOutcome:
+    """A failed task: where it ran, how it ended, the tail of its stderr."""
+
     job_id: str
     task_id: str
     exit_code: int | None
     failure: str | None
+    node_id: str | None = None
+    stderr_tail: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": f"task/{self.job_id}/{self.task_id}", "jobId": self.job_id,
+                "taskId": self.task_id, "exitCode": self.exit_code, "failure": self.failure,
+                "nodeId": self.node_id, "stderrTail": list(self.stderr_tail)}
+
+
+@dataclass
+class NodeFailure:
+    """A node whose start task failed: it runs nothing until it restarts."""
+
+    pool_id: str
+    node_id: str
+    exit_code: int | None
+    failure: str | None
+    stderr_tail: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"poolId": self.pool_id, "nodeId": self.node_id, "exitCode": self.exit_code,
+                "failure": self.failure, "stderrTail": list(self.stderr_tail)}
 
 
 @dataclass
 class WatchResult:
     succeeded: int = 0
     failed: list[TaskOutcome] = field(default_factory=list)
+    failed_count: int = 0  # all failed tasks; `failed` holds details of the first ones
+    incomplete: int = 0  # the spec's tasks not completed (status, --no-wait)
+    missing: int = 0  # the spec's tasks that do not exist in Batch
+    start_task_failures: list[NodeFailure] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"succeeded": self.succeeded, "failed": self.failed_count,
+                                "failedTasks": [f.to_json() for f in self.failed]}
+        if self.incomplete:  # only when not waited for (status, --no-wait)
+            data["incomplete"] = self.incomplete
+        if self.start_task_failures:
+            data["startTaskFailures"] = [n.to_json() for n in self.start_task_failures]
+        return data
+
+
+# --------------------------------------------------------------------------- display
+
+
+class Display:
+    """Where progress goes: rich bars on a terminal, plain periodic lines elsewhere,
+    nothing when quiet. `say` prints a line above the bars."""
+
+    def __init__(self, *, quiet: bool = False, tty: bool | None = None,
+                 interval: float = PLAIN_INTERVAL) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.interval = interval
+        self._bars: Any = None
+        self._ids: dict[str, Any] = {}
+        self._last: dict[str, tuple[int, ...]] = {}
+        self._printed_at: dict[str, float] = {}
+
+    @contextmanager
+    def running(self) -> Iterator[Display]:
+        if self.quiet or not self.tty:
+            yield self
+            return
+        from bspec.cli import err
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[detail]}"), console=err,
+                      transient=False) as bars:
+            self._bars = bars
+            try:
+                yield self
+            finally:
+                self._bars = None
+
+    def say(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._bars is not None:
+            self._bars.console.print(text, markup=False, highlight=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def update(self, job_id: str, total: int, counts: dict[str, int], *,
+               final: bool = False) -> None:
+        if self.quiet:
+            return
+        done = min(counts["completed"], total)
+        detail = (f"active {counts['active']}  running {counts['running']}  succeeded "
+                  f"{counts['succeeded']}  failed {counts['failed']}")
+        if self._bars is not None:
+            if job_id not in self._ids:
+                self._ids[job_id] = self._bars.add_task(job_id, total=total, detail=detail)
+            self._bars.update(self._ids[job_id], completed=done, total=total, detail=detail)
+            return
+        key = (done, counts["active"], counts["running"], counts["succeeded"], counts["failed"])
+        now = time.monotonic()
+        last_key, last_at = self._last.get(job_id), self._printed_at.get(job_id)
+        changed = key != last_key
+        if (last_at is None or (final and changed) or (changed and now - last_at >= 2.0)
+                or now - last_at >= self.interval):
+            self._last[job_id] = key
+            self._printed_at[job_id] = now
+            sys.stderr.write(f"{job_id}: {done}/{total} completed"
+                             f" ({detail.replace('  ', ', ')})\n")
+            sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+@dataclass
+class _NodeWatch:
+    """What was said about a pool's nodes, so each message is said once."""
+
+    said_waiting: int = -1
+    reported: set[str] = field(default_factory=set)
 
 
 def wait_for_tasks(
@@ -36,49 +170,243 @@ def wait_for_tasks(
     *,
     timeout: float | None = None,
     poll: float = 1.0,
+    display: Display | None = None,
+    storage: StorageProvider | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> WatchResult:
-    """Block until every task of the spec's jobs has completed; report failures."""
-    total = len(desired.tasks)
+    """Block until every task of the spec's jobs has completed; report failures.
+
+    Raises WaitTimeoutError (exit 1) when `timeout` seconds pass first."""
+    shown = display or Display(quiet=True)
     deadline = None if timeout is None else time.monotonic() + timeout
-    for job in desired.jobs:
-        wanted = {t.id for t in desired.tasks_of(job.id)}
-        polls = 0
-        while True:
-            counts = batch.task_counts(job.id)
-            if on_progress:
-                on_progress(counts["completed"], total)
-            polls += 1
-            # Counts can lag, and include tasks bspec does not own: confirm with a list
-            # query of what is not completed yet, limited to the spec's tasks.
-            if (counts["active"] == 0 and counts["running"] == 0) or polls % 10 == 0:
-                left = batch.list_tasks_raw(job.id, filter="state ne 'completed'",
-                                            select=["id"])
-                if not any(t.id in wanted for t in left):
-                    break
+    wanted = {j.id: {t.id for t in desired.tasks_of(j.id)} for j in desired.jobs}
+    pending = [j for j in desired.jobs if wanted[j.id]]
+    nodes = _NodeWatch()
+    start_failures: list[NodeFailure] = []
+    polls = 0
+    with shown.running():
+        while pending:
+            still = []
+            any_waiting = False
+            for job in pending:
+                counts = batch.task_counts(job.id)
+                total = len(wanted[job.id])
+                shown.update(job.id, total, counts)
+                if on_progress:
+                    on_progress(counts["completed"], total)
+                if (counts["active"] == 0 and counts["running"] == 0) or polls % 10 == 9:
+                    left = inspection.list_tasks(batch, job.id, flt="state ne 'completed'",
+                                                 select="id")
+                    if not any(t.get("id") in wanted[job.id] for t in left):
+                        shown.update(job.id, total, batch.task_counts(job.id), final=True)
+                        continue
+                still.append(job)
+                if counts["active"] > 0 and counts["running"] == 0:
+                    any_waiting = True
+            pending = still
+            if not pending:
+                break
+            if any_waiting and desired.pool is not None and polls % 3 == 0:
+                start_failures.extend(_check_nodes(batch, desired.pool.id, nodes, shown))
             if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeoutError(f"tasks of job {job.id} still running after"
-                                       f" {timeout:g} s")
+                ids = ", ".join(j.id for j in pending)
+                raise WaitTimeoutError(f"tasks of job {ids} still not completed after"
+                                       f" {timeout:g} s", hint="run `bspec wait SPEC` to keep"
+                                       " waiting, or `bspec status SPEC` to see where they are")
+            polls += 1
             time.sleep(poll)
-    return collect(batch, desired)
+    result = collect(batch, desired, storage)
+    result.start_task_failures = start_failures
+    return result
 
 
-def collect(batch: BatchProvider, desired: DesiredState) -> WatchResult:
-    """Succeeded and failed counts over the spec's tasks (foreign tasks excluded)."""
+def _check_nodes(batch: BatchProvider, pool_id: str, watch: _NodeWatch,
+                 shown: Display) -> list[NodeFailure]:
+    """Say why tasks are waiting: nodes still starting, or nodes whose start task failed."""
+    pool = inspection.get_pool(batch, pool_id)
+    if pool is None:
+        if watch.said_waiting != -2:
+            shown.say(f"Waiting: pool {pool_id} does not exist; tasks wait for it")
+            watch.said_waiting = -2
+        return []
+    listed = inspection.list_nodes(batch, pool_id)
+    ready = [n for n in listed if str(n.get("state", "")).lower() in READY_NODE_STATES]
+    failed = [n for n in listed if str(n.get("state", "")).lower() in FAILED_NODE_STATES]
+    target = int(pool.get("targetDedicatedNodes") or 0) + int(
+        pool.get("targetLowPriorityNodes") or 0)
+    found: list[NodeFailure] = []
+    for n in failed:
+        node_id = str(n.get("id"))
+        if node_id in watch.reported:
+            continue
+        watch.reported.add(node_id)
+        info = n.get("startTaskInfo") or {}
+        fi = info.get("failureInfo") or {}
+        data = inspection.node_file(batch, pool_id, node_id, "startup/stderr.txt") or b""
+        nf = NodeFailure(pool_id, node_id, info.get("exitCode"),
+                         fi.get("message") or fi.get("code"),
+                         inspection.lines_tail(data, STDERR_LINES))
+        found.append(nf)
+        for line in render_node_failure(nf):
+            shown.say(line)
+    if ready:
+        return found
+    starting = max(target - len(failed), 0)
+    if target == 0 and watch.said_waiting != 0:
+        shown.say(f"Waiting: pool {pool_id} has no nodes (target 0); tasks wait until it is"
+                  " resized")
+        watch.said_waiting = 0
+    elif starting and watch.said_waiting != starting:
+        why = "pool resizing" if str(pool.get("allocationState")) == "resizing" \
+            else "nodes starting"
+        shown.say(f"Waiting for {starting} node{'s' if starting != 1 else ''} to start"
+                  f" ({why})")
+        watch.said_waiting = starting
+    return found
+
+
+def collect(batch: BatchProvider, desired: DesiredState,
+            storage: StorageProvider | None = None, *,
+            detailed: int = DETAILED_FAILURES) -> WatchResult:
+    """Succeeded and failed counts over the spec's tasks (foreign tasks excluded), with the
+    first failed tasks' stderr tails."""
     result = WatchResult()
     for job in desired.jobs:
         wanted = {t.id for t in desired.tasks_of(job.id)}
-        for t in batch.list_tasks_raw(job.id, select=["id", "state", "executionInfo"]):
-            if t.id not in wanted:
+        if not wanted:
+            continue
+        try:
+            tasks = inspection.list_tasks(batch, job.id)
+        except NotFoundError:
+            tasks = []
+        seen = set()
+        for t in tasks:
+            tid = str(t.get("id"))
+            if tid not in wanted:
                 continue
-            info = t.execution_info
-            res = str(getattr(getattr(info, "result", None), "value",
-                              getattr(info, "result", "")) or "").lower()
-            if res == "failure":
-                fi = getattr(info, "failure_info", None)
-                result.failed.append(TaskOutcome(
-                    job.id, t.id, getattr(info, "exit_code", None),
-                    getattr(fi, "message", None) or getattr(fi, "code", None)))
+            seen.add(tid)
+            info = t.get("executionInfo") or {}
+            res = str(info.get("result") or "").lower()
+            if str(t.get("state", "")).lower() != "completed":
+                result.incomplete += 1
+            elif res == "failure":
+                result.failed_count += 1
+                if len(result.failed) < detailed:
+                    fi = info.get("failureInfo") or {}
+                    node = (t.get("nodeInfo") or {}).get("nodeId")
+                    result.failed.append(TaskOutcome(
+                        job.id, tid, info.get("exitCode"), fi.get("message") or fi.get("code"),
+                        node, stderr_tail(batch, storage, desired, job.id, tid)))
             elif res == "success":
                 result.succeeded += 1
+        result.missing += len(wanted - seen)
     return result
+
+
+def read_task_stream(batch: BatchProvider, storage: StorageProvider | None,
+                     desired: DesiredState, job_id: str, task_id: str,
+                     name: str = "stderr.txt") -> tuple[bytes | None, str]:
+    """A task's stdout.txt or stderr.txt: from its node while the node has it, from the
+    stack's logs container after. Returns (data or None, "node" | "logs")."""
+    data = inspection.task_file(batch, job_id, task_id, name)
+    if data is not None:
+        return data, "node"
+    if storage is None:
+        return None, "logs"
+    blob = f"logs/{job_id}/{task_id}/{name}"
+    return inspection.read_blob(storage, desired.logs_container.name, blob), "logs"
+
+
+def stderr_tail(batch: BatchProvider, storage: StorageProvider | None,
+                desired: DesiredState, job_id: str, task_id: str) -> list[str]:
+    data, _ = read_task_stream(batch, storage, desired, job_id, task_id)
+    return inspection.lines_tail(data or b"", STDERR_LINES)
+
+
+def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
+    """Reactivate the spec's failed tasks (`--rerun-failed`); returns their addresses."""
+    done: list[str] = []
+    for job in desired.jobs:
+        wanted = {t.id for t in desired.tasks_of(job.id)}
+        if not wanted:
+            continue
+        failed = inspection.list_tasks(
+            batch, job.id, flt="state eq 'completed' and executionInfo/result eq 'failure'",
+            select="id")
+        for t in failed:
+            tid = str(t.get("id"))
+            if tid in wanted:
+                inspection.reactivate_task(batch, job.id, tid)
+                done.append(f"task/{job.id}/{tid}")
+    return done
+
+
+# --------------------------------------------------------------------------- text
+
+
+def render_node_failure(n: NodeFailure) -> list[str]:
+    lines = [f"Start task failed on node {n.node_id} of pool {n.pool_id}"
+             f" (exit code {n.exit_code})" + (f": {n.failure}" if n.failure else "")]
+    lines.extend(_tail_lines(n.stderr_tail))
+    return lines
+
+
+def _tail_lines(tail: list[str]) -> list[str]:
+    if not tail:
+        return ["    (stderr is empty)"]
+    return [f"    stderr (last {len(tail)} line{'s' if len(tail) != 1 else ''}):"] + [
+        f"    | {line}" for line in tail]
+
+
+def render_result(w: WatchResult) -> list[str]:
+    """The outcome as lines: counts, then each failed task with its stderr tail."""
+    lines = [f"Tasks: {w.succeeded:,} succeeded, {w.failed_count:,} failed."]
+    for f in w.failed:
+        lines.append(f"  failed: task/{f.job_id}/{f.task_id} (exit code {f.exit_code})"
+                     + (f" on node {f.node_id}" if f.node_id else "")
+                     + (f": {f.failure}" if f.failure else ""))
+        lines.extend(_tail_lines(f.stderr_tail))
+    more = w.failed_count - len(w.failed)
+    if more > 0:
+        lines.append(f"  ... and {more:,} more failed tasks (bspec status SPEC lists them)")
+    if w.failed_count:
+        lines.append("Rerun them with `bspec apply SPEC --rerun-failed` once fixed; read a"
+                     " task's output with `bspec logs SPEC TASK`.")
+    return lines
+
+
+# --------------------------------------------------------------------------- after apply
+
+
+def finish(target: Target, desired: DesiredState, *, show: bool = True,
+           timeout: float | None = None, base: Path | None = None,
+           write: Callable[[str], None] | None = None) -> tuple[dict[str, Any], int]:
+    """What `apply` (and `bspec wait`) do once tasks are submitted: wait with progress,
+    report failed tasks with their stderr, download the declared outputs and show them.
+    Returns the outcome's --json members and the exit code (1 when any of the spec's tasks
+    failed, also on an earlier apply)."""
+    from bspec.outputs import download_outputs, render_outputs
+
+    def emit(line: str) -> None:
+        if write is not None:
+            write(line)
+        else:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    display = Display(quiet=not show)
+    total = len(desired.tasks)
+    display.say(f"Waiting for {total:,} task{'s' if total != 1 else ''} to complete")
+    watched = wait_for_tasks(target.batch, desired, timeout=timeout, display=display,
+                             storage=target.storage)
+    data: dict[str, Any] = {"tasks": watched.to_json()}
+    if show:
+        for line in render_result(watched):
+            emit(line)
+    if any(j.outputs for j in desired.jobs):
+        got = download_outputs(target.storage, desired)
+        data["outputs"] = got.to_json()
+        if show:
+            for line in render_outputs(got, base=base or Path.cwd()):
+                emit(line)
+    return data, 1 if watched.failed_count else 0

@@ -16,7 +16,8 @@ from typing import Any
 import typer
 from bspec import applying, saved_plan
 from bspec.cli import JSON_HELP, app, emit_json, out
-from bspec.errors import StalePlanError, TaskFailedError
+from bspec.destroying import destroy_question, keep_containers
+from bspec.errors import StalePlanError
 from bspec.locking import StackLock
 from bspec.model import ActualState, Address, DesiredState, Plan
 from bspec.planning import LOGS_KEY, PlanOptions, basis, covered, plan, plan_destroy
@@ -24,7 +25,8 @@ from bspec.providers import read_actual
 from bspec.reporting import confirm, note, plan_json, render_plan
 from bspec.spec import load, parse_var_flags
 from bspec.targets import Target, choose, connect
-from bspec.watching import WatchResult, wait_for_tasks
+from bspec.watching import WatchResult, finish
+from bspec.watching import rerun_failed as rerun_failed_tasks
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
 _TARGET_HELP = "local (default) or azure; also BSPEC_TARGET or `target:` in the spec."
@@ -90,7 +92,8 @@ def run_plan(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
 def run_apply(path: Path, *, var: Sequence[str] = (), target: str | None = None,
               adopt: bool = False, yes: bool = False, no_wait: bool = False,
               sas_ttl: timedelta | None = None, lock_timeout: float = 0.0,
-              show: bool = True, wait_timeout: float | None = None) -> Outcome:
+              show: bool = True, wait_timeout: float | None = None,
+              rerun_failed: bool = False) -> Outcome:
     saved = saved_plan.load(path) if saved_plan.is_saved_plan(path) else None
     if saved is not None:
         desired: DesiredState = saved.desired
@@ -103,14 +106,15 @@ def run_apply(path: Path, *, var: Sequence[str] = (), target: str | None = None,
     try:
         return _apply(tgt, desired, saved, name=name, adopt=adopt, yes=yes, no_wait=no_wait,
                       sas_ttl=sas_ttl, lock_timeout=lock_timeout, show=show,
-                      wait_timeout=wait_timeout)
+                      wait_timeout=wait_timeout, rerun_failed=rerun_failed)
     finally:
         tgt.close()
 
 
 def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | None, *,
            name: str, adopt: bool, yes: bool, no_wait: bool, sas_ttl: timedelta | None,
-           lock_timeout: float, show: bool, wait_timeout: float | None) -> Outcome:
+           lock_timeout: float, show: bool, wait_timeout: float | None,
+           rerun_failed: bool = False) -> Outcome:
     options = PlanOptions(name, adopt)
     actual = read_actual(desired, tgt.batch, tgt.storage)
     p = plan(desired, actual, options)
@@ -142,19 +146,16 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
     data["applied"] = not p.empty()
     data["outcome"] = result.to_json()
     exit_code = 0
+    if rerun_failed and desired.tasks:
+        again_tasks = rerun_failed_tasks(tgt.batch, desired)
+        data["outcome"]["rerun"] = again_tasks
+        if show and again_tasks:
+            note(f"Reactivated {len(again_tasks):,} failed task"
+                 f"{'s' if len(again_tasks) != 1 else ''}")
     if not no_wait and desired.tasks:
-        if show:
-            note(f"Waiting for {len(desired.tasks):,} tasks to complete")
-        watched = wait_for_tasks(tgt.batch, desired, timeout=wait_timeout)
-        data["outcome"]["tasks"] = _tasks_json(watched)
-        if show:
-            out.print(f"Tasks: {watched.succeeded:,} succeeded, {len(watched.failed):,} failed.",
-                      markup=False)
-            for f in watched.failed[:20]:
-                out.print(f"  failed: task/{f.job_id}/{f.task_id} (exit code {f.exit_code})"
-                          + (f": {f.failure}" if f.failure else ""), markup=False)
-        if watched.failed:
-            exit_code = TaskFailedError.exit_code
+        finished, exit_code = finish(tgt, desired, show=show, timeout=wait_timeout,
+                                     write=lambda line: out.print(line, markup=False))
+        data["outcome"].update(finished)
         data["outcome"]["pool"] = applying.when_idle(desired, tgt, note if show else _quiet)
     data["requests"] = tgt.counter.snapshot()
     return Outcome(data, exit_code)
@@ -179,17 +180,20 @@ def _tasks_json(w: WatchResult) -> dict[str, Any]:
 
 
 def run_destroy(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
-                yes: bool = False, lock_timeout: float = 0.0, show: bool = True) -> Outcome:
+                yes: bool = False, lock_timeout: float = 0.0, show: bool = True,
+                keep_storage: bool = False) -> Outcome:
     desired = load(spec, parse_var_flags(var))
     name = choose(target, desired.target)
     tgt = connect(name, desired.stack)
     try:
         actual = read_actual(desired, tgt.batch, tgt.storage, tasks=False, blobs=False)
         p = plan_destroy(desired, actual, name)
+        if keep_storage:
+            p = keep_containers(p)
         if show:
             _print_plan(p, destroy=True)
         if not p.empty():
-            _confirm(yes, "Destroy these resources?")
+            _confirm(yes, destroy_question(p))
             has_logs = any(c.address.parts[0] == LOGS_KEY for c in p.pending())
             if has_logs:
                 with StackLock(tgt.storage, desired.logs_container.name, lock_timeout,
@@ -238,13 +242,17 @@ def apply_command(
                                                       " that the stack does not own."),
     sas_ttl: str = typer.Option("7d", "--sas-ttl", help="SAS lifetime (e.g. 7d, 12h)."),
     lock_timeout: float = typer.Option(LOCK_TIMEOUT, "--lock-timeout", help=_LOCK_HELP),
+    timeout: float | None = typer.Option(None, "--timeout",
+                                         help="Seconds to wait for the tasks (exit 1 after)."),
+    rerun_failed: bool = typer.Option(False, "--rerun-failed",
+                                      help="Reactivate the spec's failed tasks."),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Make the services match the spec: show the plan, confirm, apply, wait for tasks."""
     result = run_apply(spec, var=var, target=target, adopt=adopt, yes=yes, no_wait=no_wait,
                        sas_ttl=_parse_ttl(sas_ttl), lock_timeout=lock_timeout,
-                       show=not as_json)
+                       show=not as_json, wait_timeout=timeout, rerun_failed=rerun_failed)
     if as_json:
         emit_json(result.data)
     if result.exit_code:
@@ -257,11 +265,13 @@ def destroy_command(
     yes: bool = typer.Option(False, "--yes", "-y", help="Destroy without asking."),
     var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
     lock_timeout: float = typer.Option(LOCK_TIMEOUT, "--lock-timeout", help=_LOCK_HELP),
+    keep_storage: bool = typer.Option(False, "--keep-storage",
+                                      help="Keep the containers and their blobs."),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Delete everything that carries the stack's tag, and nothing else."""
     result = run_destroy(spec, var=var, target=target, yes=yes, lock_timeout=lock_timeout,
-                         show=not as_json)
+                         show=not as_json, keep_storage=keep_storage)
     if as_json:
         emit_json(result.data)

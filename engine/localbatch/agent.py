@@ -462,7 +462,16 @@ class TaskRun:
                         Url=redact(container_url),
                     )
                 ) from exc
-            root = ET.fromstring(body)
+            try:
+                root = ET.fromstring(body)
+            except ET.ParseError as exc:
+                raise _StepFailed(
+                    failure_info(
+                        "ResourceContainerListMiscError",
+                        "Listing a resource file container answered something other than XML",
+                        Url=redact(container_url),
+                    )
+                ) from exc
             names += [el.text or "" for el in root.iterfind("./Blobs/Blob/Name")]
             marker = root.findtext("NextMarker") or ""
             if not marker:
@@ -554,7 +563,15 @@ class TaskRun:
                 else:
                     name = spec.path or relative
                 try:
-                    await self._upload(path, spec.container_url, name)
+                    try:
+                        await self._upload(path, spec.container_url, name)
+                    except OSError as exc:  # the file went away or cannot be read
+                        raise _StepFailed(
+                            failure_info(
+                                "FileUploadMiscError",
+                                f"Reading an output file failed: {exc.strerror}",
+                            )
+                        ) from exc
                     out_lines.append(
                         f"uploaded {path} to {redact(_blob_url(spec.container_url, name))}"
                     )

@@ -40,6 +40,8 @@ BLOCK_SIZE = 4 * 1024 * 1024  # files above this go up in blocks
 STORAGE_VERSION = "2021-12-02"
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on kill()
 UPLOAD_ATTEMPTS = 3
+# A storage endpoint that stops answering fails the task instead of hanging it forever.
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
 _WILDCARD = re.compile(r"[*?\[]")
 _SIG = re.compile(r"(?i)(sig=)[^&\s'\"]+")
 _ENV_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -102,9 +104,10 @@ def failure_info(
 class _StepFailed(Exception):
     """A resource file or upload step failed; carries the TaskFailureInfo to record."""
 
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: dict[str, Any], retryable: bool = False) -> None:
         super().__init__(info["message"])
         self.info = info
+        self.retryable = retryable  # a server error or a dropped connection: worth another try
 
 
 def _now() -> datetime:
@@ -435,7 +438,7 @@ class TaskRun:
             url = _with_query(container_url, query)
             try:
                 async with self.http.get(
-                    url, headers={"x-ms-version": _storage_version(url)}
+                    url, headers={"x-ms-version": _storage_version(url)}, timeout=HTTP_TIMEOUT
                 ) as resp:
                     body = await resp.read()
                     if resp.status == 403:
@@ -478,6 +481,17 @@ class TaskRun:
                 return [n for n in names if n and not n.endswith("/")]
 
     async def _fetch(self, url: str, target: Path, mode: int) -> None:
+        """Download URL to TARGET, trying again after server errors and dropped connections."""
+        for attempt in range(UPLOAD_ATTEMPTS):
+            try:
+                await self._fetch_once(url, target, mode)
+                return
+            except _StepFailed as exc:
+                if not exc.retryable or attempt == UPLOAD_ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _fetch_once(self, url: str, target: Path, mode: int) -> None:
         safe = redact(url)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -489,7 +503,9 @@ class TaskRun:
                 )
             ) from exc
         try:
-            async with self.http.get(url, headers={"x-ms-version": _storage_version(url)}) as resp:
+            async with self.http.get(
+                url, headers={"x-ms-version": _storage_version(url)}, timeout=HTTP_TIMEOUT
+            ) as resp:
                 if resp.status == 404:
                     raise _StepFailed(
                         failure_info("BlobNotFound", "A resource file was not found", Url=safe)
@@ -508,7 +524,8 @@ class TaskRun:
                             "BlobDownloadMiscError",
                             f"Downloading a resource file failed with HTTP {resp.status}",
                             Url=safe,
-                        )
+                        ),
+                        retryable=resp.status >= 500 or resp.status == 429,
                     )
                 try:
                     with open(target, "wb") as fh:
@@ -528,7 +545,8 @@ class TaskRun:
                     "BlobDownloadTimedOut",
                     "Downloading a resource file timed out",
                     Url=safe,
-                )
+                ),
+                retryable=True,
             ) from exc
         except aiohttp.ClientError as exc:
             raise _StepFailed(
@@ -536,7 +554,8 @@ class TaskRun:
                     "BlobDownloadMiscError",
                     f"Downloading a resource file failed: {redact(str(exc))}",
                     Url=safe,
-                )
+                ),
+                retryable=True,
             ) from exc
 
     # ------------------------------------------------------------------ output files
@@ -635,7 +654,9 @@ class TaskRun:
         safe = redact(container_url)
         for attempt in range(UPLOAD_ATTEMPTS):
             try:
-                async with self.http.put(url, headers=headers, data=io.BytesIO(body)) as resp:
+                async with self.http.put(
+                    url, headers=headers, data=io.BytesIO(body), timeout=HTTP_TIMEOUT
+                ) as resp:
                     await resp.read()
                     if resp.status < 300:
                         return

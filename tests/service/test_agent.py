@@ -477,3 +477,44 @@ def test_background_processes_outlive_the_task_until_their_node_goes(
     assert wait_gone(pids["node1"]) and not gone(pids["node2"])
     assert kill_node_processes(tmp_path / "pool") == [pids["node2"]]
     assert wait_gone(pids["node2"])
+
+
+def test_a_flaky_download_is_tried_again(tmp_path: Path) -> None:
+    """A 503 and then the file: the task still gets its resource file, as Batch retries."""
+    from aiohttp import web
+
+    calls: list[int] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return web.Response(status=503)
+        return web.Response(body=b"second time lucky\n")
+
+    async def main() -> Outcome:
+        app = web.Application()
+        app.router.add_get("/data.txt", flaky)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            ex = execution(
+                tmp_path,
+                "/bin/cat data.txt",
+                resource_files=(
+                    ResourceFile(
+                        http_url=f"http://127.0.0.1:{port}/data.txt?sig=x", file_path="data.txt"
+                    ),
+                ),
+            )
+            async with aiohttp.ClientSession() as http:
+                return await TaskRun(ex, http, asyncio.Semaphore(1)).run()
+        finally:
+            await runner.cleanup()
+
+    outcome = asyncio.run(main())
+    assert outcome.result == "success", outcome
+    assert len(calls) == 2
+    assert (tmp_path / "task" / "stdout.txt").read_text() == "second time lucky\n"

@@ -385,7 +385,7 @@ def finish(target: Target, desired: DesiredState, *, show: bool = True,
     report failed tasks with their stderr, download the declared outputs and show them.
     Returns the outcome's --json members and the exit code (1 when any of the spec's tasks
     failed, also on an earlier apply)."""
-    from bspec.outputs import download_outputs, render_outputs
+    from bspec.downloads import download_outputs, render_outputs
 
     def emit(line: str) -> None:
         if write is not None:

@@ -129,6 +129,7 @@ def preview(path: Path) -> list[str] | None:
         lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError:
         return None
+    lines = [line.expandtabs(8) for line in lines]
     return lines[:PREVIEW_LINES] + (["..."] if len(lines) > PREVIEW_LINES else [])
 
 

@@ -1,0 +1,109 @@
+"""`bspec status`, `bspec logs`, `bspec wait` and `bspec outputs`: look at a stack's work.
+
+Thin layers over `bspec.api`'s `run_*` functions, which return the --json objects.
+"""
+
+# ruff: noqa: B008  (typer declares options as call defaults)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from bspec.api import render_status, run_logs, run_outputs, run_status, run_wait
+from bspec.cli import JSON_HELP, app, emit_json, out
+from bspec.downloads import OutputFile, OutputsResult, render_outputs
+from bspec.errors import InputError
+
+_VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
+_TARGET_HELP = "local (default) or azure; also BSPEC_TARGET or `target:` in the spec."
+
+
+def _print(line: str) -> None:
+    out.print(line, markup=False)
+
+
+@app.command("status")
+def status_command(
+    spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
+    var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
+    target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show the pool (allocation, nodes by state), the jobs, task counts and failed tasks."""
+    data = run_status(spec, var=var, target=target)
+    if as_json:
+        emit_json(data)
+        return
+    for line in render_status(data):
+        _print(line)
+
+
+def _write_raw(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@app.command("logs")
+def logs_command(
+    spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
+    task: str = typer.Argument(..., help="The task id.", show_default=False),
+    stderr: bool = typer.Option(False, "--stderr", help="Show stderr.txt instead of stdout."),
+    tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
+    follow: bool = typer.Option(False, "--follow", "-f",
+                                help="Keep printing until the task completes."),
+    job: str | None = typer.Option(None, "--job", help="The task's job (when the spec has"
+                                                       " several jobs with that task id)."),
+    var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
+    target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Print a task's stdout (or stderr): from its node while the node has it, from the
+    stack's logs container after."""
+    if tail is not None and tail < 0:
+        raise InputError(f"--tail {tail}: expected 0 or more lines", code="InvalidFlag")
+    if as_json and follow:
+        raise InputError("--follow and --json do not go together", code="InvalidFlag")
+    data = run_logs(spec, task, job=job, stderr=stderr, tail=tail, follow=follow, var=var,
+                    target=target, write=None if as_json else _write_raw)
+    if as_json:
+        emit_json(data)
+    elif data["text"] and not data["text"].endswith("\n") and not follow:
+        _write_raw("\n")
+
+
+@app.command("wait")
+def wait_command(
+    spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
+    timeout: float | None = typer.Option(None, "--timeout",
+                                         help="Seconds to wait for the tasks (exit 1 after)."),
+    var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
+    target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Wait for the spec's tasks as apply does, report failures, download the outputs."""
+    data, code = run_wait(spec, var=var, target=target, timeout=timeout, show=not as_json,
+                          write=_print)
+    if as_json:
+        emit_json(data)
+    if code:
+        raise SystemExit(code)
+
+
+@app.command("outputs")
+def outputs_command(
+    spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
+    var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
+    target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Download the jobs' declared outputs again: only files that are new or changed."""
+    data = run_outputs(spec, var=var, target=target)
+    if as_json:
+        emit_json(data)
+        return
+    files = [OutputFile(Path(f["path"]), f["container"], f["blob"], f["downloaded"], f["size"])
+             for f in data["outputs"]["files"]]
+    result = OutputsResult(files, list(data["outputs"]["skipped"]))
+    for line in render_outputs(result, base=Path.cwd(), show_content=False):
+        _print(line)

@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bspec.downloads import download_outputs
 from bspec.errors import InputError, NotFoundError
 from bspec.model import DesiredState
-from bspec.downloads import download_outputs
 from bspec.providers import inspection
 from bspec.spec import load as _load_spec
 from bspec.spec import parse_var_flags

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bspec.errors import NotFoundError, WaitTimeoutError
+from bspec.errors import NotFoundError, TaskFailedError, WaitTimeoutError
 from bspec.model import DesiredState
 from bspec.providers import inspection
 from bspec.providers.batch import BatchProvider
@@ -251,6 +251,13 @@ def _check_nodes(batch: BatchProvider, pool_id: str, watch: _NodeWatch,
             shown.say(line)
     if ready:
         return found
+    steady = str(pool.get("allocationState") or "").lower() == "steady"
+    if failed and len(failed) == len(listed) and len(listed) >= target and steady:
+        raise TaskFailedError(
+            f"no node of pool {pool_id} can run tasks: the start task failed on"
+            f" {'all ' if len(failed) > 1 else ''}{len(failed)} node{'s' if len(failed) > 1 else ''}",
+            hint="fix pool.startTask and apply again; nodes run the new start task when they"
+                 " restart or when the pool is recreated")
     starting = max(target - len(failed), 0)
     if target == 0 and watch.said_waiting != 0:
         shown.say(f"Waiting: pool {pool_id} has no nodes (target 0); tasks wait until it is"

@@ -33,8 +33,12 @@ from bspec.providers import read_actual
 from bspec.spec import load
 from bspec.targets import connect
 
-IMAGE = {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy",
-         "sku": "22_04-lts", "nodeAgentSku": "batch.node.ubuntu 22.04"}
+IMAGE = {
+    "publisher": "canonical",
+    "offer": "0001-com-ubuntu-server-jammy",
+    "sku": "22_04-lts",
+    "nodeAgentSku": "batch.node.ubuntu 22.04",
+}
 
 
 def _spec(folder: Path, name: str, files: int, range_tasks: int, salt: str = "") -> Path:
@@ -42,19 +46,33 @@ def _spec(folder: Path, name: str, files: int, range_tasks: int, salt: str = "")
     data.mkdir(parents=True, exist_ok=True)
     for i in range(files):
         (data / f"f{i:04d}.txt").write_text(f"file {i} {salt}\n" + "x" * 2000)
-    tasks: list[dict[str, Any]] = [{
-        "foreach": {"files": "input"}, "id": "f-{{ item.stem | batchid }}",
-        "commands": ["wc -w {{ item.name | shquote }}"],
-        "resourceFiles": [{"blob": "input/{{ item.name }}"}],
-    }] if files else []
+    tasks: list[dict[str, Any]] = (
+        [
+            {
+                "foreach": {"files": "input"},
+                "id": "f-{{ item.stem | batchid }}",
+                "commands": ["wc -w {{ item.name | shquote }}"],
+                "resourceFiles": [{"blob": "input/{{ item.name }}"}],
+            }
+        ]
+        if files
+        else []
+    )
     if range_tasks:
-        tasks.append({"foreach": {"range": [0, range_tasks]}, "id": "r{{ item }}",
-                      "commandLine": "/bin/true"})
-    spec = {"apiVersion": "bspec/v1", "name": name,
-            "storage": {"containers": {"input": {"files": ["data/*.txt"]} if files else {}}},
-            "pool": {"id": f"{name}-pool", "vmSize": "standard_d2s_v3", "image": IMAGE,
-                     "nodes": 0},
-            "jobs": [{"id": f"{name}-job", "tasks": tasks}]}
+        tasks.append(
+            {
+                "foreach": {"range": [0, range_tasks]},
+                "id": "r{{ item }}",
+                "commandLine": "/bin/true",
+            }
+        )
+    spec = {
+        "apiVersion": "bspec/v1",
+        "name": name,
+        "storage": {"containers": {"input": {"files": ["data/*.txt"]} if files else {}}},
+        "pool": {"id": f"{name}-pool", "vmSize": "standard_d2s_v3", "image": IMAGE, "nodes": 0},
+        "jobs": [{"id": f"{name}-job", "tasks": tasks}],
+    }
     path = folder / "spec.json"
     path.write_text(json.dumps(spec))
     return path
@@ -64,8 +82,9 @@ def _spec(folder: Path, name: str, files: int, range_tasks: int, salt: str = "")
 def _services() -> Iterator[services.Endpoints]:
     home = Path(tempfile.mkdtemp(prefix="bspec-bench-"))
     os.environ["BSPEC_HOME"] = str(home)
-    ep = services.ensure_running(home, batch_port=0, azurite_port=0,
-                                 batch_args=["--delete-delay", "0.2"])
+    ep = services.ensure_running(
+        home, batch_port=0, azurite_port=0, batch_args=["--delete-delay", "0.2"]
+    )
     try:
         yield ep
     finally:
@@ -84,13 +103,13 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def _import_time() -> float:
     code = "import time; t=time.perf_counter(); import bspec.cli; print(time.perf_counter()-t)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
 
-def bench_converged_plan(ep: services.Endpoints, root: Path, tasks: int, files: int,
-                         sample: int) -> str:
+def bench_converged_plan(
+    ep: services.Endpoints, root: Path, tasks: int, files: int, sample: int
+) -> str:
     spec = _spec(root / "conv", "benchconv", files, tasks - files)
     run_apply(spec, yes=True, no_wait=True, show=False)
     _latency(ep, 50)
@@ -115,8 +134,9 @@ def bench_converged_plan(ep: services.Endpoints, root: Path, tasks: int, files: 
                 for c in desired.containers:
                     blob.get_container_client(c.name).get_container_properties()
                 for b in desired.blobs[: max(0, sample - len(names))]:
-                    blob.get_blob_client(desired.container(b.container).name,
-                                         b.name).get_blob_properties()
+                    blob.get_blob_client(
+                        desired.container(b.container).name, b.name
+                    ).get_blob_properties()
                 for tid in names:
                     client.get_task(job_id, tid)
 
@@ -130,30 +150,35 @@ def bench_converged_plan(ep: services.Endpoints, root: Path, tasks: int, files: 
     t_get = t_sample * n_resources / measured
     total = t_import + t_render + t_list + t_diff
     reqs = sum(v["read"] + v["write"] for v in requests.values())
-    return "\n".join([
-        f"### Converged plan: {len(desired.tasks):,} tasks, {len(desired.blobs):,} blobs,"
-        " 50 ms Batch latency",
-        "",
-        "| step | seconds |",
-        "| --- | ---: |",
-        f"| import (`import bspec.cli`, fresh interpreter) | {t_import:.2f} |",
-        f"| render (load, validate, expand, fingerprint) | {t_render:.2f} |",
-        f"| list (read the actual state: {reqs} requests) | {t_list:.2f} |",
-        f"| diff (`planning.plan`) | {t_diff:.2f} |",
-        f"| **bspec plan, total** | **{total:.2f}** |",
-        f"| reader that GETs each resource ({n_resources:,} GETs; measured on {measured:,},"
-        f" scaled linearly) | {t_get:.1f} |",
-        "",
-        f"bspec's plan is **{t_get / total:.0f} times faster** than reading resource by"
-        f" resource (goal: at least 10). Requests: {json.dumps(requests)}.",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"### Converged plan: {len(desired.tasks):,} tasks, {len(desired.blobs):,} blobs,"
+            " 50 ms Batch latency",
+            "",
+            "| step | seconds |",
+            "| --- | ---: |",
+            f"| import (`import bspec.cli`, fresh interpreter) | {t_import:.2f} |",
+            f"| render (load, validate, expand, fingerprint) | {t_render:.2f} |",
+            f"| list (read the actual state: {reqs} requests) | {t_list:.2f} |",
+            f"| diff (`planning.plan`) | {t_diff:.2f} |",
+            f"| **bspec plan, total** | **{total:.2f}** |",
+            f"| reader that GETs each resource ({n_resources:,} GETs; measured on {measured:,},"
+            f" scaled linearly) | {t_get:.1f} |",
+            "",
+            f"bspec's plan is **{t_get / total:.0f} times faster** than reading resource by"
+            f" resource (goal: at least 10). Requests: {json.dumps(requests)}.",
+            "",
+        ]
+    )
 
 
 def bench_submit(ep: services.Endpoints, root: Path, n: int) -> str:
     results: dict[str, float] = {}
-    for label, latency, sequential in (("bspec, 0 ms", 0, False), ("bspec, 50 ms", 50, False),
-                                       ("SDK create_tasks, 50 ms", 50, True)):
+    for label, latency, sequential in (
+        ("bspec, 0 ms", 0, False),
+        ("bspec, 50 ms", 50, False),
+        ("SDK create_tasks, 50 ms", 50, True),
+    ):
         name = f"benchsub{latency}{'s' if sequential else ''}"
         spec = _spec(root / name, name, 0, n)
         desired = load(spec)
@@ -184,18 +209,20 @@ def bench_submit(ep: services.Endpoints, root: Path, n: int) -> str:
     hidden = results["bspec, 50 ms"] / results["bspec, 0 ms"]
     sdk = results["SDK create_tasks, 50 ms"] / results["bspec, 50 ms"]
     rows = [f"| {k} | {v:.2f} |" for k, v in results.items()]
-    return "\n".join([
-        f"### Submitting {n:,} new tasks",
-        "",
-        "| submission | seconds |",
-        "| --- | ---: |",
-        *rows,
-        "",
-        f"At 50 ms latency bspec takes **{hidden:.2f} times** its 0 ms time (goal: within 1.3:"
-        " chunks of 100 tasks, 8 requests in flight); the SDK's default sequential"
-        f" `create_tasks` takes **{sdk:.1f} times** as long as bspec at 50 ms.",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"### Submitting {n:,} new tasks",
+            "",
+            "| submission | seconds |",
+            "| --- | ---: |",
+            *rows,
+            "",
+            f"At 50 ms latency bspec takes **{hidden:.2f} times** its 0 ms time (goal: within 1.3:"
+            " chunks of 100 tasks, 8 requests in flight); the SDK's default sequential"
+            f" `create_tasks` takes **{sdk:.1f} times** as long as bspec at 50 ms.",
+            "",
+        ]
+    )
 
 
 def bench_uploads(ep: services.Endpoints, root: Path, files: int) -> str:
@@ -206,26 +233,29 @@ def bench_uploads(ep: services.Endpoints, root: Path, files: int) -> str:
     desired = load(_spec(root / "up", "benchup", files, 0, salt="changed"))
     tgt = connect("local", desired.stack)
     try:
-        items = [(desired.container(b.container).name, b.name, b.path, b.md5)
-                 for b in desired.blobs]
+        items = [
+            (desired.container(b.container).name, b.name, b.path, b.md5) for b in desired.blobs
+        ]
         t_par, sent = _timed(lambda: tgt.storage.upload_many(items, parallel=True))
         t_seq, _ = _timed(lambda: tgt.storage.upload_many(items, parallel=False))
     finally:
         tgt.close()
-    return "\n".join([
-        f"### Uploads: {files:,} files",
-        "",
-        "| case | result |",
-        "| --- | ---: |",
-        f"| first apply | {first.data['outcome']['bytesUploaded']:,} bytes |",
-        f"| re-apply, nothing changed | {unchanged_bytes:,} bytes |",
-        f"| changed set, parallel (8 at once) | {t_par:.2f} s ({sent:,} bytes) |",
-        f"| changed set, sequential | {t_seq:.2f} s |",
-        "",
-        f"Unchanged files are never re-sent (compared by Content-MD5); parallel uploads are"
-        f" **{t_seq / t_par:.1f} times** faster than sequential ones against Azurite.",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"### Uploads: {files:,} files",
+            "",
+            "| case | result |",
+            "| --- | ---: |",
+            f"| first apply | {first.data['outcome']['bytesUploaded']:,} bytes |",
+            f"| re-apply, nothing changed | {unchanged_bytes:,} bytes |",
+            f"| changed set, parallel (8 at once) | {t_par:.2f} s ({sent:,} bytes) |",
+            f"| changed set, sequential | {t_seq:.2f} s |",
+            "",
+            f"Unchanged files are never re-sent (compared by Content-MD5); parallel uploads are"
+            f" **{t_seq / t_par:.1f} times** faster than sequential ones against Azurite.",
+            "",
+        ]
+    )
 
 
 def run(quick: bool = False) -> str:

@@ -52,8 +52,12 @@ class ApplyResult:
     tasks_deleted: int = 0
 
     def to_json(self) -> dict[str, int]:
-        return {"bytesUploaded": self.bytes_uploaded, "blobsUploaded": self.blobs_uploaded,
-                "tasksSubmitted": self.tasks_submitted, "tasksDeleted": self.tasks_deleted}
+        return {
+            "bytesUploaded": self.bytes_uploaded,
+            "blobsUploaded": self.blobs_uploaded,
+            "tasksSubmitted": self.tasks_submitted,
+            "tasksDeleted": self.tasks_deleted,
+        }
 
 
 def _parallel(fn: Callable[[T], Any], items: Sequence[T], workers: int = 8) -> None:
@@ -77,13 +81,15 @@ class _Sas:
         k = (key, blob, perm)
         with self.lock:
             if k not in self.cache:
-                self.cache[k] = self.target.storage.sas_url(self.names.get(key, key), blob,
-                                                            perm, self.ttl)
+                self.cache[k] = self.target.storage.sas_url(
+                    self.names.get(key, key), blob, perm, self.ttl
+                )
             return self.cache[k]
 
 
-def apply(plan: Plan, desired: DesiredState, target: Target,
-          options: ApplyOptions | None = None) -> ApplyResult:
+def apply(
+    plan: Plan, desired: DesiredState, target: Target, options: ApplyOptions | None = None
+) -> ApplyResult:
     """Carry out `plan` (made from `desired`) against `target`."""
     opts = options or ApplyOptions()
     result = ApplyResult()
@@ -103,12 +109,20 @@ def apply(plan: Plan, desired: DesiredState, target: Target,
 
 def _containers(changes: list[Change], target: Target) -> None:
     ensure = [c.after for c in changes if c.action in (Action.CREATE, Action.UPDATE)]
-    _parallel(lambda spec: target.storage.ensure_container(spec.name),
-              [s for s in ensure if isinstance(s, ContainerSpec)])
+    _parallel(
+        lambda spec: target.storage.ensure_container(spec.name),
+        [s for s in ensure if isinstance(s, ContainerSpec)],
+    )
 
 
-def _blobs(changes: list[Change], desired: DesiredState, target: Target, opts: ApplyOptions,
-           result: ApplyResult, say: Callable[[str], None]) -> None:
+def _blobs(
+    changes: list[Change],
+    desired: DesiredState,
+    target: Target,
+    opts: ApplyOptions,
+    result: ApplyResult,
+    say: Callable[[str], None],
+) -> None:
     names = container_names(desired)
     deletes: dict[str, list[str]] = defaultdict(list)
     for c in changes:
@@ -117,8 +131,11 @@ def _blobs(changes: list[Change], desired: DesiredState, target: Target, opts: A
             deletes[names.get(key, key)].append(name)
     for container, blob_names in deletes.items():
         target.storage.delete_blobs(container, blob_names)
-    uploads = [c.after for c in changes
-               if c.action in (Action.CREATE, Action.UPDATE) and isinstance(c.after, BlobSpec)]
+    uploads = [
+        c.after
+        for c in changes
+        if c.action in (Action.CREATE, Action.UPDATE) and isinstance(c.after, BlobSpec)
+    ]
     if not uploads:
         return
     items = [(names[b.container], b.name, b.path, b.md5) for b in uploads]
@@ -126,15 +143,14 @@ def _blobs(changes: list[Change], desired: DesiredState, target: Target, opts: A
     noun = "file" if len(items) == 1 else "files"
     with progress(f"Uploading {len(items):,} {noun}", total, "bytes") as advance:
         result.bytes_uploaded += target.storage.upload_many(
-            items, progress=advance, parallel=opts.parallel_uploads)
+            items, progress=advance, parallel=opts.parallel_uploads
+        )
     result.blobs_uploaded += len(items)
 
 
-def _pools(changes: list[Change], target: Target, sas: _Sas,
-           say: Callable[[str], None]) -> None:
+def _pools(changes: list[Change], target: Target, sas: _Sas, say: Callable[[str], None]) -> None:
     batch = target.batch
-    gone = [c.address.parts[0] for c in changes
-            if c.action in (Action.DELETE, Action.REPLACE)]
+    gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
     if gone:
         _parallel(batch.delete_pool, gone)
         say(f"Waiting for pool{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted")
@@ -150,14 +166,14 @@ def _pools(changes: list[Change], target: Target, sas: _Sas,
             if patch:
                 batch.patch_pool(spec, patch, sas)
             if any(f in c.fields for f in POOL_RESIZE_FIELDS):
-                batch.resize_pool(spec.id, spec.target_dedicated_nodes,
-                                  spec.target_low_priority_nodes)
+                batch.resize_pool(
+                    spec.id, spec.target_dedicated_nodes, spec.target_low_priority_nodes
+                )
 
 
 def _jobs(changes: list[Change], target: Target, say: Callable[[str], None]) -> None:
     batch = target.batch
-    gone = [c.address.parts[0] for c in changes
-            if c.action in (Action.DELETE, Action.REPLACE)]
+    gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
     if gone:
         _parallel(batch.delete_job, gone)
         say(f"Waiting for job{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted")
@@ -168,16 +184,26 @@ def _jobs(changes: list[Change], target: Target, say: Callable[[str], None]) -> 
     _parallel(batch.update_job, [j for j in updates if isinstance(j, JobSpec)])
 
 
-def _tasks(changes: list[Change], job_changes: list[Change], target: Target, sas: _Sas,
-           result: ApplyResult, say: Callable[[str], None]) -> None:
+def _tasks(
+    changes: list[Change],
+    job_changes: list[Change],
+    target: Target,
+    sas: _Sas,
+    result: ApplyResult,
+    say: Callable[[str], None],
+) -> None:
     batch = target.batch
-    fresh_jobs = {c.address.parts[0] for c in job_changes
-                  if c.action in (Action.CREATE, Action.REPLACE)}
+    fresh_jobs = {
+        c.address.parts[0] for c in job_changes if c.action in (Action.CREATE, Action.REPLACE)
+    }
     # Deletes first: tasks gone from the spec, and the old runs of replaced tasks (a
     # replaced job already took its tasks with it).
-    deletes = [c.address.parts for c in changes
-               if c.action is Action.DELETE
-               or (c.action is Action.REPLACE and c.address.parts[0] not in fresh_jobs)]
+    deletes = [
+        c.address.parts
+        for c in changes
+        if c.action is Action.DELETE
+        or (c.action is Action.REPLACE and c.address.parts[0] not in fresh_jobs)
+    ]
     _parallel(lambda p: batch.delete_task(p[0], p[1]), deletes)
     result.tasks_deleted += len(deletes)
     updates = [c.after for c in changes if c.action is Action.UPDATE]
@@ -242,8 +268,11 @@ def destroy(plan: Plan, target: Target, say: Callable[[str], None] = note) -> No
         say("Waiting for deletes to finish")
         batch.wait_gone("job", jobs)
         batch.wait_gone("pool", pools)
-    names = [str(c.before.props.get("name")) for c in containers
-             if c.before is not None and c.address.parts[0] != LOGS_KEY]
+    names = [
+        str(c.before.props.get("name"))
+        for c in containers
+        if c.before is not None and c.address.parts[0] != LOGS_KEY
+    ]
     _parallel(storage.delete_container, names)
     for c in containers:
         if c.address.parts[0] == LOGS_KEY and c.before is not None:

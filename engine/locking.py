@@ -34,8 +34,10 @@ def lease_seconds() -> int:
 
 def describe(h: dict[str, str]) -> str:
     """The holder recorded in the lock blob, in words."""
-    return (f"{h.get('user', '?')}@{h.get('host', '?')} (pid {h.get('pid', '?')},"
-            f" bspec {h.get('command', '?')}, since {h.get('since', '?')})")
+    return (
+        f"{h.get('user', '?')}@{h.get('host', '?')} (pid {h.get('pid', '?')},"
+        f" bspec {h.get('command', '?')}, since {h.get('since', '?')})"
+    )
 
 
 def break_lock(storage: StorageProvider, container: str) -> dict[str, str] | None:
@@ -46,8 +48,9 @@ def break_lock(storage: StorageProvider, container: str) -> dict[str, str] | Non
 class StackLock:
     """`with StackLock(storage, container, timeout):` holds the stack's lock."""
 
-    def __init__(self, storage: StorageProvider, container: str, timeout: float = 0.0,
-                 command: str = "apply") -> None:
+    def __init__(
+        self, storage: StorageProvider, container: str, timeout: float = 0.0, command: str = "apply"
+    ) -> None:
         self.storage = storage
         self.container = container
         self.timeout = timeout
@@ -72,16 +75,20 @@ class StackLock:
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         while True:
-            lease = self.storage.try_lease(self.container, LOCK_BLOB, self.holder(),
-                                           lease_seconds())
+            lease = self.storage.try_lease(
+                self.container, LOCK_BLOB, self.holder(), lease_seconds()
+            )
             if lease:
                 self.lease_id = lease
                 break
             if time.monotonic() >= deadline:
                 h = self.storage.lease_holder(self.container, LOCK_BLOB)
-                who = (f"{h.get('user', '?')}@{h.get('host', '?')} (pid {h.get('pid', '?')},"
-                       f" bspec {h.get('command', '?')}, since {h.get('since', '?')})"
-                       if h else "another bspec command")
+                who = (
+                    f"{h.get('user', '?')}@{h.get('host', '?')} (pid {h.get('pid', '?')},"
+                    f" bspec {h.get('command', '?')}, since {h.get('since', '?')})"
+                    if h
+                    else "another bspec command"
+                )
                 raise LockHeldError(
                     f"the stack's lock is held by {who}",
                     hint="wait for it to finish, or pass --lock-timeout SECONDS to wait longer",
@@ -110,6 +117,7 @@ class StackLock:
         self.acquire()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()

@@ -196,8 +196,14 @@ class _Planner:
             self._check_owner(before, "container")
             if before.owner != self.stack:
                 changes.append(
-                    Change(Action.UPDATE, addr, before, spec, fields=("owner",),
-                           reason=f"adopted into stack {self.stack}")
+                    Change(
+                        Action.UPDATE,
+                        addr,
+                        before,
+                        spec,
+                        fields=("owner",),
+                        reason=f"adopted into stack {self.stack}",
+                    )
                 )
             else:
                 changes.append(Change(Action.NOOP, addr, before, spec))
@@ -224,8 +230,9 @@ class _Planner:
             return Change(Action.CREATE, b.address, None, b, reason="new file")
         if before.props.get("md5") != b.md5:
             self.changed_blobs.add((b.container, b.name))
-            return Change(Action.UPDATE, b.address, before, b, fields=("md5",),
-                          reason="content changed")
+            return Change(
+                Action.UPDATE, b.address, before, b, fields=("md5",), reason="content changed"
+            )
         return Change(Action.NOOP, b.address, before, b)
 
     # pool -----------------------------------------------------------------------
@@ -233,11 +240,20 @@ class _Planner:
         changes: list[Change] = []
         spec = self.d.pool
         for r in sorted(self.a.of_kind(Kind.POOL), key=lambda r: r.address):
-            if r.owner == self.stack and r.state != "deleting" and (
-                spec is None or r.address != Address.pool(spec.id)
+            if (
+                r.owner == self.stack
+                and r.state != "deleting"
+                and (spec is None or r.address != Address.pool(spec.id))
             ):
-                changes.append(Change(Action.DELETE, r.address, r, None,
-                                      reason="no longer in the spec" + _destroys(r)))
+                changes.append(
+                    Change(
+                        Action.DELETE,
+                        r.address,
+                        r,
+                        None,
+                        reason="no longer in the spec" + _destroys(r),
+                    )
+                )
         if spec is None:
             return changes
         addr = Address.pool(spec.id)
@@ -245,8 +261,11 @@ class _Planner:
         want = desired_pool_props(spec, self.d)
         if _absent(before):
             if spec.when_idle is WhenIdle.DELETE and not work_to_run:
-                changes.append(Change(Action.NOOP, addr, None, spec,
-                                      reason="deleted when idle; no work to run"))
+                changes.append(
+                    Change(
+                        Action.NOOP, addr, None, spec, reason="deleted when idle; no work to run"
+                    )
+                )
             else:
                 changes.append(Change(Action.CREATE, addr, before, spec, reason="new pool"))
             return changes
@@ -261,8 +280,9 @@ class _Planner:
         ):
             # Scaled to zero by whenIdle: not drift until there is work again.
             want = {**want, "targetDedicatedNodes": 0, "targetLowPriorityNodes": 0}
-        fields = _diff(want, have, (*POOL_EMPTY_ONLY_FIELDS, *POOL_LIVE_FIELDS,
-                                    *POOL_RESIZE_FIELDS))
+        fields = _diff(
+            want, have, (*POOL_EMPTY_ONLY_FIELDS, *POOL_LIVE_FIELDS, *POOL_RESIZE_FIELDS)
+        )
         if before.owner != self.stack:
             fields.append("owner")
         if not fields:
@@ -271,12 +291,19 @@ class _Planner:
         fixed = tuple(f for f in POOL_EMPTY_ONLY_FIELDS if f in fields)
         nodes = _node_count(before)
         if fixed and nodes > 0:
-            changes.append(Change(
-                Action.REPLACE, addr, before, spec, fields=tuple(fields), forced_by=fixed,
-                reason=f"replaces pool: {', '.join(fixed)} can only change on an empty pool;"
-                       f" destroys {nodes} node{'s' if nodes != 1 else ''},"
-                       " requeues running tasks",
-            ))
+            changes.append(
+                Change(
+                    Action.REPLACE,
+                    addr,
+                    before,
+                    spec,
+                    fields=tuple(fields),
+                    forced_by=fixed,
+                    reason=f"replaces pool: {', '.join(fixed)} can only change on an empty pool;"
+                    f" destroys {nodes} node{'s' if nodes != 1 else ''},"
+                    " requeues running tasks",
+                )
+            )
             return changes
         reasons = []
         if fixed:
@@ -292,8 +319,11 @@ class _Planner:
             reasons.append(f"resize from {_nodes(old)} to {_nodes(new)}")
         if "owner" in fields:
             reasons.append(f"adopted into stack {self.stack}")
-        changes.append(Change(Action.UPDATE, addr, before, spec, fields=tuple(fields),
-                              reason="; ".join(reasons)))
+        changes.append(
+            Change(
+                Action.UPDATE, addr, before, spec, fields=tuple(fields), reason="; ".join(reasons)
+            )
+        )
         return changes
 
     # jobs -------------------------------------------------------------------------
@@ -305,9 +335,15 @@ class _Planner:
         for r in sorted(self.a.of_kind(Kind.JOB), key=lambda r: r.address):
             if r.owner == self.stack and r.state != "deleting" and r.address.parts[0] not in wanted:
                 n = int(r.info.get("taskCount", 0) or 0)
-                changes.append(Change(Action.DELETE, r.address, r, None,
-                                      reason="no longer in the spec"
-                                      + (f"; deletes its {n} tasks" if n else "")))
+                changes.append(
+                    Change(
+                        Action.DELETE,
+                        r.address,
+                        r,
+                        None,
+                        reason="no longer in the spec" + (f"; deletes its {n} tasks" if n else ""),
+                    )
+                )
         for spec in self.d.jobs:
             addr = Address.job(spec.id)
             before = self.a.get(addr)
@@ -330,19 +366,34 @@ class _Planner:
             if forced:
                 fresh.add(spec.id)
                 n = sum(1 for _ in self.d.tasks_of(spec.id))
-                why = {"poolId": "the pool it runs on changed",
-                       "usesTaskDependencies": "task dependencies switched on",
-                       "state": f"the job was {before.state} outside bspec"}
-                changes.append(Change(
-                    Action.REPLACE, addr, before, spec,
-                    fields=tuple(dict.fromkeys([*fields, *forced])),
-                    forced_by=tuple(forced),
-                    reason=f"job replaced ({'; '.join(why[f] for f in forced)}):"
-                           f" {n} task{'s' if n != 1 else ''} rerun",
-                ))
+                why = {
+                    "poolId": "the pool it runs on changed",
+                    "usesTaskDependencies": "task dependencies switched on",
+                    "state": f"the job was {before.state} outside bspec",
+                }
+                changes.append(
+                    Change(
+                        Action.REPLACE,
+                        addr,
+                        before,
+                        spec,
+                        fields=tuple(dict.fromkeys([*fields, *forced])),
+                        forced_by=tuple(forced),
+                        reason=f"job replaced ({'; '.join(why[f] for f in forced)}):"
+                        f" {n} task{'s' if n != 1 else ''} rerun",
+                    )
+                )
             elif fields:
-                changes.append(Change(Action.UPDATE, addr, before, spec, fields=tuple(fields),
-                                      reason=_job_reason(fields, self.stack)))
+                changes.append(
+                    Change(
+                        Action.UPDATE,
+                        addr,
+                        before,
+                        spec,
+                        fields=tuple(fields),
+                        reason=_job_reason(fields, self.stack),
+                    )
+                )
             else:
                 changes.append(Change(Action.NOOP, addr, before, spec))
         return changes, fresh
@@ -358,12 +409,11 @@ class _Planner:
             if r.address in desired_addrs or job_id not in wanted_jobs or job_id in fresh_jobs:
                 continue
             if r.owner == self.stack:
-                changes.append(Change(Action.DELETE, r.address, r, None,
-                                      reason="no longer in the spec"))
-            else:
-                self.warnings.append(
-                    f"{r.address} was not created by bspec; left alone"
+                changes.append(
+                    Change(Action.DELETE, r.address, r, None, reason="no longer in the spec")
                 )
+            else:
+                self.warnings.append(f"{r.address} was not created by bspec; left alone")
         replaced: set[str] = set()  # task ids (per job) whose runs start over
         for t in self.d.tasks:
             before = self.a.get(t.address)
@@ -372,9 +422,17 @@ class _Planner:
                 if _absent(self.a.get(Address.job(t.job_id))) or before is None:
                     changes.append(Change(Action.CREATE, t.address, None, t, reason="new task"))
                 else:
-                    changes.append(Change(Action.REPLACE, t.address, before, t,
-                                          fields=("job",), forced_by=("job",),
-                                          reason="its job is replaced"))
+                    changes.append(
+                        Change(
+                            Action.REPLACE,
+                            t.address,
+                            before,
+                            t,
+                            fields=("job",),
+                            forced_by=("job",),
+                            reason="its job is replaced",
+                        )
+                    )
                 continue
             if before is None:
                 replaced.add(f"{t.job_id}/{t.id}")
@@ -384,21 +442,45 @@ class _Planner:
                 if not self._check_owner(before, "task"):
                     continue
                 replaced.add(f"{t.job_id}/{t.id}")
-                changes.append(Change(Action.REPLACE, t.address, before, t,
-                                      fields=("fingerprint",), forced_by=("fingerprint",),
-                                      reason="adopted: not created by bspec, runs again"))
+                changes.append(
+                    Change(
+                        Action.REPLACE,
+                        t.address,
+                        before,
+                        t,
+                        fields=("fingerprint",),
+                        forced_by=("fingerprint",),
+                        reason="adopted: not created by bspec, runs again",
+                    )
+                )
                 continue
             want = desired_task_props(t)
             if before.props.get("fingerprint") != t.fingerprint:
                 replaced.add(f"{t.job_id}/{t.id}")
-                changes.append(Change(Action.REPLACE, t.address, before, t,
-                                      fields=("fingerprint",), forced_by=("fingerprint",),
-                                      reason=self._task_reason(t, replaced)))
+                changes.append(
+                    Change(
+                        Action.REPLACE,
+                        t.address,
+                        before,
+                        t,
+                        fields=("fingerprint",),
+                        forced_by=("fingerprint",),
+                        reason=self._task_reason(t, replaced),
+                    )
+                )
                 continue
             fields = _diff(want, before.props, TASK_CONSTRAINT_FIELDS)
             if fields:
-                changes.append(Change(Action.UPDATE, t.address, before, t, fields=tuple(fields),
-                                      reason="constraints changed: " + ", ".join(fields)))
+                changes.append(
+                    Change(
+                        Action.UPDATE,
+                        t.address,
+                        before,
+                        t,
+                        fields=tuple(fields),
+                        reason="constraints changed: " + ", ".join(fields),
+                    )
+                )
             else:
                 changes.append(Change(Action.NOOP, t.address, before, t))
         return changes
@@ -470,9 +552,7 @@ def _job_reason(fields: list[str], stack: str) -> str:
     return "; ".join(parts)
 
 
-def plan(
-    desired: DesiredState, actual: ActualState, options: PlanOptions | None = None
-) -> Plan:
+def plan(desired: DesiredState, actual: ActualState, options: PlanOptions | None = None) -> Plan:
     """The changes that take `actual` to `desired`, no-ops included, in apply order.
 
     Raises OwnershipError when a resource the spec names exists and is not the stack's
@@ -487,12 +567,16 @@ def plan(
     pool = p.pool(p.work_to_run(tasks))
     if p.unowned:
         raise OwnershipError(
-            "refusing to take over resources this stack does not own:\n  "
-            + "\n  ".join(p.unowned),
+            "refusing to take over resources this stack does not own:\n  " + "\n  ".join(p.unowned),
             hint="rename them in the spec, or pass --adopt to take them over",
         )
-    ordered = [*_deletes_first(containers), *_deletes_first(blobs), *_deletes_first(pool),
-               *_deletes_first(jobs), *_deletes_first(tasks)]
+    ordered = [
+        *_deletes_first(containers),
+        *_deletes_first(blobs),
+        *_deletes_first(pool),
+        *_deletes_first(jobs),
+        *_deletes_first(tasks),
+    ]
     return Plan(desired.stack, options.target, tuple(ordered), tuple(p.warnings))
 
 

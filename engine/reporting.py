@@ -32,8 +32,13 @@ HEADINGS = {
     Kind.JOB: "Jobs",
     Kind.TASK: "Tasks",
 }
-NOUNS = {Kind.CONTAINER: "containers", Kind.BLOB: "blobs", Kind.POOL: "pools",
-         Kind.JOB: "jobs", Kind.TASK: "tasks"}
+NOUNS = {
+    Kind.CONTAINER: "containers",
+    Kind.BLOB: "blobs",
+    Kind.POOL: "pools",
+    Kind.JOB: "jobs",
+    Kind.TASK: "tasks",
+}
 ACTION_ORDER = (Action.DELETE, Action.REPLACE, Action.UPDATE, Action.CREATE)
 
 
@@ -54,8 +59,10 @@ def summary_line(plan: Plan, *, destroy: bool = False) -> str:
     if plan.empty():
         return "No changes." if not destroy else "Nothing to destroy."
     s = plan.summary()
-    return (f"Plan: {s['create']} to create, {s['update']} to update, "
-            f"{s['replace']} to replace, {s['delete']} to delete.")
+    return (
+        f"Plan: {s['create']} to create, {s['update']} to update, "
+        f"{s['replace']} to replace, {s['delete']} to delete."
+    )
 
 
 def render_plan(plan: Plan, *, limit: int = 3, destroy: bool = False) -> list[str]:
@@ -103,8 +110,9 @@ def plan_json(plan: Plan, requests: Mapping[str, Mapping[str, int]]) -> dict[str
         "target": plan.target,
         "changes": [change_json(c) for c in plan.pending()],
         "summary": plan.summary(),
-        "requests": {s: {"read": int(v["read"]), "write": int(v["write"])}
-                     for s, v in requests.items()},
+        "requests": {
+            s: {"read": int(v["read"]), "write": int(v["write"])} for s, v in requests.items()
+        },
     }
     if plan.warnings:
         data["warnings"] = list(plan.warnings)
@@ -132,8 +140,13 @@ def progress(description: str, total: int, unit: str = "") -> Iterator[Callable[
     from bspec.cli import err
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                  console=err, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -146,8 +159,9 @@ def confirm(yes: bool, question: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise ConfirmationError("no terminal to ask for confirmation",
-                                hint="pass --yes to go ahead without asking")
+        raise ConfirmationError(
+            "no terminal to ask for confirmation", hint="pass --yes to go ahead without asking"
+        )
     sys.stderr.write(f"{question} [y/N] ")
     sys.stderr.flush()
     answer = sys.stdin.readline()

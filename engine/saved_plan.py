@@ -61,8 +61,13 @@ def from_data(tp: Any, data: Any) -> Any:
     if isinstance(tp, type):
         if dataclasses.is_dataclass(tp):
             hints = typing.get_type_hints(tp)
-            return tp(**{f.name: from_data(hints[f.name], data[f.name])
-                         for f in dataclasses.fields(tp) if f.name in data})
+            return tp(
+                **{
+                    f.name: from_data(hints[f.name], data[f.name])
+                    for f in dataclasses.fields(tp)
+                    if f.name in data
+                }
+            )
         if issubclass(tp, enum.Enum):
             return tp(data)
         if tp is timedelta:
@@ -70,8 +75,9 @@ def from_data(tp: Any, data: Any) -> Any:
     return data
 
 
-def save(path: str | Path, plan: Plan, desired: DesiredState, basis: dict[str, Any],
-         *, adopt: bool) -> None:
+def save(
+    path: str | Path, plan: Plan, desired: DesiredState, basis: dict[str, Any], *, adopt: bool
+) -> None:
     data = {
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
@@ -117,12 +123,15 @@ def load(path: str | Path) -> SavedPlan:
     if data.get("format") != PLAN_FORMAT:
         raise InputError(f"{path}: not a bspec saved plan", file=str(path))
     if data.get("version") != PLAN_VERSION:
-        raise InputError(f"{path}: saved plan version {data.get('version')} is not supported"
-                         f" (this bspec reads version {PLAN_VERSION}); plan again",
-                         file=str(path))
+        raise InputError(
+            f"{path}: saved plan version {data.get('version')} is not supported"
+            f" (this bspec reads version {PLAN_VERSION}); plan again",
+            file=str(path),
+        )
     desired = from_data(DesiredState, data["desired"])
-    return SavedPlan(data["target"], bool(data.get("adopt")), desired, data["basis"],
-                     data["changes"])
+    return SavedPlan(
+        data["target"], bool(data.get("adopt")), desired, data["basis"], data["changes"]
+    )
 
 
 def check_fresh(saved: SavedPlan, basis_now: dict[str, Any]) -> None:
@@ -138,8 +147,9 @@ def check_fresh(saved: SavedPlan, basis_now: dict[str, Any]) -> None:
         if digest != b.md5:
             changed.append(f"local file {b.path}")
     if changed:
-        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5
-                                          else "")
+        shown = ", ".join(changed[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        )
         raise StalePlanError(
             f"the saved plan is stale: {shown} changed since it was made",
             hint="run `bspec plan -o PLAN` again and apply the new plan",

@@ -27,12 +27,16 @@ TARGETS = ("local", "azure")
 
 def choose(flag: str | None, spec_target: str | None) -> str:
     """--target, then BSPEC_TARGET, then the spec's `target:`, then local."""
-    for source, value in (("--target", flag), ("BSPEC_TARGET", os.environ.get("BSPEC_TARGET")),
-                          ("target:", spec_target)):
+    for source, value in (
+        ("--target", flag),
+        ("BSPEC_TARGET", os.environ.get("BSPEC_TARGET")),
+        ("target:", spec_target),
+    ):
         if value:
             if value not in TARGETS:
-                raise InputError(f"{source} {value!r} is not a target; use local or azure",
-                                 code="InvalidTarget")
+                raise InputError(
+                    f"{source} {value!r} is not a target; use local or azure", code="InvalidTarget"
+                )
             return value
     return "local"
 
@@ -64,14 +68,17 @@ class BatchRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
     by id, so a repeated POST cannot duplicate anything: it answers PoolExists, JobExists or
     TaskExists (which the engine counts as success when the fingerprint matches)."""
 
-    def _is_method_retryable(self, settings: dict[str, Any], request: Any,
-                             response: Any = None) -> bool:
+    def _is_method_retryable(
+        self, settings: dict[str, Any], request: Any, response: Any = None
+    ) -> bool:
         return True
 
 
 def _clients_opts(counter: RequestCounter, service: str) -> dict[str, Any]:
-    return {"per_retry_policies": [CountingPolicy(counter, service)],
-            "retry_policy": BatchRetryPolicy(retry_total=RETRY_TOTAL)}
+    return {
+        "per_retry_policies": [CountingPolicy(counter, service)],
+        "retry_policy": BatchRetryPolicy(retry_total=RETRY_TOTAL),
+    }
 
 
 def _connection_key(conn: str) -> str | None:
@@ -87,10 +94,14 @@ def connect(name: str, stack: str, *, home: Path | None = None) -> Target:
         from bspec import services
 
         ep = services.ensure_running(home)
-        batch_client = BatchClient(ep.batch_url, AzureNamedKeyCredential(ep.account, ep.key),
-                                   **_clients_opts(counter, "batch"))
+        batch_client = BatchClient(
+            ep.batch_url,
+            AzureNamedKeyCredential(ep.account, ep.key),
+            **_clients_opts(counter, "batch"),
+        )
         blob = BlobServiceClient.from_connection_string(
-            ep.storage_connection_string, _additional_pipeline_policies=storage_policy)
+            ep.storage_connection_string, _additional_pipeline_policies=storage_policy
+        )
         key = _connection_key(ep.storage_connection_string)
     else:
         batch_client, blob, key = _azure_clients(counter, storage_policy)
@@ -103,9 +114,11 @@ def _azure_clients(counter: RequestCounter, storage_policy: list[Any]) -> tuple[
     env = os.environ
     endpoint = env.get("AZURE_BATCH_ENDPOINT")
     if not endpoint:
-        raise InputError("the azure target needs AZURE_BATCH_ENDPOINT (and AZURE_BATCH_ACCOUNT"
-                         " with AZURE_BATCH_ACCESS_KEY, or an Entra ID login)",
-                         code="MissingConfiguration")
+        raise InputError(
+            "the azure target needs AZURE_BATCH_ENDPOINT (and AZURE_BATCH_ACCOUNT"
+            " with AZURE_BATCH_ACCESS_KEY, or an Entra ID login)",
+            code="MissingConfiguration",
+        )
     if not endpoint.startswith(("http://", "https://")):
         endpoint = "https://" + endpoint
     account, key = env.get("AZURE_BATCH_ACCOUNT"), env.get("AZURE_BATCH_ACCESS_KEY")
@@ -115,15 +128,21 @@ def _azure_clients(counter: RequestCounter, storage_policy: list[Any]) -> tuple[
     conn = env.get("AZURE_STORAGE_CONNECTION_STRING")
     if conn:
         blob = BlobServiceClient.from_connection_string(
-            conn, _additional_pipeline_policies=storage_policy)
+            conn, _additional_pipeline_policies=storage_policy
+        )
         return batch_client, blob, _connection_key(conn)
     storage_account = env.get("AZURE_STORAGE_ACCOUNT")
     if not storage_account:
-        raise InputError("the azure target needs AZURE_STORAGE_CONNECTION_STRING or"
-                         " AZURE_STORAGE_ACCOUNT", code="MissingConfiguration")
-    url = env.get("AZURE_STORAGE_BLOB_ENDPOINT") or f"https://{storage_account}.blob.core.windows.net"
-    blob = BlobServiceClient(url, credential=_default_credential(),
-                             _additional_pipeline_policies=storage_policy)
+        raise InputError(
+            "the azure target needs AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT",
+            code="MissingConfiguration",
+        )
+    url = (
+        env.get("AZURE_STORAGE_BLOB_ENDPOINT") or f"https://{storage_account}.blob.core.windows.net"
+    )
+    blob = BlobServiceClient(
+        url, credential=_default_credential(), _additional_pipeline_policies=storage_policy
+    )
     return batch_client, blob, None
 
 

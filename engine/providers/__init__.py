@@ -14,8 +14,14 @@ if TYPE_CHECKING:
     from bspec.providers.storage import StorageProvider
 
 
-def read_actual(desired: DesiredState, batch: BatchProvider, storage: StorageProvider,
-                *, tasks: bool = True, blobs: bool = True) -> ActualState:
+def read_actual(
+    desired: DesiredState,
+    batch: BatchProvider,
+    storage: StorageProvider,
+    *,
+    tasks: bool = True,
+    blobs: bool = True,
+) -> ActualState:
     """Everything the planner needs, in a handful of list calls made in parallel:
     containers (1), blobs (1 per spec container), pools (1), jobs (1), tasks (1 page of
     1,000 per spec job that exists)."""
@@ -26,10 +32,11 @@ def read_actual(desired: DesiredState, batch: BatchProvider, storage: StoragePro
         f_containers = pool.submit(storage.read_containers, names)
         f_pools = pool.submit(batch.read_pools)
         f_jobs = pool.submit(batch.read_jobs)
-        f_blobs = [
-            pool.submit(storage.read_blobs, c.name, c.key)
-            for c in desired.containers
-        ] if blobs else []
+        f_blobs = (
+            [pool.submit(storage.read_blobs, c.name, c.key) for c in desired.containers]
+            if blobs
+            else []
+        )
         containers = f_containers.result()
         present = {r.props["name"] for r in containers if r.state != "deleting"}
         for r in containers:

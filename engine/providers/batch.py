@@ -42,12 +42,28 @@ PAGE = 1000
 MAX_CHUNK_TASKS = 100
 MAX_CHUNK_BYTES = 900_000  # Batch refuses bodies of 1 MB and more
 POOL_SELECT = [
-    "id", "state", "allocationState", "vmSize", "virtualMachineConfiguration",
-    "taskSlotsPerNode", "targetDedicatedNodes", "targetLowPriorityNodes",
-    "currentDedicatedNodes", "currentLowPriorityNodes", "startTask", "metadata",
+    "id",
+    "state",
+    "allocationState",
+    "vmSize",
+    "virtualMachineConfiguration",
+    "taskSlotsPerNode",
+    "targetDedicatedNodes",
+    "targetLowPriorityNodes",
+    "currentDedicatedNodes",
+    "currentLowPriorityNodes",
+    "startTask",
+    "metadata",
 ]
-JOB_SELECT = ["id", "state", "poolInfo", "priority", "constraints", "usesTaskDependencies",
-              "metadata"]
+JOB_SELECT = [
+    "id",
+    "state",
+    "poolInfo",
+    "priority",
+    "constraints",
+    "usesTaskDependencies",
+    "metadata",
+]
 TASK_SELECT = ["id", "state", "environmentSettings", "constraints"]
 
 # Makes a SAS URL for a resource file or an output container: (container key, blob or None,
@@ -116,8 +132,9 @@ class BatchProvider:
         except AzureError as exc:
             raise translate(exc, "batch", what) from exc
 
-    def _list(self, what: str, fn: Callable[..., Iterable[Any]], *args: Any,
-              **kw: Any) -> list[Any]:
+    def _list(
+        self, what: str, fn: Callable[..., Iterable[Any]], *args: Any, **kw: Any
+    ) -> list[Any]:
         try:
             return list(fn(*args, max_results=PAGE, **kw))
         except AzureError as exc:
@@ -148,7 +165,10 @@ class BatchProvider:
             "metadata": meta,
         }
         return Resource(
-            Address.pool(p.id), props, owner=owner, state=_state(p.state),
+            Address.pool(p.id),
+            props,
+            owner=owner,
+            state=_state(p.state),
             info={
                 "currentDedicatedNodes": p.current_dedicated_nodes or 0,
                 "currentLowPriorityNodes": p.current_low_priority_nodes or 0,
@@ -184,7 +204,7 @@ class BatchProvider:
         path = unquote(urlsplit(url).path)
         base = urlsplit(self.blob_base).path.rstrip("/")
         if base and path.startswith(base + "/"):
-            path = path[len(base):]
+            path = path[len(base) :]
         return path.lstrip("/")
 
     def read_jobs(self) -> list[Resource]:
@@ -208,8 +228,11 @@ class BatchProvider:
     def read_tasks(self, job_id: str, job_owner: str | None) -> list[Resource]:
         """A job's tasks, read as raw JSON pages: building SDK models for 10,000 tasks
         costs more than the requests themselves."""
-        tasks = self._raw_list(f"list tasks of job {job_id}", f"jobs/{quote(job_id, safe='')}/tasks",
-                               {"$select": ",".join(TASK_SELECT), "maxresults": str(PAGE)})
+        tasks = self._raw_list(
+            f"list tasks of job {job_id}",
+            f"jobs/{quote(job_id, safe='')}/tasks",
+            {"$select": ",".join(TASK_SELECT), "maxresults": str(PAGE)},
+        )
         return [self._task_resource(job_id, t, job_owner) for t in tasks]
 
     def _raw_list(self, what: str, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
@@ -244,24 +267,38 @@ class BatchProvider:
             "retentionTime": seconds(parse_duration(c.get("retentionTime")), 7 * 24 * 3600.0),
             "maxTaskRetryCount": int(c.get("maxTaskRetryCount") or 0),
         }
-        return Resource(Address.task(job_id, str(t["id"])), props,
-                        owner=job_owner if fp else None, state=_state(t.get("state")))
+        return Resource(
+            Address.task(job_id, str(t["id"])),
+            props,
+            owner=job_owner if fp else None,
+            state=_state(t.get("state")),
+        )
 
     def task_counts(self, job_id: str) -> dict[str, int]:
         r = self._call(f"task counts of job {job_id}", self.client.get_job_task_counts, job_id)
         c = r.task_counts
-        return {"active": c.active, "running": c.running, "completed": c.completed,
-                "succeeded": c.succeeded, "failed": c.failed}
+        return {
+            "active": c.active,
+            "running": c.running,
+            "completed": c.completed,
+            "succeeded": c.succeeded,
+            "failed": c.failed,
+        }
 
-    def list_tasks_raw(self, job_id: str, filter: str | None = None,
-                       select: Sequence[str] | None = None) -> list[Any]:
+    def list_tasks_raw(
+        self, job_id: str, filter: str | None = None, select: Sequence[str] | None = None
+    ) -> list[Any]:
         """Tasks of a job as SDK models (for watching); `filter` is Batch OData."""
-        return self._list(f"list tasks of job {job_id}", self.client.list_tasks, job_id,
-                          filter=filter, select=list(select) if select else None)
+        return self._list(
+            f"list tasks of job {job_id}",
+            self.client.list_tasks,
+            job_id,
+            filter=filter,
+            select=list(select) if select else None,
+        )
 
     # ------------------------------------------------------------------ writes
-    def _retry_being_deleted(self, what: str, fn: Callable[[], Any],
-                             timeout: float = 300.0) -> Any:
+    def _retry_being_deleted(self, what: str, fn: Callable[[], Any], timeout: float = 300.0) -> Any:
         """Run `fn`, waiting out PoolBeingDeleted/JobBeingDeleted answers."""
         deadline = time.monotonic() + timeout
         delay = 0.2
@@ -282,8 +319,12 @@ class BatchProvider:
             "id": spec.id,
             "vmSize": spec.vm_size,
             "virtualMachineConfiguration": {
-                "imageReference": {"publisher": img.publisher, "offer": img.offer,
-                                   "sku": img.sku, "version": img.version},
+                "imageReference": {
+                    "publisher": img.publisher,
+                    "offer": img.offer,
+                    "sku": img.sku,
+                    "version": img.version,
+                },
                 "nodeAgentSKUId": img.node_agent_sku,
             },
             "targetDedicatedNodes": spec.target_dedicated_nodes,
@@ -296,8 +337,10 @@ class BatchProvider:
         return body
 
     def _metadata(self, user: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
-        return [{"name": STACK_METADATA, "value": self.stack},
-                *({"name": k, "value": v} for k, v in user)]
+        return [
+            {"name": STACK_METADATA, "value": self.stack},
+            *({"name": k, "value": v} for k, v in user),
+        ]
 
     def _start_task_body(self, st: StartTaskSpec, sas: SasMaker) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -314,8 +357,9 @@ class BatchProvider:
     def create_pool(self, spec: PoolSpec, sas: SasMaker) -> None:
         body = models.BatchPoolCreateOptions(self.pool_body(spec, sas))
         try:
-            self._retry_being_deleted(f"create pool {spec.id}",
-                                      lambda: self.client.create_pool(body))
+            self._retry_being_deleted(
+                f"create pool {spec.id}", lambda: self.client.create_pool(body)
+            )
         except ConflictError as err:
             if err.service_code != "PoolExists" or not self._ours("pool", spec.id):
                 raise
@@ -324,8 +368,9 @@ class BatchProvider:
         """After an `...Exists` answer to a create (a retried POST that had already
         succeeded): whether what is there carries this stack's tag."""
         lister = self.client.list_pools if kind == "pool" else self.client.list_jobs
-        found = self._list(f"list {kind}s", lister, filter=f"id eq '{rid}'",
-                           select=["id", "metadata"])
+        found = self._list(
+            f"list {kind}s", lister, filter=f"id eq '{rid}'", select=["id", "metadata"]
+        )
         return bool(found) and _meta(found[0].metadata).get(STACK_METADATA) == self.stack
 
     def patch_pool(self, spec: PoolSpec, fields: Sequence[str], sas: SasMaker) -> None:
@@ -339,10 +384,18 @@ class BatchProvider:
             body["taskSlotsPerNode"] = full["taskSlotsPerNode"]
         if "startTask" in fields and spec.start_task is None:
             # PATCH cannot remove a start task; replacing the properties without one does.
-            self._call(f"update pool {spec.id}", self.client.replace_pool_properties, spec.id,
-                       models.BatchPoolReplaceOptions({
-                           "certificateReferences": [], "applicationPackageReferences": [],
-                           "metadata": full["metadata"]}))
+            self._call(
+                f"update pool {spec.id}",
+                self.client.replace_pool_properties,
+                spec.id,
+                models.BatchPoolReplaceOptions(
+                    {
+                        "certificateReferences": [],
+                        "applicationPackageReferences": [],
+                        "metadata": full["metadata"],
+                    }
+                ),
+            )
             body.pop("metadata", None)
             fields = [f for f in fields if f not in ("startTask", "metadata", "owner")]
         elif "startTask" in fields:
@@ -350,13 +403,18 @@ class BatchProvider:
         if "metadata" in fields or "owner" in fields:
             body["metadata"] = full["metadata"]
         if body:
-            self._call(f"update pool {spec.id}", self.client.update_pool, spec.id,
-                       models.BatchPoolUpdateOptions(body))
+            self._call(
+                f"update pool {spec.id}",
+                self.client.update_pool,
+                spec.id,
+                models.BatchPoolUpdateOptions(body),
+            )
 
     def resize_pool(self, pool_id: str, dedicated: int, low: int) -> None:
         """Resize, stopping a resize in progress first (Batch refuses to resize twice)."""
         body = models.BatchPoolResizeOptions(
-            {"targetDedicatedNodes": dedicated, "targetLowPriorityNodes": low})
+            {"targetDedicatedNodes": dedicated, "targetLowPriorityNodes": low}
+        )
         for attempt in range(60):
             try:
                 self.client._resize_pool_internal(pool_id, body)
@@ -366,8 +424,11 @@ class BatchProvider:
                 if err.service_code == "PoolBeingResized" or (
                     err.service_code is None and err.status == 409 and attempt == 0
                 ):
-                    self._call(f"stop resize of pool {pool_id}",
-                               self.client._stop_pool_resize_internal, pool_id)
+                    self._call(
+                        f"stop resize of pool {pool_id}",
+                        self.client._stop_pool_resize_internal,
+                        pool_id,
+                    )
                     self.wait_pool_steady(pool_id)
                     continue
                 raise err from exc
@@ -375,15 +436,20 @@ class BatchProvider:
     def wait_pool_steady(self, pool_id: str, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pools = self._list("list pools", self.client.list_pools,
-                               filter=f"id eq '{pool_id}'", select=["id", "allocationState"])
+            pools = self._list(
+                "list pools",
+                self.client.list_pools,
+                filter=f"id eq '{pool_id}'",
+                select=["id", "allocationState"],
+            )
             if not pools or _state(pools[0].allocation_state) == "steady":
                 return
             time.sleep(0.5)
 
     def delete_pool(self, pool_id: str) -> None:
-        self._ignore_missing(f"delete pool {pool_id}",
-                             lambda: self.client._delete_pool_internal(pool_id))
+        self._ignore_missing(
+            f"delete pool {pool_id}", lambda: self.client._delete_pool_internal(pool_id)
+        )
 
     def wait_gone(self, kind: str, ids: Sequence[str], timeout: float = 600.0) -> None:
         """Wait until the pools or jobs `ids` are no longer listed (deletes are async)."""
@@ -395,14 +461,17 @@ class BatchProvider:
         lister = self.client.list_pools if kind == "pool" else self.client.list_jobs
         while True:
             flt = " or ".join(f"id eq '{i}'" for i in sorted(want))
-            present = {x.id for x in self._list(f"list {kind}s", lister, filter=flt,
-                                                select=["id", "state"])}
+            present = {
+                x.id
+                for x in self._list(f"list {kind}s", lister, filter=flt, select=["id", "state"])
+            }
             want &= present
             if not want:
                 return
             if time.monotonic() > deadline:
-                raise ServiceError(f"batch: {kind}s still being deleted: {', '.join(want)}",
-                                   service="batch")
+                raise ServiceError(
+                    f"batch: {kind}s still being deleted: {', '.join(want)}", service="batch"
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 3.0)
 
@@ -432,8 +501,7 @@ class BatchProvider:
     def create_job(self, spec: JobSpec) -> None:
         body = models.BatchJobCreateOptions(self.job_body(spec))
         try:
-            self._retry_being_deleted(f"create job {spec.id}",
-                                      lambda: self.client.create_job(body))
+            self._retry_being_deleted(f"create job {spec.id}", lambda: self.client.create_job(body))
         except ConflictError as err:
             if err.service_code != "JobExists" or not self._ours("job", spec.id):
                 raise
@@ -443,12 +511,17 @@ class BatchProvider:
         body = {k: full[k] for k in ("priority", "constraints", "metadata")}
         if "maxWallClockTime" not in body["constraints"]:
             body["constraints"]["maxWallClockTime"] = "P10675199DT2H48M5.4775807S"
-        self._call(f"update job {spec.id}", self.client.update_job, spec.id,
-                   models.BatchJobUpdateOptions(body))
+        self._call(
+            f"update job {spec.id}",
+            self.client.update_job,
+            spec.id,
+            models.BatchJobUpdateOptions(body),
+        )
 
     def delete_job(self, job_id: str) -> None:
-        self._ignore_missing(f"delete job {job_id}",
-                             lambda: self.client._delete_job_internal(job_id))
+        self._ignore_missing(
+            f"delete job {job_id}", lambda: self.client._delete_job_internal(job_id)
+        )
 
     # ------------------------------------------------------------------ tasks
     def task_body(self, t: TaskSpec, sas: SasMaker, logs_key: str) -> dict[str, Any]:
@@ -460,10 +533,16 @@ class BatchProvider:
             constraints["retentionTime"] = iso_duration(c.retention_time)
         logs_url = sas(logs_key, None, "cw")
         outputs = [_of_body(o, sas) for o in t.output_files] + [
-            {"filePattern": f"../{name}",
-             "destination": {"container": {"containerUrl": logs_url,
-                                           "path": f"logs/{t.job_id}/{t.id}/{name}"}},
-             "uploadOptions": {"uploadCondition": "taskcompletion"}}
+            {
+                "filePattern": f"../{name}",
+                "destination": {
+                    "container": {
+                        "containerUrl": logs_url,
+                        "path": f"logs/{t.job_id}/{t.id}/{name}",
+                    }
+                },
+                "uploadOptions": {"uploadCondition": "taskcompletion"},
+            }
             for name in ("stdout.txt", "stderr.txt")
         ]
         body: dict[str, Any] = {
@@ -492,18 +571,29 @@ class BatchProvider:
         constraints: dict[str, Any] = {
             "maxTaskRetryCount": c.max_task_retry_count,
             "maxWallClockTime": iso_duration(c.max_wall_clock_time)
-            if c.max_wall_clock_time is not None else "P10675199DT2H48M5.4775807S",
+            if c.max_wall_clock_time is not None
+            else "P10675199DT2H48M5.4775807S",
             "retentionTime": iso_duration(c.retention_time or timedelta(days=7)),
         }
-        self._call(f"update task {t.job_id}/{t.id}", self.client.replace_task, t.job_id, t.id,
-                   models.BatchTask({"constraints": constraints}))
+        self._call(
+            f"update task {t.job_id}/{t.id}",
+            self.client.replace_task,
+            t.job_id,
+            t.id,
+            models.BatchTask({"constraints": constraints}),
+        )
 
     def delete_task(self, job_id: str, task_id: str) -> None:
-        self._ignore_missing(f"delete task {job_id}/{task_id}",
-                             lambda: self.client.delete_task(job_id, task_id))
+        self._ignore_missing(
+            f"delete task {job_id}/{task_id}", lambda: self.client.delete_task(job_id, task_id)
+        )
 
-    def add_tasks(self, job_id: str, bodies: Sequence[dict[str, Any]],
-                  progress: Callable[[int], None] | None = None) -> None:
+    def add_tasks(
+        self,
+        job_id: str,
+        bodies: Sequence[dict[str, Any]],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         """Submit tasks in chunks of <= 100 and < 1 MB, several requests in flight.
 
         A TaskExists answer counts as success when the task there carries the same
@@ -520,20 +610,25 @@ class BatchProvider:
         if exists:
             errors.extend(self._check_existing(job_id, exists))
         if errors:
-            shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5
-                                             else "")
-            raise ServiceError(f"batch: adding tasks to job {job_id} failed: {shown}",
-                               service="batch")
+            shown = "; ".join(errors[:5]) + (
+                f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+            )
+            raise ServiceError(
+                f"batch: adding tasks to job {job_id} failed: {shown}", service="batch"
+            )
 
     def _post_collection(self, job_id: str, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One AddTaskCollection as raw JSON through the client's pipeline (auth, retries,
         counting): the SDK's model serialization costs more CPU than the request."""
         base = str(self.client._config.endpoint).rstrip("/")
         request = HttpRequest(
-            "POST", f"{base}/jobs/{quote(job_id, safe='')}/addtaskcollection",
+            "POST",
+            f"{base}/jobs/{quote(job_id, safe='')}/addtaskcollection",
             params={"api-version": str(self.client._config.api_version)},
-            headers={"Content-Type": "application/json; odata=minimalmetadata",
-                     "Accept": "application/json"},
+            headers={
+                "Content-Type": "application/json; odata=minimalmetadata",
+                "Accept": "application/json",
+            },
             content=json.dumps({"value": chunk}),
         )
         resp = self.client.send_request(request)
@@ -541,8 +636,11 @@ class BatchProvider:
         values: list[dict[str, Any]] = resp.json().get("value", [])
         return values
 
-    def _submit(self, job_id: str, chunk: list[dict[str, Any]],
-                ) -> tuple[list[str], list[dict[str, Any]]]:
+    def _submit(
+        self,
+        job_id: str,
+        chunk: list[dict[str, Any]],
+    ) -> tuple[list[str], list[dict[str, Any]]]:
         pending = chunk
         failed: list[str] = []
         existing: list[dict[str, Any]] = []
@@ -550,10 +648,13 @@ class BatchProvider:
             try:
                 results = self._retry_being_deleted(
                     f"add tasks to job {job_id}",
-                    functools.partial(self._post_collection, job_id, pending))
+                    functools.partial(self._post_collection, job_id, pending),
+                )
             except ServiceError as err:
-                if (err.service_code in ("RequestBodyTooLarge", "RequestEntityTooLarge")
-                        and len(pending) > 1):
+                if (
+                    err.service_code in ("RequestBodyTooLarge", "RequestEntityTooLarge")
+                    and len(pending) > 1
+                ):
                     half = len(pending) // 2
                     f1, e1 = self._submit(job_id, pending[:half])
                     f2, e2 = self._submit(job_id, pending[half:])
@@ -588,11 +689,12 @@ class BatchProvider:
         have: dict[str, str | None] = {}
         ids = sorted(want)
         for i in range(0, len(ids), 50):
-            flt = " or ".join(f"id eq '{x}'" for x in ids[i:i + 50])
+            flt = " or ".join(f"id eq '{x}'" for x in ids[i : i + 50])
             for t in self.list_tasks_raw(job_id, filter=flt, select=["id", "environmentSettings"]):
                 have[t.id] = _env(t.environment_settings).get(FINGERPRINT_ENV)
-        return [f"{i}: TaskExists with a different definition" for i in ids
-                if have.get(i) != want[i]]
+        return [
+            f"{i}: TaskExists with a different definition" for i in ids if have.get(i) != want[i]
+        ]
 
 
 def _fingerprint_of(body: dict[str, Any]) -> str | None:
@@ -623,8 +725,7 @@ def _rf_body(rf: ResourceFileSpec, sas: SasMaker) -> dict[str, Any]:
         if rf.prefix:
             body["blobPrefix"] = rf.prefix
     else:
-        body = {"httpUrl": sas(rf.container, rf.blob, "r"),
-                "filePath": rf.file_path or rf.blob}
+        body = {"httpUrl": sas(rf.container, rf.blob, "r"), "filePath": rf.file_path or rf.blob}
     if rf.blob is None and rf.file_path:
         body["filePath"] = rf.file_path
     if rf.file_mode:

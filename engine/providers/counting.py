@@ -71,7 +71,8 @@ class CountingPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
         if self.kill_after is not None and ordinal == self.kill_after:
             request.context["bspec_kill"] = True
 
-    def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
-                    ) -> None:
+    def on_response(
+        self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
+    ) -> None:
         if request.context.get("bspec_kill"):
             os.kill(os.getpid(), signal.SIGKILL)

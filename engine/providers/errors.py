@@ -69,7 +69,10 @@ def translate(exc: BaseException, service: str, what: str = "") -> ServiceError:
     prefix = f"{service}: {what}: " if what else f"{service}: "
     text = prefix + (f"{code}: " if code else "") + _message(exc)
     kw: dict[str, Any] = {
-        "service": service, "status": status, "service_code": code, "retry_after": retry_after,
+        "service": service,
+        "status": status,
+        "service_code": code,
+        "retry_after": retry_after,
     }
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         return NotFoundError(text, **kw)

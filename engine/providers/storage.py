@@ -62,29 +62,31 @@ class StorageProvider:
     def read_containers(self, keys_by_name: dict[str, str]) -> list[Resource]:
         """The containers the spec names, and every other one the stack owns."""
         out = []
-        items = self._call("list containers",
-                           lambda: list(self.client.list_containers(include_metadata=True)))
+        items = self._call(
+            "list containers", lambda: list(self.client.list_containers(include_metadata=True))
+        )
         for c in items:
             owner = (c.metadata or {}).get(STACK_CONTAINER_METADATA)
             if c.name not in keys_by_name and owner != self.stack:
                 continue
             key = keys_by_name.get(c.name, c.name)
             state = "deleting" if getattr(c, "deleted", False) else None
-            out.append(Resource(Address.container(key), {"name": c.name}, owner=owner,
-                                state=state))
+            out.append(Resource(Address.container(key), {"name": c.name}, owner=owner, state=state))
         return out
 
     def read_blobs(self, container: str, key: str) -> list[Resource]:
         cc = self.client.get_container_client(container)
-        blobs = self._call(f"list blobs in {container}",
-                           lambda: list(cc.list_blobs(include=["metadata"])))
+        blobs = self._call(
+            f"list blobs in {container}", lambda: list(cc.list_blobs(include=["metadata"]))
+        )
         out = []
         for b in blobs:
             md5 = b.content_settings.content_md5 if b.content_settings else None
             props = {"md5": bytes(md5).hex() if md5 else None}
             owner = (b.metadata or {}).get(UPLOADED_BLOB_METADATA)
-            out.append(Resource(Address.blob(key, b.name), props, owner=owner,
-                                info={"size": b.size}))
+            out.append(
+                Resource(Address.blob(key, b.name), props, owner=owner, info={"size": b.size})
+            )
         return out
 
     # ------------------------------------------------------------------ writes
@@ -121,14 +123,23 @@ class StorageProvider:
         with open(path, "rb") as fh:
             data = fh.read()
         settings = ContentSettings(content_md5=bytearray(bytes.fromhex(md5_hex)))
-        self._call(f"upload {container}/{name}", bc.upload_blob, data, overwrite=True,
-                   content_settings=settings,
-                   metadata={UPLOADED_BLOB_METADATA: self.stack}, max_concurrency=1)
+        self._call(
+            f"upload {container}/{name}",
+            bc.upload_blob,
+            data,
+            overwrite=True,
+            content_settings=settings,
+            metadata={UPLOADED_BLOB_METADATA: self.stack},
+            max_concurrency=1,
+        )
         return len(data)
 
-    def upload_many(self, items: Sequence[tuple[str, str, str, str]],
-                    progress: Callable[[int], None] | None = None,
-                    parallel: bool = True) -> int:
+    def upload_many(
+        self,
+        items: Sequence[tuple[str, str, str, str]],
+        progress: Callable[[int], None] | None = None,
+        parallel: bool = True,
+    ) -> int:
         """Upload (container, name, path, md5) items, several at once; bytes sent."""
         total = 0
 
@@ -163,31 +174,48 @@ class StorageProvider:
     def _user_delegation_key(self, expiry: datetime) -> Any:
         if self._delegation is None or (self._delegation_expiry or expiry) < expiry:
             start = datetime.now(UTC) - timedelta(minutes=5)
-            self._delegation = self._call("get user delegation key",
-                                          self.client.get_user_delegation_key, start, expiry)
+            self._delegation = self._call(
+                "get user delegation key", self.client.get_user_delegation_key, start, expiry
+            )
             self._delegation_expiry = expiry
         return self._delegation
 
-    def sas_url(self, container: str, blob: str | None, permission: str,
-                ttl: timedelta = DEFAULT_SAS_TTL) -> str:
+    def sas_url(
+        self, container: str, blob: str | None, permission: str, ttl: timedelta = DEFAULT_SAS_TTL
+    ) -> str:
         """A least-privilege SAS URL for a container (`rl`, `cw`) or one blob (`r`)."""
         expiry = datetime.now(UTC) + ttl
         start = datetime.now(UTC) - timedelta(minutes=5)
         creds: dict[str, Any] = (
-            {"account_key": self.account_key} if self.account_key
+            {"account_key": self.account_key}
+            if self.account_key
             else {"user_delegation_key": self._user_delegation_key(expiry)}
         )
         if blob is None:
-            token = generate_container_sas(self.account_name, container, permission=permission,
-                                           expiry=expiry, start=start, **creds)
+            token = generate_container_sas(
+                self.account_name,
+                container,
+                permission=permission,
+                expiry=expiry,
+                start=start,
+                **creds,
+            )
             return f"{self.account_url}/{container}?{token}"
-        token = generate_blob_sas(self.account_name, container, blob, permission=permission,
-                                  expiry=expiry, start=start, **creds)
+        token = generate_blob_sas(
+            self.account_name,
+            container,
+            blob,
+            permission=permission,
+            expiry=expiry,
+            start=start,
+            **creds,
+        )
         return f"{self.account_url}/{container}/{quote(blob)}?{token}"
 
     # ------------------------------------------------------------------ the lock blob
-    def try_lease(self, container: str, blob: str, holder: dict[str, str],
-                  duration: int = 60) -> str | None:
+    def try_lease(
+        self, container: str, blob: str, holder: dict[str, str], duration: int = 60
+    ) -> str | None:
         """Take a lease on the lock blob and record the holder in its metadata.
 
         Returns the lease id, or None when someone else holds it. Three writes when the
@@ -214,8 +242,9 @@ class StorageProvider:
                     return None
                 raise err from exc
         else:
-            raise ServiceError(f"storage: cannot create the lock blob {container}/{blob}",
-                               service="storage")
+            raise ServiceError(
+                f"storage: cannot create the lock blob {container}/{blob}", service="storage"
+            )
         self._call("record lock holder", bc.set_blob_metadata, holder, lease=lease.id)
         return str(lease.id)
 
@@ -253,8 +282,9 @@ class StorageProvider:
 
     def download(self, container: str, name: str) -> bytes:
         bc = self.client.get_blob_client(container, name)
-        data: bytes = self._call(f"download {container}/{name}",
-                                 lambda: bc.download_blob().readall())
+        data: bytes = self._call(
+            f"download {container}/{name}", lambda: bc.download_blob().readall()
+        )
         return data
 
 

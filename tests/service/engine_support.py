@@ -69,21 +69,32 @@ class Stack:
                 t["constraints"] = self.per_file_constraints
             tasks.append(t)
         if self.range_tasks:
-            tasks.append({"foreach": {"range": [0, self.range_tasks]}, "id": "r{{ item }}",
-                          "commandLine": "/bin/true"})
+            tasks.append(
+                {
+                    "foreach": {"range": [0, self.range_tasks]},
+                    "id": "r{{ item }}",
+                    "commandLine": "/bin/true",
+                }
+            )
         if self.reduce:
             tasks.append({"id": "reduce", "dependsOn": ["wc-*"], "commandLine": "/bin/true"})
         tasks.extend(self.extra_tasks)
-        containers: dict[str, Any] = {"input": {"files": ["data/*.txt"]} if self.files else {},
-                                      "output": {}}
+        containers: dict[str, Any] = {
+            "input": {"files": ["data/*.txt"]} if self.files else {},
+            "output": {},
+        }
         for key, real in self.container_names.items():
             containers[key]["name"] = real
         spec = {
             "apiVersion": "bspec/v1",
             "name": self.name,
             "storage": {"containers": containers},
-            "pool": {"id": self.pool_id, "vmSize": self.vm_size, "image": IMAGE,
-                     "nodes": self.nodes},
+            "pool": {
+                "id": self.pool_id,
+                "vmSize": self.vm_size,
+                "image": IMAGE,
+                "nodes": self.nodes,
+            },
             "jobs": [{"id": self.job_id, "tasks": tasks}],
         }
         if self.when_idle:
@@ -100,8 +111,7 @@ class Stack:
     def apply(self, **kw: Any) -> Outcome:
         self.write()
         kw.setdefault("no_wait", True)
-        return run_apply(kw.pop("path", self.spec), target=self.target, yes=True, show=False,
-                         **kw)
+        return run_apply(kw.pop("path", self.spec), target=self.target, yes=True, show=False, **kw)
 
     def destroy(self) -> Outcome:
         self.write()

@@ -22,8 +22,9 @@ BSPEC = [str(Path(sys.executable).parent / "bspec")]
 def _run(args: list[str], services: Any, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BSPEC_HOME": str(services.home)}
     env.pop("BSPEC_TARGET", None)
-    return subprocess.run([*BSPEC, *args], capture_output=True, text=True, input=stdin,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [*BSPEC, *args], capture_output=True, text=True, input=stdin, env=env, timeout=120
+    )
 
 
 def _validate(text: str) -> dict[str, Any]:
@@ -33,8 +34,9 @@ def _validate(text: str) -> dict[str, Any]:
     return data
 
 
-def test_plan_apply_destroy_from_the_command_line(local_services: Any, tmp_path: Path,
-                                                  unique_id: Callable[[str], str]) -> None:
+def test_plan_apply_destroy_from_the_command_line(
+    local_services: Any, tmp_path: Path, unique_id: Callable[[str], str]
+) -> None:
     name = unique_id("cli")
     s = Stack(tmp_path / name, name)
     s.files = {"a.txt": "one two"}
@@ -44,7 +46,8 @@ def test_plan_apply_destroy_from_the_command_line(local_services: Any, tmp_path:
     assert human.returncode == 0, human.stderr
     assert "  + task/" in human.stdout
     assert human.stdout.rstrip().endswith(
-        "Plan: 7 to create, 0 to update, 0 to replace, 0 to delete.")
+        "Plan: 7 to create, 0 to update, 0 to replace, 0 to delete."
+    )
 
     detailed = _run(["plan", spec, "--detailed-exitcode", "--json"], local_services)
     assert detailed.returncode == 4
@@ -73,9 +76,12 @@ def test_plan_apply_destroy_from_the_command_line(local_services: Any, tmp_path:
     assert again.stdout.strip() == "Nothing to destroy."
 
 
-def test_a_held_lock_refuses_with_its_holder(local_services: Any, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             unique_id: Callable[[str], str]) -> None:
+def test_a_held_lock_refuses_with_its_holder(
+    local_services: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    unique_id: Callable[[str], str],
+) -> None:
     from bspec.locking import StackLock
     from bspec.targets import connect
 

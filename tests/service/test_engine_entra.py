@@ -36,21 +36,30 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -63,10 +72,26 @@ def tls_batch(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = services.free_port()
     log = (tmp_path / "tls-batch.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bspec.localbatch", "--home", str(home), "--port", str(port),
-         "--tls-cert", str(cert), "--tls-key", str(key), "--bearer-token", TOKEN,
-         "--delete-delay", "0.2"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "bspec.localbatch",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+            "--bearer-token",
+            TOKEN,
+            "--delete-delay",
+            "0.2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(cert))
@@ -88,8 +113,11 @@ def tls_batch(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def test_azure_target_with_a_bearer_token_over_https(
-    tls_batch: tuple[str, Path], local_services: Any, monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path, unique_id: Callable[[str], str],
+    tls_batch: tuple[str, Path],
+    local_services: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    unique_id: Callable[[str], str],
 ) -> None:
     url, cert = tls_batch
     monkeypatch.setenv("AZURE_BATCH_ENDPOINT", url)
@@ -102,9 +130,11 @@ def test_azure_target_with_a_bearer_token_over_https(
     s = Stack(tmp_path / name, name, target="azure")
     s.files = {"a.txt": "one"}
     first = s.apply()
-    assert changes(first.data)[-3:] == [("create", f"pool/{s.pool_id}"),
-                                        ("create", f"job/{s.job_id}"),
-                                        ("create", f"task/{s.job_id}/wc-a")]
+    assert changes(first.data)[-3:] == [
+        ("create", f"pool/{s.pool_id}"),
+        ("create", f"job/{s.job_id}"),
+        ("create", f"task/{s.job_id}/wc-a"),
+    ]
     assert s.plan()[0].empty()
     assert writes(s.apply().data) == {"batch": 0, "storage": 0}
     s.destroy()

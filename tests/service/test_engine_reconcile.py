@@ -55,8 +55,10 @@ def test_apply_on_nothing_then_nothing_to_do(make_stack: Callable[..., Stack], t
         ("create", f"task/{s.job_id}/wc-b"),
     ]
     # 1 list of pools, 1 of jobs (no tasks: the job does not exist); containers, 2 blob lists.
-    assert _reads_of_plan(data) == {"batch": {"read": 2, "write": 0},
-                                    "storage": {"read": 3, "write": 0}}
+    assert _reads_of_plan(data) == {
+        "batch": {"read": 2, "write": 0},
+        "storage": {"read": 3, "write": 0},
+    }
     first = s.apply()
     assert first.data["outcome"]["tasksSubmitted"] == 2
     assert first.data["outcome"]["blobsUploaded"] == 2
@@ -65,8 +67,10 @@ def test_apply_on_nothing_then_nothing_to_do(make_stack: Callable[..., Stack], t
     p2, data2 = s.plan()
     assert p2.empty()
     assert data2["summary"]["noop"] == 9
-    assert _reads_of_plan(data2) == {"batch": {"read": 3, "write": 0},
-                                     "storage": {"read": 3, "write": 0}}
+    assert _reads_of_plan(data2) == {
+        "batch": {"read": 3, "write": 0},
+        "storage": {"read": 3, "write": 0},
+    }
     again = s.apply()
     assert again.data["applied"] is False
     assert writes(again.data) == {"batch": 0, "storage": 0}
@@ -89,16 +93,23 @@ def test_edit_and_add_a_file(make_stack: Callable[..., Stack], target: str) -> N
     assert by[f"task/{s.job_id}/wc-b"].reason == "input blob input/b.txt changed"
     assert by[f"task/{s.job_id}/reduce"].reason == "depends on task wc-b, which runs again"
     out = s.apply()
-    assert out.data["outcome"] == {"bytesUploaded": 10, "blobsUploaded": 1,
-                                   "tasksSubmitted": 2, "tasksDeleted": 2}
+    assert out.data["outcome"] == {
+        "bytesUploaded": 10,
+        "blobsUploaded": 1,
+        "tasksSubmitted": 2,
+        "tasksDeleted": 2,
+    }
     # 2 task deletes + 2 waves of task collections (wc-b, then reduce that depends on it)
     assert writes(out.data)["batch"] == 4
     assert s.plan()[0].empty()
 
     s.files["c.txt"] = "five"
     p, _ = s.plan()
-    assert changes(p) == [("create", "blob/input/c.txt"), ("create", f"task/{s.job_id}/wc-c"),
-                          ("replace", f"task/{s.job_id}/reduce")]
+    assert changes(p) == [
+        ("create", "blob/input/c.txt"),
+        ("create", f"task/{s.job_id}/wc-c"),
+        ("replace", f"task/{s.job_id}/reduce"),
+    ]
     # the reduce step depends on every wc-* task, so it reruns; no other task is touched
     s.apply()
     assert s.plan()[0].empty()
@@ -115,15 +126,19 @@ def _wait_nodes(batch_client: Any, pool_id: str, n: int, timeout: float = 30.0) 
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_pool_resize_and_vm_size(make_stack: Callable[..., Stack], batch_client: Any,
-                                 target: str) -> None:
+def test_pool_resize_and_vm_size(
+    make_stack: Callable[..., Stack], batch_client: Any, target: str
+) -> None:
     s = make_stack(target)
     s.apply()
     # vmSize on an empty pool: in place
     s.vm_size = "standard_d4s_v3"
     (c,) = s.plan()[0].pending()
-    assert (c.action.value, str(c.address), c.fields) == ("update", f"pool/{s.pool_id}",
-                                                          ("vmSize",))
+    assert (c.action.value, str(c.address), c.fields) == (
+        "update",
+        f"pool/{s.pool_id}",
+        ("vmSize",),
+    )
     s.apply()
     assert s.plan()[0].empty()
     # nodes 0 -> 2 -> 3: updates (resize)
@@ -135,7 +150,10 @@ def test_pool_resize_and_vm_size(make_stack: Callable[..., Stack], batch_client:
     s.nodes = 3
     (c,) = s.plan()[0].pending()
     assert (c.action.value, c.fields, c.reason) == (
-        "update", ("targetDedicatedNodes",), "resize from 2 nodes to 3 nodes")
+        "update",
+        ("targetDedicatedNodes",),
+        "resize from 2 nodes to 3 nodes",
+    )
     out = s.apply()
     assert writes(out.data)["batch"] == 1
     _wait_nodes(batch_client, s.pool_id, 3)
@@ -149,8 +167,9 @@ def test_pool_resize_and_vm_size(make_stack: Callable[..., Stack], batch_client:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_task_removed_added_constraint_and_foreign(make_stack: Callable[..., Stack],
-                                                   batch_client: Any, target: str) -> None:
+def test_task_removed_added_constraint_and_foreign(
+    make_stack: Callable[..., Stack], batch_client: Any, target: str
+) -> None:
     from azure.batch import models
 
     s = make_stack(target)
@@ -158,8 +177,9 @@ def test_task_removed_added_constraint_and_foreign(make_stack: Callable[..., Sta
     s.apply()
     s.extra_tasks = [{"id": "added", "commandLine": "/bin/true"}]
     s.per_file_constraints = {"maxWallClockTime": "PT5M"}
-    batch_client.create_task(s.job_id, models.BatchTaskCreateOptions(
-        {"id": "theirs", "commandLine": "/bin/true"}))
+    batch_client.create_task(
+        s.job_id, models.BatchTaskCreateOptions({"id": "theirs", "commandLine": "/bin/true"})
+    )
     p, _ = s.plan()
     assert changes(p) == [
         ("delete", f"task/{s.job_id}/extra"),
@@ -180,25 +200,39 @@ def test_task_removed_added_constraint_and_foreign(make_stack: Callable[..., Sta
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("kind", ["pool", "job", "container"])
 def test_unowned_resources_are_refused_then_adopted(
-    make_stack: Callable[..., Stack], batch_client: Any, blob_service: Any, kind: str,
+    make_stack: Callable[..., Stack],
+    batch_client: Any,
+    blob_service: Any,
+    kind: str,
     target: str,
 ) -> None:
     from azure.batch import models
 
     s = make_stack(target)
     if kind == "pool":
-        batch_client.create_pool(models.BatchPoolCreateOptions({
-            "id": s.pool_id, "vmSize": "standard_d2s_v3",
-            "virtualMachineConfiguration": {
-                "imageReference": {"publisher": "canonical",
-                                   "offer": "0001-com-ubuntu-server-jammy",
-                                   "sku": "22_04-lts", "version": "latest"},
-                "nodeAgentSKUId": "batch.node.ubuntu 22.04"},
-            "targetDedicatedNodes": 0}))
+        batch_client.create_pool(
+            models.BatchPoolCreateOptions(
+                {
+                    "id": s.pool_id,
+                    "vmSize": "standard_d2s_v3",
+                    "virtualMachineConfiguration": {
+                        "imageReference": {
+                            "publisher": "canonical",
+                            "offer": "0001-com-ubuntu-server-jammy",
+                            "sku": "22_04-lts",
+                            "version": "latest",
+                        },
+                        "nodeAgentSKUId": "batch.node.ubuntu 22.04",
+                    },
+                    "targetDedicatedNodes": 0,
+                }
+            )
+        )
         address = f"pool/{s.pool_id}"
     elif kind == "job":
-        batch_client.create_job(models.BatchJobCreateOptions(
-            {"id": s.job_id, "poolInfo": {"poolId": s.pool_id}}))
+        batch_client.create_job(
+            models.BatchJobCreateOptions({"id": s.job_id, "poolInfo": {"poolId": s.pool_id}})
+        )
         address = f"job/{s.job_id}"
     else:
         blob_service.create_container(f"{s.name}-input")
@@ -213,8 +247,9 @@ def test_unowned_resources_are_refused_then_adopted(
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_two_stacks_destroy_one_then_apply_again(make_stack: Callable[..., Stack],
-                                                 target: str) -> None:
+def test_two_stacks_destroy_one_then_apply_again(
+    make_stack: Callable[..., Stack], target: str
+) -> None:
     a, b = make_stack(target), make_stack(target)
     a.apply()
     b.apply()
@@ -239,8 +274,9 @@ def test_two_stacks_destroy_one_then_apply_again(make_stack: Callable[..., Stack
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_saved_plan_applies_exactly_and_stale_is_refused(make_stack: Callable[..., Stack],
-                                                         batch_client: Any, target: str) -> None:
+def test_saved_plan_applies_exactly_and_stale_is_refused(
+    make_stack: Callable[..., Stack], batch_client: Any, target: str
+) -> None:
     s = make_stack(target)
     saved = s.folder / "plan.json"
     p, _ = s.plan(out_file=saved)
@@ -253,16 +289,21 @@ def test_saved_plan_applies_exactly_and_stale_is_refused(make_stack: Callable[..
     s.plan(out_file=saved)
     from azure.batch import models
 
-    batch_client.update_pool(s.pool_id, models.BatchPoolUpdateOptions(
-        {"metadata": [{"name": "bspec-stack", "value": s.name}, {"name": "x", "value": "y"}]}))
+    batch_client.update_pool(
+        s.pool_id,
+        models.BatchPoolUpdateOptions(
+            {"metadata": [{"name": "bspec-stack", "value": s.name}, {"name": "x", "value": "y"}]}
+        ),
+    )
     with pytest.raises(StalePlanError) as info:
         s.apply(path=saved)
     assert f"pool/{s.pool_id}" in info.value.message
     assert info.value.exit_code == 3
 
 
-def test_a_task_runs_and_its_logs_survive(make_stack: Callable[..., Stack],
-                                          blob_service: Any) -> None:
+def test_a_task_runs_and_its_logs_survive(
+    make_stack: Callable[..., Stack], blob_service: Any
+) -> None:
     s = make_stack(files={"a.txt": "one two three"})
     s.nodes = 1
     out = s.apply(no_wait=False, wait_timeout=120)
@@ -279,27 +320,35 @@ def test_a_task_runs_and_its_logs_survive(make_stack: Callable[..., Stack],
 
 
 @pytest.mark.parametrize("when_idle", ["delete", "scaleToZero"])
-def test_when_idle_is_done_and_not_undone(make_stack: Callable[..., Stack], batch_client: Any,
-                                          when_idle: str) -> None:
+def test_when_idle_is_done_and_not_undone(
+    make_stack: Callable[..., Stack], batch_client: Any, when_idle: str
+) -> None:
     s = make_stack(files={"a.txt": "one"})
     s.nodes = 1
     s.when_idle = when_idle
     out = s.apply(no_wait=False, wait_timeout=120)
-    assert out.data["outcome"]["pool"] == {"delete": "deleted",
-                                           "scaleToZero": "scaledToZero"}[when_idle]
+    assert (
+        out.data["outcome"]["pool"]
+        == {"delete": "deleted", "scaleToZero": "scaledToZero"}[when_idle]
+    )
     assert s.plan()[0].empty()  # the idle pool is not drift
     s.files["b.txt"] = "two"  # work again: the pool comes back
     p, _ = s.plan()
-    expected = ("create", f"pool/{s.pool_id}") if when_idle == "delete" else (
-        "update", f"pool/{s.pool_id}")
+    expected = (
+        ("create", f"pool/{s.pool_id}")
+        if when_idle == "delete"
+        else ("update", f"pool/{s.pool_id}")
+    )
     assert expected in changes(p)
 
 
 def test_a_failed_task_fails_the_apply(make_stack: Callable[..., Stack]) -> None:
     s = make_stack(files={})
     s.nodes = 1
-    s.extra_tasks = [{"id": "bad", "commandLine": "/bin/false"},
-                     {"id": "good", "commandLine": "/bin/true"}]
+    s.extra_tasks = [
+        {"id": "bad", "commandLine": "/bin/false"},
+        {"id": "good", "commandLine": "/bin/true"},
+    ]
     out = s.apply(no_wait=False, wait_timeout=120)
     assert out.exit_code == 1
     tasks = out.data["outcome"]["tasks"]
@@ -331,8 +380,10 @@ def test_resubmitting_the_same_tasks_counts_task_exists_as_success(
         sas = _Sas(tgt, desired, dt.timedelta(hours=1))
         bodies = [tgt.batch.task_body(t, sas, LOGS_KEY) for t in desired.tasks]
         tgt.batch.add_tasks(s.job_id, bodies)  # an interrupted submission, sent again
-        changed = [{**b, "environmentSettings": [{"name": "BSPEC_FINGERPRINT", "value": "v1:x"}]}
-                   for b in bodies]
+        changed = [
+            {**b, "environmentSettings": [{"name": "BSPEC_FINGERPRINT", "value": "v1:x"}]}
+            for b in bodies
+        ]
         with pytest.raises(ServiceError, match="TaskExists with a different definition"):
             tgt.batch.add_tasks(s.job_id, changed)
     finally:
@@ -344,20 +395,26 @@ def test_job_and_pool_properties_change_in_place(make_stack: Callable[..., Stack
     s = make_stack()
     s.apply()
     s.job_extra = {"priority": 10, "constraints": {"maxWallClockTime": "PT1H"}}
-    s.pool_extra = {"metadata": {"team": "x"},
-                    "startTask": {"commands": ["echo hi"], "resourceFiles": [{"container": "input"}]}}
+    s.pool_extra = {
+        "metadata": {"team": "x"},
+        "startTask": {"commands": ["echo hi"], "resourceFiles": [{"container": "input"}]},
+    }
     p, _ = s.plan()
     assert [(a, addr, c.fields) for (a, addr), c in zip(changes(p), p.pending(), strict=True)] == [
         ("update", f"pool/{s.pool_id}", ("startTask", "metadata")),
         ("update", f"job/{s.job_id}", ("priority", "maxWallClockTime")),
     ]
-    assert "start task changed; it reaches existing nodes when they restart" in p.pending()[0].reason
+    assert (
+        "start task changed; it reaches existing nodes when they restart" in p.pending()[0].reason
+    )
     out = s.apply()
     assert writes(out.data)["batch"] == 2
     assert s.plan()[0].empty()
     s.job_extra = {}
     s.pool_extra = {}
-    assert [c.fields for c in s.plan()[0].pending()] == [("startTask", "metadata"),
-                                                         ("priority", "maxWallClockTime")]
+    assert [c.fields for c in s.plan()[0].pending()] == [
+        ("startTask", "metadata"),
+        ("priority", "maxWallClockTime"),
+    ]
     s.apply()
     assert s.plan()[0].empty()

@@ -13,7 +13,9 @@ from engine_support import Stack, total_requests, writes
 
 @pytest.mark.slow
 def test_converged_plan_of_10000_tasks_and_1000_blobs(
-    local_services: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    local_services: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     unique_id: Callable[[str], str],
 ) -> None:
     monkeypatch.setenv("BSPEC_HOME", str(local_services.home))
@@ -30,8 +32,10 @@ def test_converged_plan_of_10000_tasks_and_1000_blobs(
     assert p.empty()
     assert data["summary"]["noop"] == 3 + 1000 + 1 + 1 + 10_000
     # pools 1, jobs 1, tasks 10 pages; containers 1, blobs 1 + 1
-    assert data["requests"] == {"batch": {"read": 12, "write": 0},
-                                "storage": {"read": 3, "write": 0}}
+    assert data["requests"] == {
+        "batch": {"read": 12, "write": 0},
+        "storage": {"read": 3, "write": 0},
+    }
     assert total_requests(data) <= 30
     again = s.apply()
     assert writes(again.data) == {"batch": 0, "storage": 0}

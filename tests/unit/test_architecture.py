@@ -33,8 +33,11 @@ def test_azure_is_imported_only_by_providers_and_targets() -> None:
     bad = [
         f"{_rel(p)} imports {name}"
         for p in _sources()
-        if not (_rel(p).startswith("providers/") or _rel(p) == "targets.py"
-                or _rel(p).startswith("localbatch/"))
+        if not (
+            _rel(p).startswith("providers/")
+            or _rel(p) == "targets.py"
+            or _rel(p).startswith("localbatch/")
+        )
         for name in _imports(p)
         if name == "azure" or name.startswith("azure.")
     ]
@@ -63,13 +66,21 @@ def test_localbatch_imports_nothing_of_the_engine() -> None:
         for p in _sources()
         if _rel(p).startswith("localbatch/")
         for name in _imports(p)
-        if (name == "bspec" or name.startswith("bspec.")) and not name.startswith("bspec.localbatch")
+        if (name == "bspec" or name.startswith("bspec."))
+        and not name.startswith("bspec.localbatch")
     ]
     assert bad == []
 
 
 def test_planning_is_pure() -> None:
     """planning.py does no I/O: it imports only the model, the errors and the stdlib's pure parts."""
-    allowed = {"__future__", "collections.abc", "dataclasses", "datetime", "typing",
-               "bspec.errors", "bspec.model"}
+    allowed = {
+        "__future__",
+        "collections.abc",
+        "dataclasses",
+        "datetime",
+        "typing",
+        "bspec.errors",
+        "bspec.model",
+    }
     assert set(_imports(ENGINE / "planning.py")) <= allowed

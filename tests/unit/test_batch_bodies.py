@@ -31,27 +31,44 @@ def provider() -> BatchProvider:
 
 
 def test_task_body() -> None:
-    t = TaskSpec("j", "t1", "echo hi", "v1:abc",
-                 resource_files=(ResourceFileSpec("input", "a.txt"), ResourceFileSpec("code")),
-                 output_files=(OutputFileSpec("*.out", "output"),),
-                 environment=(("A", "1"),), depends_on=("t0",), depends_on_ranges=((1, 3),),
-                 constraints=TaskConstraintsSpec(timedelta(minutes=5), None, 2))
+    t = TaskSpec(
+        "j",
+        "t1",
+        "echo hi",
+        "v1:abc",
+        resource_files=(ResourceFileSpec("input", "a.txt"), ResourceFileSpec("code")),
+        output_files=(OutputFileSpec("*.out", "output"),),
+        environment=(("A", "1"),),
+        depends_on=("t0",),
+        depends_on_ranges=((1, 3),),
+        constraints=TaskConstraintsSpec(timedelta(minutes=5), None, 2),
+    )
     body: dict[str, Any] = provider().task_body(t, fake_sas, "_bspec")
     assert body["resourceFiles"] == [
         {"httpUrl": f"{ACCOUNT}/input/a.txt?sp=r&sig=SECRET", "filePath": "a.txt"},
         {"storageContainerUrl": f"{ACCOUNT}/code?sp=rl&sig=SECRET"},
     ]
     outs = body["outputFiles"]
-    assert outs[0] == {"filePattern": "*.out",
-                       "destination": {"container": {"containerUrl": f"{ACCOUNT}/output?sp=cw&sig=SECRET"}},
-                       "uploadOptions": {"uploadCondition": "tasksuccess"}}
-    assert [(o["filePattern"], o["destination"]["container"]["path"],
-             o["uploadOptions"]["uploadCondition"]) for o in outs[1:]] == [
+    assert outs[0] == {
+        "filePattern": "*.out",
+        "destination": {"container": {"containerUrl": f"{ACCOUNT}/output?sp=cw&sig=SECRET"}},
+        "uploadOptions": {"uploadCondition": "tasksuccess"},
+    }
+    assert [
+        (
+            o["filePattern"],
+            o["destination"]["container"]["path"],
+            o["uploadOptions"]["uploadCondition"],
+        )
+        for o in outs[1:]
+    ] == [
         ("../stdout.txt", "logs/j/t1/stdout.txt", "taskcompletion"),
         ("../stderr.txt", "logs/j/t1/stderr.txt", "taskcompletion"),
     ]
-    assert body["environmentSettings"] == [{"name": "A", "value": "1"},
-                                           {"name": "BSPEC_FINGERPRINT", "value": "v1:abc"}]
+    assert body["environmentSettings"] == [
+        {"name": "A", "value": "1"},
+        {"name": "BSPEC_FINGERPRINT", "value": "v1:abc"},
+    ]
     assert body["constraints"] == {"maxTaskRetryCount": 2, "maxWallClockTime": "PT5M"}
     assert body["dependsOn"] == {"taskIds": ["t0"], "taskIdRanges": [{"start": 1, "end": 3}]}
 
@@ -72,9 +89,12 @@ def test_chunks_hold_at_most_100_tasks_under_1_mb() -> None:
 
 
 def test_dependencies_are_submitted_after_what_they_wait_for() -> None:
-    tasks = [TaskSpec("j", "reduce", "x", "v1:r", depends_on=("a", "b")),
-             TaskSpec("j", "a", "x", "v1:a"), TaskSpec("j", "b", "x", "v1:b", depends_on=("a",)),
-             TaskSpec("j", "c", "x", "v1:c", depends_on=("elsewhere",))]
+    tasks = [
+        TaskSpec("j", "reduce", "x", "v1:r", depends_on=("a", "b")),
+        TaskSpec("j", "a", "x", "v1:a"),
+        TaskSpec("j", "b", "x", "v1:b", depends_on=("a",)),
+        TaskSpec("j", "c", "x", "v1:c", depends_on=("elsewhere",)),
+    ]
     assert [[t.id for t in w] for w in _waves(tasks)] == [["a", "c"], ["b"], ["reduce"]]
 
 

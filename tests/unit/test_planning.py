@@ -53,17 +53,24 @@ def desired(
         vars={},
         target=None,
         containers=(ContainerSpec("input", "demo-input"), ContainerSpec("output", "demo-output")),
-        blobs=blobs if blobs is not None else (
+        blobs=blobs
+        if blobs is not None
+        else (
             BlobSpec("input", "a.txt", "/x/a.txt", 1, "aa"),
             BlobSpec("input", "b.txt", "/x/b.txt", 1, "bb"),
         ),
-        pool=pool if pool is not None else PoolSpec(
-            id="p", vm_size="STANDARD_D2S_V3",
+        pool=pool
+        if pool is not None
+        else PoolSpec(
+            id="p",
+            vm_size="STANDARD_D2S_V3",
             image=ImageSpec("canonical", "ubuntu", "22_04-lts", "batch.node.ubuntu 22.04"),
             target_dedicated_nodes=2,
         ),
         jobs=jobs if jobs is not None else (JobSpec(id="j", pool_id="p"),),
-        tasks=tasks if tasks is not None else (
+        tasks=tasks
+        if tasks is not None
+        else (
             TaskSpec("j", "ta", "cat a.txt", "v1:a", (ResourceFileSpec("input", "a.txt"),)),
             TaskSpec("j", "tb", "cat b.txt", "v1:b", (ResourceFileSpec("input", "b.txt"),)),
             TaskSpec("j", "reduce", "sum", "v1:r", depends_on=("ta", "tb")),
@@ -71,7 +78,9 @@ def desired(
     )
 
 
-def converged(d: DesiredState, *, nodes: int = 2, task_state: str = "completed") -> dict[Address, Resource]:
+def converged(
+    d: DesiredState, *, nodes: int = 2, task_state: str = "completed"
+) -> dict[Address, Resource]:
     """The actual state exactly as applying `d` leaves it."""
     res: dict[Address, Resource] = {}
     for c in (*d.containers, d.logs_container):
@@ -81,8 +90,13 @@ def converged(d: DesiredState, *, nodes: int = 2, task_state: str = "completed")
         res[b.address] = Resource(b.address, {"md5": b.md5}, owner=STACK)
     if d.pool:
         a = Address.pool(d.pool.id)
-        res[a] = Resource(a, desired_pool_props(d.pool, d), owner=STACK, state="active",
-                          info={"currentDedicatedNodes": nodes})
+        res[a] = Resource(
+            a,
+            desired_pool_props(d.pool, d),
+            owner=STACK,
+            state="active",
+            info={"currentDedicatedNodes": nodes},
+        )
     for j in d.jobs:
         a = Address.job(j.id)
         res[a] = Resource(a, desired_job_props(j), owner=STACK, state="active")
@@ -126,7 +140,10 @@ def test_edited_input_replaces_its_reader_and_dependents() -> None:
     d = desired()
     actual = converged(d)
     d2 = desired(
-        blobs=(BlobSpec("input", "a.txt", "/x/a.txt", 1, "aa"), BlobSpec("input", "b.txt", "/x/b.txt", 2, "b2")),
+        blobs=(
+            BlobSpec("input", "a.txt", "/x/a.txt", 1, "aa"),
+            BlobSpec("input", "b.txt", "/x/b.txt", 2, "b2"),
+        ),
         tasks=(
             TaskSpec("j", "ta", "cat a.txt", "v1:a", (ResourceFileSpec("input", "a.txt"),)),
             TaskSpec("j", "tb", "cat b.txt", "v1:b2", (ResourceFileSpec("input", "b.txt"),)),
@@ -151,7 +168,10 @@ def test_added_file_creates_one_blob_and_one_task() -> None:
     actual = converged(d)
     d2 = desired(
         blobs=(*d.blobs, BlobSpec("input", "c.txt", "/x/c.txt", 1, "cc")),
-        tasks=(*d.tasks, TaskSpec("j", "tc", "cat c.txt", "v1:c", (ResourceFileSpec("input", "c.txt"),))),
+        tasks=(
+            *d.tasks,
+            TaskSpec("j", "tc", "cat c.txt", "v1:c", (ResourceFileSpec("input", "c.txt"),)),
+        ),
     )
     p = plan(d2, ActualState(actual))
     assert changes_of(p) == [("create", "blob/input/c.txt"), ("create", "task/j/tc")]
@@ -212,11 +232,13 @@ def test_task_removed_added_and_constraint_changed() -> None:
     d = desired()
     actual = converged(d)
     ta, tb, _reduce = d.tasks
-    d2 = desired(tasks=(
-        replace(ta, constraints=TaskConstraintsSpec(max_wall_clock_time=timedelta(minutes=5))),
-        tb,
-        TaskSpec("j", "new", "echo", "v1:n"),
-    ))
+    d2 = desired(
+        tasks=(
+            replace(ta, constraints=TaskConstraintsSpec(max_wall_clock_time=timedelta(minutes=5))),
+            tb,
+            TaskSpec("j", "new", "echo", "v1:n"),
+        )
+    )
     p = plan(d2, ActualState(actual))
     assert changes_of(p) == [
         ("delete", "task/j/reduce"),
@@ -232,8 +254,9 @@ def test_batch_defaults_are_not_a_difference() -> None:
     actual = converged(d)
     a = Address.task("j", "ta")
     # Batch answers unlimited and 7 days where the spec said nothing.
-    actual[a] = replace(actual[a], props={**actual[a].props, "maxWallClockTime": None,
-                                          "retentionTime": 604800.0})
+    actual[a] = replace(
+        actual[a], props={**actual[a].props, "maxWallClockTime": None, "retentionTime": 604800.0}
+    )
     assert plan(d, ActualState(actual)).empty()
 
 
@@ -278,8 +301,7 @@ def test_job_pool_change_replaces_job_and_reruns_its_tasks() -> None:
     d = desired()
     actual = converged(d)
     actual[Address.pool("q")] = replace(actual[Address.pool("p")], address=Address.pool("q"))
-    d2 = replace(d, jobs=(JobSpec(id="j", pool_id="q"),),
-                 pool=replace(d.pool, id="q"))  # type: ignore[arg-type]
+    d2 = replace(d, jobs=(JobSpec(id="j", pool_id="q"),), pool=replace(d.pool, id="q"))  # type: ignore[arg-type]
     p = plan(d2, ActualState(actual))
     acts = changes_of(p)
     assert ("delete", "pool/p") in acts
@@ -288,14 +310,19 @@ def test_job_pool_change_replaces_job_and_reruns_its_tasks() -> None:
     assert job.forced_by == ("poolId",)
     assert job.reason.endswith("3 tasks rerun")
     assert [a for a in acts if a[1].startswith("task/")] == [
-        ("replace", "task/j/ta"), ("replace", "task/j/tb"), ("replace", "task/j/reduce")]
+        ("replace", "task/j/ta"),
+        ("replace", "task/j/tb"),
+        ("replace", "task/j/reduce"),
+    ]
 
 
 def test_dependencies_switched_on_replace_the_job_but_off_does_not() -> None:
     d = desired()
     actual = converged(d)
     d_on = replace(d, jobs=(JobSpec(id="j", pool_id="p", uses_task_dependencies=True),))
-    job = next(c for c in plan(d_on, ActualState(actual)).pending() if c.address.kind.value == "job")
+    job = next(
+        c for c in plan(d_on, ActualState(actual)).pending() if c.address.kind.value == "job"
+    )
     assert (job.action, job.forced_by) == (Action.REPLACE, ("usesTaskDependencies",))
     actual_on = converged(d_on)
     assert plan(d, ActualState(actual_on)).empty()
@@ -349,8 +376,10 @@ def test_when_idle_scale_to_zero_is_not_drift() -> None:
     pa = Address.pool("p")
     actual[pa] = replace(actual[pa], props={**actual[pa].props, "targetDedicatedNodes": 0})
     assert plan(d, ActualState(actual)).empty()
-    actual_running = {**actual, **{t.address: replace(actual[t.address], state="active")
-                                   for t in d.tasks}}
+    actual_running = {
+        **actual,
+        **{t.address: replace(actual[t.address], state="active") for t in d.tasks},
+    }
     (c,) = plan(d, ActualState(actual_running)).pending()
     assert (c.action, c.fields) == (Action.UPDATE, ("targetDedicatedNodes",))
 
@@ -394,7 +423,8 @@ def test_plans_are_deterministic() -> None:
 def test_basis_ignores_task_state() -> None:
     d = desired()
     assert basis(ActualState(converged(d, task_state="running"))) == basis(
-        ActualState(converged(d, task_state="completed")))
+        ActualState(converged(d, task_state="completed"))
+    )
 
 
 @pytest.mark.parametrize(

@@ -23,13 +23,23 @@ from bspec.reporting import plan_json, render_plan, summary_line
 
 def desired() -> DesiredState:
     return DesiredState(
-        stack="demo", spec_file="/x/s.yaml", spec_hash="0", vars={}, target=None,
+        stack="demo",
+        spec_file="/x/s.yaml",
+        spec_hash="0",
+        vars={},
+        target=None,
         containers=(ContainerSpec("input", "demo-input"), ContainerSpec("output", "demo-output")),
-        blobs=(BlobSpec("input", "a.txt", "/x/a", 1, "aa"), BlobSpec("input", "b.txt", "/x/b", 1, "bb")),
+        blobs=(
+            BlobSpec("input", "a.txt", "/x/a", 1, "aa"),
+            BlobSpec("input", "b.txt", "/x/b", 1, "bb"),
+        ),
         pool=PoolSpec("p", "standard_d2s_v3", ImageSpec("c", "u", "22", "n"), 2),
         jobs=(JobSpec("j", "p"),),
-        tasks=(TaskSpec("j", "ta", "x", "v1:a"), TaskSpec("j", "tb", "y", "v1:b"),
-               TaskSpec("j", "tc", "z", "v1:c")),
+        tasks=(
+            TaskSpec("j", "ta", "x", "v1:a"),
+            TaskSpec("j", "tb", "y", "v1:b"),
+            TaskSpec("j", "tc", "z", "v1:c"),
+        ),
     )
 
 
@@ -61,7 +71,9 @@ def test_everything_new_is_grouped_by_kind_with_a_summary() -> None:
     lines = render_plan(plan(desired(), ActualState({})))
     assert lines[0] == "Containers:"
     assert "  + container/input" in lines
-    assert lines.index("Blobs:") < lines.index("Pool:") < lines.index("Jobs:") < lines.index("Tasks:")
+    assert (
+        lines.index("Blobs:") < lines.index("Pool:") < lines.index("Jobs:") < lines.index("Tasks:")
+    )
     assert lines[-1] == "Plan: 10 to create, 0 to update, 0 to replace, 0 to delete."
 
 
@@ -75,8 +87,15 @@ def test_long_task_lists_are_summarized() -> None:
 
 def test_replace_names_its_cause_and_what_it_destroys() -> None:
     before = Resource(Address.pool("p"), {}, owner="s")
-    c = Change(Action.REPLACE, Address.pool("p"), before, None, fields=("vmSize",),
-               forced_by=("vmSize",), reason="replaces pool: destroys 2 nodes, requeues running tasks")
+    c = Change(
+        Action.REPLACE,
+        Address.pool("p"),
+        before,
+        None,
+        fields=("vmSize",),
+        forced_by=("vmSize",),
+        reason="replaces pool: destroys 2 nodes, requeues running tasks",
+    )
     lines = render_plan(Plan("s", "local", (c,)))
     assert "  -/+ pool/p  (forced by: vmSize)" in lines
     assert "      replaces pool: destroys 2 nodes, requeues running tasks" in lines
@@ -105,5 +124,11 @@ def test_json_shape() -> None:
     }
     p2 = Plan("s", "local", (_task(1, Action.CREATE),))
     assert plan_json(p2, {})["changes"] == [
-        {"action": "create", "address": "task/j/t1", "fields": [], "forcedBy": [],
-         "reason": "new task"}]
+        {
+            "action": "create",
+            "address": "task/j/t1",
+            "fields": [],
+            "forcedBy": [],
+            "reason": "new task",
+        }
+    ]

@@ -36,20 +36,45 @@ def _desired(tmp_path: Path) -> DesiredState:
     f.write_text("hello")
     md5 = hashlib.md5(b"hello").hexdigest()
     return DesiredState(
-        stack="s", spec_file=str(tmp_path / "s.yaml"), spec_hash="ab", vars={"n": 3, "x": "no"},
+        stack="s",
+        spec_file=str(tmp_path / "s.yaml"),
+        spec_hash="ab",
+        vars={"n": 3, "x": "no"},
         target="local",
         containers=(ContainerSpec("input", "s-input"),),
         blobs=(BlobSpec("input", "a.txt", str(f), 5, md5),),
-        pool=PoolSpec("p", "standard_d2s_v3", ImageSpec("c", "u", "22", "n"), 2,
-                      start_task=StartTaskSpec("echo", (ResourceFileSpec("input"),),
-                                               (("A", "1"),), elevated=True),
-                      metadata=(("k", "v"),), when_idle=WhenIdle.SCALE_TO_ZERO),
-        jobs=(JobSpec("j", "p", constraints=JobConstraintsSpec(timedelta(hours=1), 2),
-                      uses_task_dependencies=True),),
-        tasks=(TaskSpec("j", "t", "cat a.txt", "v1:x", (ResourceFileSpec("input", "a.txt"),),
-                        (OutputFileSpec("*.out", "input", when=UploadCondition.COMPLETION),),
-                        depends_on=("u",), depends_on_ranges=((1, 3),),
-                        constraints=TaskConstraintsSpec(timedelta(minutes=5))),),
+        pool=PoolSpec(
+            "p",
+            "standard_d2s_v3",
+            ImageSpec("c", "u", "22", "n"),
+            2,
+            start_task=StartTaskSpec(
+                "echo", (ResourceFileSpec("input"),), (("A", "1"),), elevated=True
+            ),
+            metadata=(("k", "v"),),
+            when_idle=WhenIdle.SCALE_TO_ZERO,
+        ),
+        jobs=(
+            JobSpec(
+                "j",
+                "p",
+                constraints=JobConstraintsSpec(timedelta(hours=1), 2),
+                uses_task_dependencies=True,
+            ),
+        ),
+        tasks=(
+            TaskSpec(
+                "j",
+                "t",
+                "cat a.txt",
+                "v1:x",
+                (ResourceFileSpec("input", "a.txt"),),
+                (OutputFileSpec("*.out", "input", when=UploadCondition.COMPLETION),),
+                depends_on=("u",),
+                depends_on_ranges=((1, 3),),
+                constraints=TaskConstraintsSpec(timedelta(minutes=5)),
+            ),
+        ),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,9 @@ def test_kill_after_every_write_then_resume(bspec: Bspec, inproc: Any,
                                              stack: Callable[..., tuple[str, Path]]) -> None:
     # The recorded run: how many writes an uninterrupted apply makes, and what it leaves.
     ref_name, ref_spec = stack("crash-ref", tasks=TASKS)
+    started = time.monotonic()
     ref = bspec("apply", str(ref_spec), "--yes", "--no-wait", "--json")
+    took = time.monotonic() - started
     assert ref.returncode == 0, str(ref)
     total = sum(v["write"] for v in ref.json()["requests"].values())
     assert total >= 10
@@ -79,13 +82,15 @@ def test_kill_after_every_write_then_resume(bspec: Bspec, inproc: Any,
     for k in range(1, total + 1):
         name, spec = stack(f"crash-k{k}", tasks=TASKS)
         trials.append(trial(bspec, state, name, spec, kill_after=k))
-    # A few at random times over the recorded run (seeded: the same times every run).
+    # A few at random times over the recorded run (seeded: the same times every run), at
+    # least 5 and enough to make 20 trials whatever the number of writes.
     rng = random.Random(6)
-    for i in range(4):
+    for i in range(max(5, 20 - total)):
         name, spec = stack(f"crash-t{i}", tasks=TASKS)
-        trials.append(trial(bspec, state, name, spec, kill_at=round(rng.uniform(0.6, 1.6), 2)))
+        at = round(took * rng.uniform(0.5, 0.95), 2)  # past start-up, before the end
+        trials.append(trial(bspec, state, name, spec, kill_at=at))
     assert len(trials) >= 20
-    record("crash", {"writes": total, "trials": trials})
+    record("crash", {"writes": total, "recordedSeconds": round(took, 2), "trials": trials})
 
 
 def test_kill_while_waiting_then_resume_gives_the_same_outputs(

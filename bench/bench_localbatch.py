@@ -231,7 +231,7 @@ process cap 8) in a temporary state folder, through the real azure-batch SDK.
 | first page of 1,000 as raw HTTP (the service's own share) | {raw_page * 1000:.0f} ms |
 | list all with `$select=id,state,environmentSettings` | {selected:.2f} s |
 | `$filter=state ne 'completed'` (indexed, 0 results) | {by_state * 1000:.0f} ms |
-| `$filter=executionInfo/exitCode ne 0` (full scan, 0 results) | {scan:.2f} s |
+| `$filter=executionInfo/exitCode ne 0` (SQL prefilter on the stored JSON, 0 results) | {scan:.2f} s |
 | GetJobTaskCounts | {counts * 1000:.0f} ms |
 
 Medians of 3-5 runs where repeated; the machine is shared, so figures vary run to run.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import bspec
-import bspec.cli  # noqa: F401  (loads every command module, as `bspec` does)
+import bspec.cli  # loads every command module, as `bspec` does
 import pytest
 from bspec.errors import NotFoundError, WaitTimeoutError
 from jsonschema import Draft202012Validator

@@ -5,12 +5,14 @@ accepting one static bearer token). Same engine code path as shared key."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,28 @@ from bspec import services
 from engine_support import Stack, changes, writes
 
 TOKEN = "test-token-0123456789"
+
+
+def _jwt() -> str:
+    """A token Azurite's OAuth mode accepts (it checks issuer, audience and lifetime, not
+    the signature); the TLS Batch service is started to accept the very same string."""
+    import base64
+
+    def part(obj: dict[str, Any]) -> str:
+        raw = json.dumps(obj).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {
+        "aud": "https://storage.azure.com",
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + 3600,
+        "iss": "https://sts.windows.net/ab1f708d-50f6-404c-a006-d71b2ac7a606/",
+        "oid": "00000000-0000-0000-0000-000000000001",
+        "tid": "ab1f708d-50f6-404c-a006-d71b2ac7a606",
+    }
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2ln"
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
@@ -64,11 +88,19 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def tls_batch(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def tls_cert(tmp_path: Path) -> tuple[Path, Path]:
+    return _self_signed(tmp_path)
+
+
+@pytest.fixture
+def tls_batch(
+    tmp_path: Path, tls_cert: tuple[Path, Path], request: pytest.FixtureRequest
+) -> Iterator[tuple[str, Path]]:
     """A second local Batch service: HTTPS, static bearer token, its own state folder."""
+    token = getattr(request, "param", TOKEN)
     home = tmp_path / "tls-home"
     home.mkdir()
-    cert, key = _self_signed(tmp_path)
+    cert, key = tls_cert
     port = services.free_port()
     log = (tmp_path / "tls-batch.log").open("wb")
     proc = subprocess.Popen(
@@ -85,7 +117,7 @@ def tls_batch(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             "--tls-key",
             str(key),
             "--bearer-token",
-            TOKEN,
+            token,
             "--delete-delay",
             "0.2",
         ],
@@ -145,3 +177,98 @@ def test_azure_target_with_a_bearer_token_over_https(
     with pytest.raises(ServiceError) as info:
         s.plan()
     assert info.value.status in (401, 403)
+
+
+JWT = _jwt()
+
+
+@pytest.fixture
+def oauth_azurite(tmp_path: Path, tls_cert: tuple[Path, Path]) -> Iterator[str]:
+    """A second Azurite: HTTPS and OAuth (bearer tokens), for user-delegation SAS."""
+    cert, key = tls_cert
+    port = services.free_port()
+    command = services.azurite_command()
+    data = tmp_path / "azurite-oauth"
+    data.mkdir()
+    log = (tmp_path / "azurite-oauth.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            *command,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(data),
+            "--oauth",
+            "basic",
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+            "--disableTelemetry",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"https://127.0.0.1:{port}/devstoreaccount1"
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}?comp=list", context=context, timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # it answers (403 without credentials): it is up
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("the OAuth Azurite did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+        log.close()
+
+
+@pytest.mark.parametrize("tls_batch", [JWT], indirect=True)
+def test_azure_target_entra_id_for_batch_and_storage(
+    tls_batch: tuple[str, Path],
+    oauth_azurite: str,
+    local_services: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    unique_id: Callable[[str], str],
+) -> None:
+    """No key anywhere: bearer tokens for both services, user-delegation SAS for Batch."""
+    url, cert = tls_batch
+    monkeypatch.setenv("AZURE_BATCH_ENDPOINT", url)
+    for var in ("AZURE_BATCH_ACCESS_KEY", "AZURE_BATCH_ACCOUNT", "AZURE_STORAGE_CONNECTION_STRING"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", "devstoreaccount1")
+    monkeypatch.setenv("AZURE_STORAGE_BLOB_ENDPOINT", oauth_azurite)
+    monkeypatch.setenv("BSPEC_TEST_BEARER_TOKEN", JWT)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    name = unique_id("oauth")
+    s = Stack(tmp_path / name, name, target="azure")
+    s.files = {"a.txt": "one"}
+    first = s.apply()
+    assert first.data["outcome"]["blobsUploaded"] == 1
+    assert s.plan()[0].empty()
+    # the task carries a user-delegation SAS (skoid=...), never an account-key one
+    from azure.batch import BatchClient
+    from bspec.targets import _StaticToken
+
+    client = BatchClient(url, _StaticToken(JWT))
+    try:
+        task = client.get_task(s.job_id, "wc-a")
+    finally:
+        client.close()
+    sas = task.resource_files[0].http_url
+    assert "skoid=" in sas and "sp=r&" in sas
+    s.destroy()

@@ -14,9 +14,8 @@ import sys
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
-
 from bspec.errors import BspecError
+from rich.console import Console
 
 FORMAT_VERSION = 1
 

@@ -21,10 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bspec import applying
 from bspec.downloads import download_outputs
 from bspec.errors import InputError, NotFoundError
 from bspec.model import DesiredState
 from bspec.providers import inspection
+from bspec.reporting import note
 from bspec.spec import load as _load_spec
 from bspec.spec import parse_var_flags
 from bspec.targets import Target, choose, connect
@@ -247,6 +249,8 @@ def run_wait(spec: PathLike, *, var: Sequence[str] | Mapping[str, Any] | None = 
         data: dict[str, Any] = {"stack": desired.stack, "target": tgt.name}
         outcome, code = finish(tgt, desired, show=show, timeout=timeout, write=write)
         data.update(outcome)
+        # as after apply: pool.whenIdle once the spec's tasks have completed
+        data["pool"] = applying.when_idle(desired, tgt, note if show else (lambda _t: None))
         data["requests"] = tgt.counter.snapshot()
         return data, code
     finally:

@@ -243,3 +243,18 @@ def test_library_status_and_errors(project: Project) -> None:
     assert f"pool/{project.pool}" in {c["address"] for c in plan["changes"]}
     desired = bspec.load(project.spec)
     assert desired.stack == project.name
+
+
+def test_logs_follow_prints_until_the_task_completes(project: Project) -> None:
+    project.write("""\
+      - id: slow
+        commands:
+          - for i in 1 2 3; do echo "line $i"; sleep 0.5; done
+""")
+    assert project.run("apply", "--yes", "--no-wait").returncode == 0
+    followed = project.run("logs", "slow", "--follow")
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == "line 1\nline 2\nline 3\n"
+    refused = project.run("logs", "slow", "--follow", "--json")
+    assert refused.returncode == 2
+    assert json.loads(refused.stdout)["error"]["code"] == "InvalidFlag"

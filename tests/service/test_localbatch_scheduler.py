@@ -261,3 +261,41 @@ def test_job_max_wall_clock_time_terminates_it(checked_client: Any, uid: Ids) ->
     assert job.execution_info.termination_reason == "MaxWallClockTimeExpiry"
     task = done(checked_client, job_id, "long")
     assert task.execution_info.result == "failure"
+
+
+@pytest.mark.parametrize("option,result", [("taskcompletion", "success"),
+                                           ("terminate", "failure")])
+def test_resize_down_deallocation_options(checked_client: Any, uid: Ids, option: str,
+                                          result: str) -> None:
+    pool_id, job_id = uid("pool"), uid("job")
+    make_pool(checked_client, pool_id, nodes=1)
+    make_job(checked_client, job_id, pool_id)
+    checked_client.create_task(job_id, m.BatchTaskCreateOptions(id="t",
+                                                                command_line="sleep 1.5"))
+    wait_for(lambda: checked_client.get_task(job_id, "t").state == "running")
+    checked_client.begin_resize_pool(pool_id, m.BatchPoolResizeOptions(
+        target_dedicated_nodes=0, node_deallocation_option=option), polling_interval=0.05)
+    if option == "taskcompletion":  # the node waits for its task before it goes
+        (node,) = checked_client.list_nodes(pool_id)
+        assert node.state == "leavingpool"
+    task = done(checked_client, job_id, "t")
+    assert task.execution_info.result == result
+    if option == "terminate":
+        assert task.execution_info.failure_info.code == "TaskEnded"
+    wait_for(lambda: not list(checked_client.list_nodes(pool_id)), what="node gone")
+    wait_for(lambda: checked_client.get_pool(pool_id).allocation_state == "steady",
+             what="resize finished")
+
+
+def test_reboot_requeues_running_task(checked_client: Any, uid: Ids) -> None:
+    pool_id, job_id = uid("pool"), uid("job")
+    (node,) = make_pool(checked_client, pool_id, nodes=1)
+    make_job(checked_client, job_id, pool_id)
+    checked_client.create_task(job_id, m.BatchTaskCreateOptions(id="t",
+                                                                command_line="sleep 1"))
+    wait_for(lambda: checked_client.get_task(job_id, "t").state == "running")
+    checked_client.begin_reboot_node(pool_id, node.id, {"nodeRebootOption": "requeue"},
+                                     polling_interval=0.05)
+    task = done(checked_client, job_id, "t")
+    assert task.execution_info.requeue_count == 1 and task.execution_info.result == "success"
+    assert checked_client.get_node(pool_id, node.id).state == "idle"

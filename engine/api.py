@@ -299,7 +299,7 @@ def run_logs(spec: PathLike, task: str, *, job: str | None = None, stderr: bool 
             raise NotFoundError(f"task/{job_id}/{task} has no {name} yet: it has not run, or"
                                 " it is gone with its logs", code="NotFound",
                                 hint=f"see where it is with `bspec status {spec}`")
-        text = (data or b"").decode("utf-8", errors="replace")
+        text = inspection.text_of(data or b"")
         if tail is not None:
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-tail:]) if tail > 0 else ""
@@ -327,7 +327,7 @@ def _follow(tgt: Target, desired: DesiredState, job_id: str, task: str, name: st
             whole, _ = read_task_stream(tgt.batch, tgt.storage, desired, job_id, task, name)
             chunk = (whole or b"")[offset:]
         if chunk:
-            write(chunk.decode("utf-8", errors="replace"))
+            write(inspection.text_of(chunk))
             offset += len(chunk)
         if done:
             return

@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from urllib.parse import quote
 from azure.core.exceptions import AzureError
 from bspec.errors import NotFoundError, ServiceError
 from bspec.providers.batch import BatchProvider
-from bspec.providers.errors import translate
+from bspec.providers.errors import redact, translate
 from bspec.providers.storage import StorageProvider
 
 # Answers that mean "the node no longer has this task's files": read the logs container.
@@ -188,12 +187,16 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def text_of(data: bytes) -> str:
+    """Task output as text to show: decoded leniently, SAS signatures redacted (a task may
+    print its resource file URLs)."""
+    return redact(data.decode("utf-8", errors="replace"))
+
+
 def lines_tail(data: bytes, n: int) -> list[str]:
-    """The last `n` lines of `data`, decoded leniently."""
-    text = data.decode("utf-8", errors="replace")
+    """The last `n` lines of `data`, as `text_of` shows them."""
+    text = text_of(data)
     lines = text.splitlines()
     return lines[-n:] if n > 0 else lines
 
 
-def iter_lines(data: bytes) -> Iterator[str]:
-    yield from data.decode("utf-8", errors="replace").splitlines()

@@ -108,3 +108,12 @@ def test_outputs_show_small_text_files(tmp_path: Path) -> None:
     assert lines[1:] == ["  out/a_OUTPUT.txt", "    Top 3 words in a.txt:", "    the:    43",
                          "    to:     40"]
     assert render_outputs(OutputsResult()) == ["Outputs: none yet."]
+
+
+def test_task_output_shown_never_carries_a_sas_signature() -> None:
+    from bspec.providers.inspection import lines_tail, text_of
+
+    data = b"downloading https://acct/c/b.txt?sv=2025&sig=abc%2Bdef123&se=x\nok\n"
+    assert "abc%2Bdef123" not in text_of(data)
+    assert lines_tail(data, 1) == ["ok"]
+    assert "sig=REDACTED" in lines_tail(data, 2)[0]

@@ -4,16 +4,19 @@ holder; a crashed holder's lease expires by itself; `bspec unlock` breaks it on 
 the lock is taken only when there is something to change.
 
 Crashed holders here use `BSPEC_TEST_LOCK_LEASE_SECONDS=15` (the shortest lease Blob Storage
-grants) so that waiting for expiry costs 15 s, not 60.
+grants) so that waiting for expiry costs 15 s, not 60; a live holder with the same short
+lease shows that renewal keeps it held past one lease period.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from bspec.locking import LOCK_BLOB, StackLock
 from bspec.targets import connect
 
@@ -62,7 +65,15 @@ def test_two_concurrent_applies_are_serialized(bspec: Bspec, inproc: Any,
 
 def test_crashed_holder_refuses_then_expires_or_is_unlocked(
         bspec: Bspec, inproc: Any, state: Callable[[str], Snapshot],
-        stack: Callable[..., tuple[str, Path]]) -> None:
+        stack: Callable[..., tuple[str, Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stack 0: a live holder with a 15 s lease, renewed while held; checked at the end,
+    # after more than one lease period.
+    monkeypatch.setenv("BSPEC_TEST_LOCK_LEASE_SECONDS", "15")
+    name0, spec0 = stack("lock-renew", tasks=2)
+    holder = connect("local", name0)
+    live = StackLock(holder.storage, desired_of(spec0).logs_container.name, 0, "apply")
+    live.acquire()
+    held_since = time.monotonic()
     # Stack 1: a crashed holder, and an apply that waits (default --lock-timeout) for the
     # lease to expire by itself; it runs in the background while stack 2 is tested.
     name1, spec1 = stack("lock-expire", tasks=20)
@@ -104,6 +115,15 @@ def test_crashed_holder_refuses_then_expires_or_is_unlocked(
     assert converged.returncode == 0, str(converged)
     assert all(v["write"] == 0 for v in converged.json()["requests"].values())
     assert plan.returncode == 0 and plan.json()["changes"] == []
+
+    # The live holder's lease outlived its 15 s because it was renewed.
+    time.sleep(max(0.0, 17 - (time.monotonic() - held_since)))
+    assert holder.storage.try_lease(live.container, LOCK_BLOB, {"pid": "other"}, 15) is None
+    live.release()
+    again_free = holder.storage.try_lease(live.container, LOCK_BLOB, {"pid": "other"}, 15)
+    assert again_free is not None
+    holder.storage.release_lease(live.container, LOCK_BLOB, again_free)
+    holder.close()
 
     waited = bspec.finish(waiting_args, waiting, timeout=120)
     assert waited.returncode == 0, str(waited)

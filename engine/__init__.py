@@ -28,5 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'bspec' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "apply", "destroy", "load", "logs", "outputs", "plan", "status",
-           "wait"]
+__all__ = ["__version__", "apply", "destroy", "load", "logs", "outputs", "plan", "status", "wait"]

@@ -36,8 +36,10 @@ def destroy_question(plan: Plan) -> str:
             parts.append(_names(kind, ids))
     containers = [c for c in pending if c.address.kind is Kind.CONTAINER]
     if containers:
-        names = [str(c.before.props.get("name")) if c.before is not None else c.address.parts[0]
-                 for c in containers]
+        names = [
+            str(c.before.props.get("name")) if c.before is not None else c.address.parts[0]
+            for c in containers
+        ]
         logs = any(c.address.parts[0] == LOGS_KEY for c in containers)
         text = _names(Kind.CONTAINER, names) + " with their blobs"
         if logs:

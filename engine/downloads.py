@@ -32,8 +32,13 @@ class OutputFile:
     size: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "container": self.container, "blob": self.blob,
-                "downloaded": self.downloaded, "size": self.size}
+        return {
+            "path": str(self.path),
+            "container": self.container,
+            "blob": self.blob,
+            "downloaded": self.downloaded,
+            "size": self.size,
+        }
 
 
 @dataclass
@@ -47,8 +52,12 @@ class OutputsResult:
 
     def to_json(self) -> dict[str, Any]:
         down = len(self.downloaded)
-        return {"downloaded": down, "unchanged": len(self.files) - down,
-                "files": [f.to_json() for f in self.files], "skipped": list(self.skipped)}
+        return {
+            "downloaded": down,
+            "unchanged": len(self.files) - down,
+            "files": [f.to_json() for f in self.files],
+            "skipped": list(self.skipped),
+        }
 
 
 def _manifest(folder: Path) -> dict[str, list[Any]]:
@@ -68,9 +77,12 @@ def _inside(folder: Path, name: str) -> Path | None:
     return dest if name and not name.endswith("/") else None
 
 
-def download_outputs(storage: StorageProvider, desired: DesiredState,
-                     jobs: Iterable[str] | None = None,
-                     on_file: Callable[[OutputFile], None] | None = None) -> OutputsResult:
+def download_outputs(
+    storage: StorageProvider,
+    desired: DesiredState,
+    jobs: Iterable[str] | None = None,
+    on_file: Callable[[OutputFile], None] | None = None,
+) -> OutputsResult:
     """Download the outputs of `jobs` (default: every job of the spec)."""
     only = set(jobs) if jobs is not None else None
     result = OutputsResult()
@@ -99,8 +111,9 @@ def download_outputs(storage: StorageProvider, desired: DesiredState,
                 if on_file:
                     on_file(f)
             if touched:
-                (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True),
-                                               "utf-8")
+                (folder / MANIFEST).write_text(
+                    json.dumps(manifest, indent=1, sort_keys=True), "utf-8"
+                )
     return result
 
 
@@ -133,9 +146,11 @@ def preview(path: Path) -> list[str] | None:
     return lines[:PREVIEW_LINES] + (["..."] if len(lines) > PREVIEW_LINES else [])
 
 
-def render_outputs(result: OutputsResult, *, base: Path | None = None,
-                   show_content: bool = True) -> list[str]:
+def render_outputs(
+    result: OutputsResult, *, base: Path | None = None, show_content: bool = True
+) -> list[str]:
     """Lines for people: what was downloaded where, and the content of small text files."""
+
     def rel(p: Path) -> str:
         if base is not None:
             try:
@@ -148,8 +163,10 @@ def render_outputs(result: OutputsResult, *, base: Path | None = None,
         return ["Outputs: none yet."]
     down = result.downloaded
     folders = sorted({rel(f.path.parent) for f in result.files})
-    lines = [f"Outputs: {len(down)} downloaded, {len(result.files) - len(down)} unchanged"
-             f" in {', '.join(folders)}"]
+    lines = [
+        f"Outputs: {len(down)} downloaded, {len(result.files) - len(down)} unchanged"
+        f" in {', '.join(folders)}"
+    ]
     for f in down:
         lines.append(f"  {rel(f.path)}")
         body = preview(f.path) if show_content else None

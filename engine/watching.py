@@ -46,9 +46,15 @@ class TaskOutcome:
     stderr_tail: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": f"task/{self.job_id}/{self.task_id}", "jobId": self.job_id,
-                "taskId": self.task_id, "exitCode": self.exit_code, "failure": self.failure,
-                "nodeId": self.node_id, "stderrTail": list(self.stderr_tail)}
+        return {
+            "address": f"task/{self.job_id}/{self.task_id}",
+            "jobId": self.job_id,
+            "taskId": self.task_id,
+            "exitCode": self.exit_code,
+            "failure": self.failure,
+            "nodeId": self.node_id,
+            "stderrTail": list(self.stderr_tail),
+        }
 
 
 @dataclass
@@ -62,8 +68,13 @@ class NodeFailure:
     stderr_tail: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"poolId": self.pool_id, "nodeId": self.node_id, "exitCode": self.exit_code,
-                "failure": self.failure, "stderrTail": list(self.stderr_tail)}
+        return {
+            "poolId": self.pool_id,
+            "nodeId": self.node_id,
+            "exitCode": self.exit_code,
+            "failure": self.failure,
+            "stderrTail": list(self.stderr_tail),
+        }
 
 
 @dataclass
@@ -76,8 +87,11 @@ class WatchResult:
     start_task_failures: list[NodeFailure] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"succeeded": self.succeeded, "failed": self.failed_count,
-                                "failedTasks": [f.to_json() for f in self.failed]}
+        data: dict[str, Any] = {
+            "succeeded": self.succeeded,
+            "failed": self.failed_count,
+            "failedTasks": [f.to_json() for f in self.failed],
+        }
         if self.incomplete:  # only when not waited for (status, --no-wait)
             data["incomplete"] = self.incomplete
         if self.start_task_failures:
@@ -92,8 +106,9 @@ class Display:
     """Where progress goes: rich bars on a terminal, plain periodic lines elsewhere,
     nothing when quiet. `say` prints a line above the bars."""
 
-    def __init__(self, *, quiet: bool = False, tty: bool | None = None,
-                 interval: float = PLAIN_INTERVAL) -> None:
+    def __init__(
+        self, *, quiet: bool = False, tty: bool | None = None, interval: float = PLAIN_INTERVAL
+    ) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.interval = interval
@@ -110,9 +125,14 @@ class Display:
         from bspec.cli import err
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[detail]}"), console=err,
-                      transient=False) as bars:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=err,
+            transient=False,
+        ) as bars:
             self._bars = bars
             try:
                 yield self
@@ -128,13 +148,16 @@ class Display:
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
 
-    def update(self, job_id: str, total: int, counts: dict[str, int], *,
-               final: bool = False) -> None:
+    def update(
+        self, job_id: str, total: int, counts: dict[str, int], *, final: bool = False
+    ) -> None:
         if self.quiet:
             return
         done = min(counts["completed"], total)
-        detail = (f"active {counts['active']}  running {counts['running']}  succeeded "
-                  f"{counts['succeeded']}  failed {counts['failed']}")
+        detail = (
+            f"active {counts['active']}  running {counts['running']}  succeeded "
+            f"{counts['succeeded']}  failed {counts['failed']}"
+        )
         if self._bars is not None:
             if job_id not in self._ids:
                 self._ids[job_id] = self._bars.add_task(job_id, total=total, detail=detail)
@@ -144,12 +167,15 @@ class Display:
         now = time.monotonic()
         last_key, last_at = self._last.get(job_id), self._printed_at.get(job_id)
         changed = key != last_key
-        if (last_at is None or (final and changed) or (changed and now - last_at >= 2.0)
-                or now - last_at >= self.interval):
+        if (
+            last_at is None
+            or (final and changed)
+            or (changed and now - last_at >= 2.0)
+            or now - last_at >= self.interval
+        ):
             self._last[job_id] = key
             self._printed_at[job_id] = now
-            sys.stderr.write(f"{job_id}: {done}/{total} completed"
-                             f" ({detail.replace('  ', ', ')})\n")
+            sys.stderr.write(f"{job_id}: {done}/{total} completed ({detail.replace('  ', ', ')})\n")
             sys.stderr.flush()
 
 
@@ -195,8 +221,9 @@ def wait_for_tasks(
                 if on_progress:
                     on_progress(counts["completed"], total)
                 if (counts["active"] == 0 and counts["running"] == 0) or polls % 10 == 9:
-                    left = inspection.list_tasks(batch, job.id, flt="state ne 'completed'",
-                                                 select="id")
+                    left = inspection.list_tasks(
+                        batch, job.id, flt="state ne 'completed'", select="id"
+                    )
                     if not any(t.get("id") in wanted[job.id] for t in left):
                         shown.update(job.id, total, batch.task_counts(job.id), final=True)
                         continue
@@ -210,9 +237,11 @@ def wait_for_tasks(
                 start_failures.extend(_check_nodes(batch, desired.pool.id, nodes, shown))
             if deadline is not None and time.monotonic() > deadline:
                 ids = ", ".join(j.id for j in pending)
-                raise WaitTimeoutError(f"tasks of job {ids} still not completed after"
-                                       f" {timeout:g} s", hint="run `bspec wait SPEC` to keep"
-                                       " waiting, or `bspec status SPEC` to see where they are")
+                raise WaitTimeoutError(
+                    f"tasks of job {ids} still not completed after {timeout:g} s",
+                    hint="run `bspec wait SPEC` to keep"
+                    " waiting, or `bspec status SPEC` to see where they are",
+                )
             polls += 1
             time.sleep(poll)
     result = collect(batch, desired, storage)
@@ -220,8 +249,9 @@ def wait_for_tasks(
     return result
 
 
-def _check_nodes(batch: BatchProvider, pool_id: str, watch: _NodeWatch,
-                 shown: Display) -> list[NodeFailure]:
+def _check_nodes(
+    batch: BatchProvider, pool_id: str, watch: _NodeWatch, shown: Display
+) -> list[NodeFailure]:
     """Say why tasks are waiting: nodes still starting, or nodes whose start task failed."""
     pool = inspection.get_pool(batch, pool_id)
     if pool is None:
@@ -233,7 +263,8 @@ def _check_nodes(batch: BatchProvider, pool_id: str, watch: _NodeWatch,
     ready = [n for n in listed if str(n.get("state", "")).lower() in READY_NODE_STATES]
     failed = [n for n in listed if str(n.get("state", "")).lower() in FAILED_NODE_STATES]
     target = int(pool.get("targetDedicatedNodes") or 0) + int(
-        pool.get("targetLowPriorityNodes") or 0)
+        pool.get("targetLowPriorityNodes") or 0
+    )
     found: list[NodeFailure] = []
     for n in failed:
         node_id = str(n.get("id"))
@@ -243,9 +274,13 @@ def _check_nodes(batch: BatchProvider, pool_id: str, watch: _NodeWatch,
         info = n.get("startTaskInfo") or {}
         fi = info.get("failureInfo") or {}
         data = inspection.node_file(batch, pool_id, node_id, "startup/stderr.txt") or b""
-        nf = NodeFailure(pool_id, node_id, info.get("exitCode"),
-                         fi.get("message") or fi.get("code"),
-                         inspection.lines_tail(data, STDERR_LINES))
+        nf = NodeFailure(
+            pool_id,
+            node_id,
+            info.get("exitCode"),
+            fi.get("message") or fi.get("code"),
+            inspection.lines_tail(data, STDERR_LINES),
+        )
         found.append(nf)
         for line in render_node_failure(nf):
             shown.say(line)
@@ -257,24 +292,30 @@ def _check_nodes(batch: BatchProvider, pool_id: str, watch: _NodeWatch,
             f"no node of pool {pool_id} can run tasks: the start task failed on"
             f" {'all ' if len(failed) > 1 else ''}{len(failed)} node{'s' if len(failed) > 1 else ''}",
             hint="fix pool.startTask and apply again; nodes run the new start task when they"
-                 " restart or when the pool is recreated")
+            " restart or when the pool is recreated",
+        )
     starting = max(target - len(failed), 0)
     if target == 0 and watch.said_waiting != 0:
-        shown.say(f"Waiting: pool {pool_id} has no nodes (target 0); tasks wait until it is"
-                  " resized")
+        shown.say(
+            f"Waiting: pool {pool_id} has no nodes (target 0); tasks wait until it is resized"
+        )
         watch.said_waiting = 0
     elif starting and watch.said_waiting != starting:
-        why = "pool resizing" if str(pool.get("allocationState")) == "resizing" \
-            else "nodes starting"
-        shown.say(f"Waiting for {starting} node{'s' if starting != 1 else ''} to start"
-                  f" ({why})")
+        why = (
+            "pool resizing" if str(pool.get("allocationState")) == "resizing" else "nodes starting"
+        )
+        shown.say(f"Waiting for {starting} node{'s' if starting != 1 else ''} to start ({why})")
         watch.said_waiting = starting
     return found
 
 
-def collect(batch: BatchProvider, desired: DesiredState,
-            storage: StorageProvider | None = None, *,
-            detailed: int = DETAILED_FAILURES) -> WatchResult:
+def collect(
+    batch: BatchProvider,
+    desired: DesiredState,
+    storage: StorageProvider | None = None,
+    *,
+    detailed: int = DETAILED_FAILURES,
+) -> WatchResult:
     """Succeeded and failed counts over the spec's tasks (foreign tasks excluded), with the
     first failed tasks' stderr tails."""
     result = WatchResult()
@@ -301,18 +342,30 @@ def collect(batch: BatchProvider, desired: DesiredState,
                 if len(result.failed) < detailed:
                     fi = info.get("failureInfo") or {}
                     node = (t.get("nodeInfo") or {}).get("nodeId")
-                    result.failed.append(TaskOutcome(
-                        job.id, tid, info.get("exitCode"), fi.get("message") or fi.get("code"),
-                        node, stderr_tail(batch, storage, desired, job.id, tid)))
+                    result.failed.append(
+                        TaskOutcome(
+                            job.id,
+                            tid,
+                            info.get("exitCode"),
+                            fi.get("message") or fi.get("code"),
+                            node,
+                            stderr_tail(batch, storage, desired, job.id, tid),
+                        )
+                    )
             elif res == "success":
                 result.succeeded += 1
         result.missing += len(wanted - seen)
     return result
 
 
-def read_task_stream(batch: BatchProvider, storage: StorageProvider | None,
-                     desired: DesiredState, job_id: str, task_id: str,
-                     name: str = "stderr.txt") -> tuple[bytes | None, str]:
+def read_task_stream(
+    batch: BatchProvider,
+    storage: StorageProvider | None,
+    desired: DesiredState,
+    job_id: str,
+    task_id: str,
+    name: str = "stderr.txt",
+) -> tuple[bytes | None, str]:
     """A task's stdout.txt or stderr.txt: from its node while the node has it, from the
     stack's logs container after. Returns (data or None, "node" | "logs")."""
     data = inspection.task_file(batch, job_id, task_id, name)
@@ -324,8 +377,13 @@ def read_task_stream(batch: BatchProvider, storage: StorageProvider | None,
     return inspection.read_blob(storage, desired.logs_container.name, blob), "logs"
 
 
-def stderr_tail(batch: BatchProvider, storage: StorageProvider | None,
-                desired: DesiredState, job_id: str, task_id: str) -> list[str]:
+def stderr_tail(
+    batch: BatchProvider,
+    storage: StorageProvider | None,
+    desired: DesiredState,
+    job_id: str,
+    task_id: str,
+) -> list[str]:
     data, _ = read_task_stream(batch, storage, desired, job_id, task_id)
     return inspection.lines_tail(data or b"", STDERR_LINES)
 
@@ -338,8 +396,11 @@ def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
         if not wanted:
             continue
         failed = inspection.list_tasks(
-            batch, job.id, flt="state eq 'completed' and executionInfo/result eq 'failure'",
-            select="id")
+            batch,
+            job.id,
+            flt="state eq 'completed' and executionInfo/result eq 'failure'",
+            select="id",
+        )
         for t in failed:
             tid = str(t.get("id"))
             if tid in wanted:
@@ -352,8 +413,10 @@ def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
 
 
 def render_node_failure(n: NodeFailure) -> list[str]:
-    lines = [f"Start task failed on node {n.node_id} of pool {n.pool_id}"
-             f" (exit code {n.exit_code})" + (f": {n.failure}" if n.failure else "")]
+    lines = [
+        f"Start task failed on node {n.node_id} of pool {n.pool_id}"
+        f" (exit code {n.exit_code})" + (f": {n.failure}" if n.failure else "")
+    ]
     lines.extend(_tail_lines(n.stderr_tail))
     return lines
 
@@ -362,32 +425,43 @@ def _tail_lines(tail: list[str]) -> list[str]:
     if not tail:
         return ["    (stderr is empty)"]
     return [f"    stderr (last {len(tail)} line{'s' if len(tail) != 1 else ''}):"] + [
-        f"    | {line}" for line in tail]
+        f"    | {line}" for line in tail
+    ]
 
 
 def render_result(w: WatchResult) -> list[str]:
     """The outcome as lines: counts, then each failed task with its stderr tail."""
     lines = [f"Tasks: {w.succeeded:,} succeeded, {w.failed_count:,} failed."]
     for f in w.failed:
-        lines.append(f"  failed: task/{f.job_id}/{f.task_id} (exit code {f.exit_code})"
-                     + (f" on node {f.node_id}" if f.node_id else "")
-                     + (f": {f.failure}" if f.failure else ""))
+        lines.append(
+            f"  failed: task/{f.job_id}/{f.task_id} (exit code {f.exit_code})"
+            + (f" on node {f.node_id}" if f.node_id else "")
+            + (f": {f.failure}" if f.failure else "")
+        )
         lines.extend(_tail_lines(f.stderr_tail))
     more = w.failed_count - len(w.failed)
     if more > 0:
         lines.append(f"  ... and {more:,} more failed tasks (bspec status SPEC lists them)")
     if w.failed_count:
-        lines.append("Rerun them with `bspec apply SPEC --rerun-failed` once fixed; read a"
-                     " task's output with `bspec logs SPEC TASK`.")
+        lines.append(
+            "Rerun them with `bspec apply SPEC --rerun-failed` once fixed; read a"
+            " task's output with `bspec logs SPEC TASK`."
+        )
     return lines
 
 
 # --------------------------------------------------------------------------- after apply
 
 
-def finish(target: Target, desired: DesiredState, *, show: bool = True,
-           timeout: float | None = None, base: Path | None = None,
-           write: Callable[[str], None] | None = None) -> tuple[dict[str, Any], int]:
+def finish(
+    target: Target,
+    desired: DesiredState,
+    *,
+    show: bool = True,
+    timeout: float | None = None,
+    base: Path | None = None,
+    write: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], int]:
     """What `apply` (and `bspec wait`) do once tasks are submitted: wait with progress,
     report failed tasks with their stderr, download the declared outputs and show them.
     Returns the outcome's --json members and the exit code (1 when any of the spec's tasks
@@ -404,8 +478,9 @@ def finish(target: Target, desired: DesiredState, *, show: bool = True,
     display = Display(quiet=not show)
     total = len(desired.tasks)
     display.say(f"Waiting for {total:,} task{'s' if total != 1 else ''} to complete")
-    watched = wait_for_tasks(target.batch, desired, timeout=timeout, display=display,
-                             storage=target.storage)
+    watched = wait_for_tasks(
+        target.batch, desired, timeout=timeout, display=display, storage=target.storage
+    )
     data: dict[str, Any] = {"tasks": watched.to_json()}
     if show:
         for line in render_result(watched):

@@ -50,10 +50,12 @@ def logs_command(
     task: str = typer.Argument(..., help="The task id.", show_default=False),
     stderr: bool = typer.Option(False, "--stderr", help="Show stderr.txt instead of stdout."),
     tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
-    follow: bool = typer.Option(False, "--follow", "-f",
-                                help="Keep printing until the task completes."),
-    job: str | None = typer.Option(None, "--job", help="The task's job (when the spec has"
-                                                       " several jobs with that task id)."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing until the task completes."
+    ),
+    job: str | None = typer.Option(
+        None, "--job", help="The task's job (when the spec has several jobs with that task id)."
+    ),
     var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -64,8 +66,17 @@ def logs_command(
         raise InputError(f"--tail {tail}: expected 0 or more lines", code="InvalidFlag")
     if as_json and follow:
         raise InputError("--follow and --json do not go together", code="InvalidFlag")
-    data = run_logs(spec, task, job=job, stderr=stderr, tail=tail, follow=follow, var=var,
-                    target=target, write=None if as_json else _write_raw)
+    data = run_logs(
+        spec,
+        task,
+        job=job,
+        stderr=stderr,
+        tail=tail,
+        follow=follow,
+        var=var,
+        target=target,
+        write=None if as_json else _write_raw,
+    )
     if as_json:
         emit_json(data)
     elif data["text"] and not data["text"].endswith("\n") and not follow:
@@ -75,15 +86,17 @@ def logs_command(
 @app.command("wait")
 def wait_command(
     spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
-    timeout: float | None = typer.Option(None, "--timeout",
-                                         help="Seconds to wait for the tasks (exit 1 after)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Seconds to wait for the tasks (exit 1 after)."
+    ),
     var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Wait for the spec's tasks as apply does, report failures, download the outputs."""
-    data, code = run_wait(spec, var=var, target=target, timeout=timeout, show=not as_json,
-                          write=_print)
+    data, code = run_wait(
+        spec, var=var, target=target, timeout=timeout, show=not as_json, write=_print
+    )
     if as_json:
         emit_json(data)
     if code:
@@ -102,8 +115,10 @@ def outputs_command(
     if as_json:
         emit_json(data)
         return
-    files = [OutputFile(Path(f["path"]), f["container"], f["blob"], f["downloaded"], f["size"])
-             for f in data["outputs"]["files"]]
+    files = [
+        OutputFile(Path(f["path"]), f["container"], f["blob"], f["downloaded"], f["size"])
+        for f in data["outputs"]["files"]
+    ]
     result = OutputsResult(files, list(data["outputs"]["skipped"]))
     for line in render_outputs(result, base=Path.cwd(), show_content=False):
         _print(line)

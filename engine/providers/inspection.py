@@ -23,8 +23,17 @@ from bspec.providers.errors import redact, translate
 from bspec.providers.storage import StorageProvider
 
 # Answers that mean "the node no longer has this task's files": read the logs container.
-FILES_GONE = frozenset({"TaskFilesCleanedup", "TaskFilesUnavailable", "NodeNotFound",
-                        "FileNotFound", "PoolNotFound", "NodeUnusable", "TaskNotFound"})
+FILES_GONE = frozenset(
+    {
+        "TaskFilesCleanedup",
+        "TaskFilesUnavailable",
+        "NodeNotFound",
+        "FileNotFound",
+        "PoolNotFound",
+        "NodeUnusable",
+        "TaskNotFound",
+    }
+)
 
 
 def _raw(batch: BatchProvider, what: str, path: str, **params: str) -> list[dict[str, Any]]:
@@ -37,25 +46,38 @@ def _quote_id(text: str) -> str:
 
 def get_pool(batch: BatchProvider, pool_id: str) -> dict[str, Any] | None:
     """The pool as JSON (state, allocation, node counts), or None."""
-    found = _raw(batch, "list pools", "pools", **{
-        "$filter": f"id eq '{_quote_id(pool_id)}'",
-        "$select": "id,state,allocationState,targetDedicatedNodes,targetLowPriorityNodes,"
-                   "currentDedicatedNodes,currentLowPriorityNodes,resizeErrors,metadata"})
+    found = _raw(
+        batch,
+        "list pools",
+        "pools",
+        **{
+            "$filter": f"id eq '{_quote_id(pool_id)}'",
+            "$select": "id,state,allocationState,targetDedicatedNodes,targetLowPriorityNodes,"
+            "currentDedicatedNodes,currentLowPriorityNodes,resizeErrors,metadata",
+        },
+    )
     return found[0] if found else None
 
 
 def get_job(batch: BatchProvider, job_id: str) -> dict[str, Any] | None:
-    found = _raw(batch, "list jobs", "jobs", **{
-        "$filter": f"id eq '{_quote_id(job_id)}'", "$select": "id,state,poolInfo,metadata"})
+    found = _raw(
+        batch,
+        "list jobs",
+        "jobs",
+        **{"$filter": f"id eq '{_quote_id(job_id)}'", "$select": "id,state,poolInfo,metadata"},
+    )
     return found[0] if found else None
 
 
 def list_nodes(batch: BatchProvider, pool_id: str) -> list[dict[str, Any]]:
     """The pool's nodes (id, state, start task info); [] when the pool is missing."""
     try:
-        return _raw(batch, f"list nodes of pool {pool_id}",
-                    f"pools/{quote(pool_id, safe='')}/nodes",
-                    **{"$select": "id,state,startTaskInfo"})
+        return _raw(
+            batch,
+            f"list nodes of pool {pool_id}",
+            f"pools/{quote(pool_id, safe='')}/nodes",
+            **{"$select": "id,state,startTaskInfo"},
+        )
     except NotFoundError:
         return []
 
@@ -68,22 +90,29 @@ def task_counts(batch: BatchProvider, job_id: str) -> dict[str, int] | None:
         return None
 
 
-def list_tasks(batch: BatchProvider, job_id: str, *, flt: str | None = None,
-               select: str = "id,state,executionInfo,nodeInfo") -> list[dict[str, Any]]:
+def list_tasks(
+    batch: BatchProvider,
+    job_id: str,
+    *,
+    flt: str | None = None,
+    select: str = "id,state,executionInfo,nodeInfo",
+) -> list[dict[str, Any]]:
     """The job's tasks as JSON; [] when the job does not exist."""
     params = {"$select": select}
     if flt:
         params["$filter"] = flt
     try:
-        return _raw(batch, f"list tasks of job {job_id}",
-                    f"jobs/{quote(job_id, safe='')}/tasks", **params)
+        return _raw(
+            batch, f"list tasks of job {job_id}", f"jobs/{quote(job_id, safe='')}/tasks", **params
+        )
     except NotFoundError:
         return []
 
 
 def reactivate_task(batch: BatchProvider, job_id: str, task_id: str) -> None:
-    batch._call(f"reactivate task {job_id}/{task_id}", batch.client.reactivate_task,
-                job_id, task_id)
+    batch._call(
+        f"reactivate task {job_id}/{task_id}", batch.client.reactivate_task, job_id, task_id
+    )
 
 
 def _read(fn: Any, what: str, *args: Any, ocp_range: str | None = None) -> bytes:
@@ -94,14 +123,20 @@ def _read(fn: Any, what: str, *args: Any, ocp_range: str | None = None) -> bytes
         raise translate(exc, "batch", what) from exc
 
 
-def task_file(batch: BatchProvider, job_id: str, task_id: str, name: str,
-              offset: int = 0) -> bytes | None:
+def task_file(
+    batch: BatchProvider, job_id: str, task_id: str, name: str, offset: int = 0
+) -> bytes | None:
     """A task's file from its node (from byte `offset`), or None when the node no longer
     has it (cleaned up, node gone) or never had it."""
     try:
-        return _read(batch.client.download_task_file, f"read {job_id}/{task_id}/{name}",
-                     job_id, task_id, name,
-                     ocp_range=f"bytes={offset}-" if offset else None)
+        return _read(
+            batch.client.download_task_file,
+            f"read {job_id}/{task_id}/{name}",
+            job_id,
+            task_id,
+            name,
+            ocp_range=f"bytes={offset}-" if offset else None,
+        )
     except ServiceError as err:
         if err.status in (404, 409, 416) or err.service_code in FILES_GONE:
             return None
@@ -111,8 +146,13 @@ def task_file(batch: BatchProvider, job_id: str, task_id: str, name: str,
 def node_file(batch: BatchProvider, pool_id: str, node_id: str, path: str) -> bytes | None:
     """A file from a node's folder (e.g. startup/stderr.txt), or None."""
     try:
-        return _read(batch.client.download_node_file, f"read {pool_id}/{node_id}/{path}",
-                     pool_id, node_id, path)
+        return _read(
+            batch.client.download_node_file,
+            f"read {pool_id}/{node_id}/{path}",
+            pool_id,
+            node_id,
+            path,
+        )
     except ServiceError as err:
         if err.status in (404, 409) or err.service_code in FILES_GONE:
             return None
@@ -130,8 +170,9 @@ class BlobInfo:
     etag: str
 
 
-def list_blobs(storage: StorageProvider, container: str,
-               prefix: str | None = None) -> list[BlobInfo]:
+def list_blobs(
+    storage: StorageProvider, container: str, prefix: str | None = None
+) -> list[BlobInfo]:
     """The container's blobs (under `prefix`); [] when the container does not exist."""
     cc = storage.client.get_container_client(container)
     try:
@@ -144,8 +185,9 @@ def list_blobs(storage: StorageProvider, container: str,
     out = []
     for b in items:
         md5 = b.content_settings.content_md5 if b.content_settings else None
-        out.append(BlobInfo(b.name, int(b.size or 0), bytes(md5).hex() if md5 else None,
-                            str(b.etag or "")))
+        out.append(
+            BlobInfo(b.name, int(b.size or 0), bytes(md5).hex() if md5 else None, str(b.etag or ""))
+        )
     return out
 
 
@@ -198,5 +240,3 @@ def lines_tail(data: bytes, n: int) -> list[str]:
     text = text_of(data)
     lines = text.splitlines()
     return lines[-n:] if n > 0 else lines
-
-

@@ -38,8 +38,7 @@ def _copy(tmp_path: Path, stack: str) -> Path:
     shutil.copytree(REPO / "specs" / "topwords", specs / "topwords")
     text = (REPO / "specs" / "topwords.yaml").read_text("utf-8")
     text = re.sub(r"(?m)^name: topwords\b", f"name: {stack}", text)
-    text = text.replace("topwords-pool", f"{stack}-pool").replace("topwords-job",
-                                                                  f"{stack}-job")
+    text = text.replace("topwords-pool", f"{stack}-pool").replace("topwords-job", f"{stack}-job")
     (specs / "topwords.yaml").write_text(text, "utf-8")
     return specs / "topwords.yaml"
 
@@ -58,8 +57,9 @@ def _independent_top(text: str, n: int) -> list[tuple[str, int]]:
 def _run(services: Any, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BSPEC_HOME": str(services.home)}
     env.pop("BSPEC_TARGET", None)
-    return subprocess.run([BSPEC, *args], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [BSPEC, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
 
 
 @pytest.mark.slow
@@ -84,8 +84,9 @@ def test_make_demo_downloads_the_counts_then_changes_nothing(
         assert sorted(p.name for p in out.iterdir()) == [f"{p.stem}_OUTPUT.txt" for p in inputs]
         for path in inputs:
             text = (out / f"{path.stem}_OUTPUT.txt").read_text("utf-8")
-            found = [(w, int(c)) for w, c in (ln.split(":\t") for ln in text.splitlines()
-                                              if ":\t" in ln)]
+            found = [
+                (w, int(c)) for w, c in (ln.split(":\t") for ln in text.splitlines() if ":\t" in ln)
+            ]
             expected = _independent_top(path.read_text("utf-8"), 3)
             assert found == expected, path.name
             # ... and the apply printed each file's top words

@@ -29,13 +29,14 @@ BSPEC = str(Path(sys.executable).parent / "bspec")
 SCHEMA = json.loads((REPO / "schema" / "output.schema.json").read_text("utf-8"))
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
-IMAGE = ("{publisher: canonical, offer: 0001-com-ubuntu-server-jammy, sku: 22_04-lts,"
-         " nodeAgentSku: batch.node.ubuntu 22.04}")
+IMAGE = (
+    "{publisher: canonical, offer: 0001-com-ubuntu-server-jammy, sku: 22_04-lts,"
+    " nodeAgentSku: batch.node.ubuntu 22.04}"
+)
 
 
 def _check(data: dict[str, Any], shape: str) -> None:
-    errors = list(Draft202012Validator({**SCHEMA, "$ref": f"#/$defs/{shape}"})
-                  .iter_errors(data))
+    errors = list(Draft202012Validator({**SCHEMA, "$ref": f"#/$defs/{shape}"}).iter_errors(data))
     assert not errors, [e.message for e in errors]
     assert not list(Draft202012Validator(SCHEMA).iter_errors(data))
 
@@ -56,24 +57,43 @@ class Project:
         self.job = f"{name}-job"
         self.pool = f"{name}-pool"
 
-    def write(self, tasks: str, *, nodes: int = 1, start_task: str = "",
-              storage: str = "    output: {}\n", outputs: str = "") -> Path:
+    def write(
+        self,
+        tasks: str,
+        *,
+        nodes: int = 1,
+        start_task: str = "",
+        storage: str = "    output: {}\n",
+        outputs: str = "",
+    ) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.spec.write_text(
             "apiVersion: bspec/v1\n"
             f"name: {self.name}\n"
-            "storage:\n  containers:\n" + storage +
-            f"pool:\n  id: {self.pool}\n  vmSize: standard_d2s_v3\n  image: {IMAGE}\n"
-            f"  nodes: {nodes}\n" + start_task +
-            f"jobs:\n  - id: {self.job}\n    tasks:\n" + tasks + outputs, "utf-8")
+            "storage:\n  containers:\n"
+            + storage
+            + f"pool:\n  id: {self.pool}\n  vmSize: standard_d2s_v3\n  image: {IMAGE}\n"
+            f"  nodes: {nodes}\n"
+            + start_task
+            + f"jobs:\n  - id: {self.job}\n    tasks:\n"
+            + tasks
+            + outputs,
+            "utf-8",
+        )
         return self.spec
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "BSPEC_HOME": str(self.services.home)}
         env.pop("BSPEC_TARGET", None)
-        return subprocess.run([BSPEC, args[0], str(self.spec), *args[1:]], cwd=self.folder,
-                              capture_output=True, text=True, env=env, timeout=300,
-                              check=False)
+        return subprocess.run(
+            [BSPEC, args[0], str(self.spec), *args[1:]],
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
 
     def destroy(self) -> None:
         done = self.run("destroy", "--yes")
@@ -102,7 +122,8 @@ FAILING = """\
 
 
 def test_a_failed_task_is_reported_with_its_stderr_and_logs_outlive_the_pool(
-        project: Project) -> None:
+    project: Project,
+) -> None:
     project.write(FAILING)
     first = project.run("apply", "--yes")
     assert first.returncode == 1, first.stderr
@@ -144,7 +165,9 @@ def test_a_failed_task_is_reported_with_its_stderr_and_logs_outlive_the_pool(
     kept = project.run("destroy", "--yes", "--keep-storage", "--json")
     assert kept.returncode == 0, kept.stderr
     assert {c["address"] for c in json.loads(kept.stdout)["changes"]} == {
-        f"job/{project.job}", f"pool/{project.pool}"}
+        f"job/{project.job}",
+        f"pool/{project.pool}",
+    }
     later = bspec.logs(project.spec, "bad", stderr=True, tail=1)
     assert (later["source"], later["text"]) == ("logs", "problem 25\n")
     missing = project.run("logs", "nosuchtask")
@@ -167,17 +190,21 @@ def test_rerun_failed_reactivates_the_failed_task(project: Project) -> None:
 
 
 def test_a_failed_start_task_names_the_node_and_shows_its_stderr(project: Project) -> None:
-    project.write("      - id: t\n        commandLine: /bin/true\n", start_task="""\
+    project.write(
+        "      - id: t\n        commandLine: /bin/true\n",
+        start_task="""\
   startTask:
     commands:
       - echo cannot install the tools >&2
       - exit 7
     waitForSuccess: true
-""")
+""",
+    )
     run = project.run("apply", "--yes", "--timeout", "120")
     assert run.returncode == 1
-    assert re.search(rf"Start task failed on node \S+ of pool {project.pool} \(exit code 7\)",
-                     run.stderr)
+    assert re.search(
+        rf"Start task failed on node \S+ of pool {project.pool} \(exit code 7\)", run.stderr
+    )
     assert "    | cannot install the tools" in run.stderr
     assert f"no node of pool {project.pool} can run tasks" in run.stderr
     assert "Traceback" not in run.stderr
@@ -205,7 +232,8 @@ def test_no_wait_then_wait_with_a_timeout_says_why_tasks_wait(project: Project) 
 
 
 def test_outputs_download_only_what_is_new_or_changed(project: Project) -> None:
-    project.write("""\
+    project.write(
+        """\
       - foreach: {list: [a, b]}
         id: "make-{{ item }}"
         commands:
@@ -213,7 +241,9 @@ def test_outputs_download_only_what_is_new_or_changed(project: Project) -> None:
         outputFiles:
           - pattern: "{{ item }}.txt"
             container: output
-""", outputs="    outputs:\n      - container: output\n        to: results\n")
+""",
+        outputs="    outputs:\n      - container: output\n        to: results\n",
+    )
     first = bspec.apply(project.spec)
     _check(first, "apply")
     assert first["outcome"]["outputs"]["downloaded"] == 2
@@ -225,7 +255,9 @@ def test_outputs_download_only_what_is_new_or_changed(project: Project) -> None:
     data = json.loads(again.stdout)
     _check(data, "outputs")
     assert {(Path(f["path"]).name, f["downloaded"]) for f in data["outputs"]["files"]} == {
-        ("a.txt", True), ("b.txt", True)}
+        ("a.txt", True),
+        ("b.txt", True),
+    }
     assert (results / "a.txt").read_text() == "result a\n"
     current = project.run("outputs")
     assert "Outputs: 0 downloaded, 2 unchanged in results" in current.stdout

@@ -25,12 +25,17 @@ def _destroy_plan(containers: int = 2) -> Plan:
     return Plan("s", "local", tuple(changes))
 
 
-@pytest.mark.parametrize(("containers", "question"), [
-    (0, "Delete job s-job and pool s-pool?"),
-    (2, "Delete job s-job, pool s-pool and containers s-input, s-output with their blobs?"),
-    (4, "Delete job s-job, pool s-pool and 4 containers with their blobs"
-        " (task logs included)?"),
-])
+@pytest.mark.parametrize(
+    ("containers", "question"),
+    [
+        (0, "Delete job s-job and pool s-pool?"),
+        (2, "Delete job s-job, pool s-pool and containers s-input, s-output with their blobs?"),
+        (
+            4,
+            "Delete job s-job, pool s-pool and 4 containers with their blobs (task logs included)?",
+        ),
+    ],
+)
 def test_destroy_asks_about_what_it_deletes(containers: int, question: str) -> None:
     assert destroy_question(_destroy_plan(containers)) == question
 
@@ -42,7 +47,8 @@ def test_keep_storage_drops_only_containers() -> None:
 
 
 def test_plain_progress_is_periodic_lines_without_control_characters(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     shown = Display(tty=False, interval=3600)
     counts = {"active": 3, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
     with shown.running():
@@ -64,16 +70,21 @@ def test_quiet_display_prints_nothing(capsys: pytest.CaptureFixture[str]) -> Non
     shown = Display(quiet=True)
     with shown.running():
         shown.say("x")
-        shown.update("job", 1, {"active": 1, "running": 0, "completed": 0, "succeeded": 0,
-                                "failed": 0})
+        shown.update(
+            "job", 1, {"active": 1, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
+        )
     assert capsys.readouterr() == ("", "")
 
 
 def test_a_failure_report_names_task_exit_code_and_stderr_tail() -> None:
-    w = WatchResult(succeeded=2, failed_count=3, failed=[
-        TaskOutcome("job", "t1", 3, "exit code 3", "node-1", ["oops", "boom"]),
-        TaskOutcome("job", "t2", 1, None, None, []),
-    ])
+    w = WatchResult(
+        succeeded=2,
+        failed_count=3,
+        failed=[
+            TaskOutcome("job", "t1", 3, "exit code 3", "node-1", ["oops", "boom"]),
+            TaskOutcome("job", "t2", 1, None, None, []),
+        ],
+    )
     lines = render_result(w)
     assert lines[0] == "Tasks: 2 succeeded, 3 failed."
     assert lines[1] == "  failed: task/job/t1 (exit code 3) on node node-1: exit code 3"
@@ -101,12 +112,20 @@ def test_outputs_show_small_text_files(tmp_path: Path) -> None:
     big.write_bytes(b"\0" * 10)
     assert preview(big) is None
     assert preview(small) == ["Top 3 words in a.txt:", "the:    43", "to:     40"]
-    result = OutputsResult([OutputFile(small.resolve(), "output", "a_OUTPUT.txt", True, 30),
-                            OutputFile(big.resolve(), "output", "big.bin", False, 10)])
+    result = OutputsResult(
+        [
+            OutputFile(small.resolve(), "output", "a_OUTPUT.txt", True, 30),
+            OutputFile(big.resolve(), "output", "big.bin", False, 10),
+        ]
+    )
     lines = render_outputs(result, base=tmp_path)
     assert lines[0] == "Outputs: 1 downloaded, 1 unchanged in out"
-    assert lines[1:] == ["  out/a_OUTPUT.txt", "    Top 3 words in a.txt:", "    the:    43",
-                         "    to:     40"]
+    assert lines[1:] == [
+        "  out/a_OUTPUT.txt",
+        "    Top 3 words in a.txt:",
+        "    the:    43",
+        "    to:     40",
+    ]
     assert render_outputs(OutputsResult()) == ["Outputs: none yet."]
 
 

@@ -296,3 +296,16 @@ def record(name: str, data: Any) -> None:
     if target:
         with open(target, "a") as fh:
             fh.write(json.dumps({"test": name, "data": data}) + "\n")
+
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schema" / "output.schema.json"
+
+
+def check_output(data: dict[str, Any], definition: str) -> None:
+    """`data` validates against schema/output.schema.json's top level and its `definition`."""
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator(schema).validate(data)
+    sub = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    jsonschema.Draft202012Validator(sub).validate(data)

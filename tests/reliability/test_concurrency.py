@@ -20,7 +20,7 @@ import pytest
 from bspec.locking import LOCK_BLOB, StackLock
 from bspec.targets import connect
 
-from .conftest import Bspec, Run, Snapshot, assert_converged, desired_of, record
+from .conftest import Bspec, Run, Snapshot, assert_converged, check_output, desired_of, record
 from .test_crash_resume import KILL_ENV
 
 SHORT_LEASE = {"BSPEC_TEST_LOCK_LEASE_SECONDS": "15"}
@@ -95,6 +95,7 @@ def test_crashed_holder_refuses_then_expires_or_is_unlocked(
     assert unlocked.returncode == 0, str(unlocked)
     assert unlocked.json()["unlocked"] is True
     assert unlocked.json()["holder"]["pid"] == str(pid)
+    check_output(unlocked.json(), "unlock")
     again = bspec("unlock", str(spec2), "--yes")
     assert again.returncode == 0 and "not held" in again.stdout
     applied = bspec("apply", str(spec2), "--yes", "--no-wait", "--json", "--lock-timeout", "0")

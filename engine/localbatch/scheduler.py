@@ -499,6 +499,14 @@ class Scheduler:
 
         self._spawn(reboot())
 
+    def set_scheduling(self, pool_key: str, node_key: str, enabled: bool, option: str) -> None:
+        """Enable or disable scheduling on a node; disabling may requeue or end its tasks."""
+        self._set_node(pool_key, node_key, schedulingState="enabled" if enabled else "disabled")
+        if not enabled and option in ("requeue", "terminate"):
+            for entry in self._on_node(pool_key, node_key):
+                self._stop_entry(entry, option)
+        self.wake()
+
     def delete_pool(self, pool_key: str) -> None:
         for entry in [e for e in self.running.values() if e.pool == pool_key]:
             self._stop_entry(entry, "requeue")

@@ -19,6 +19,7 @@ import mimetypes
 import os
 import random
 import re
+import shutil
 import stat
 import uuid
 from collections.abc import Awaitable, Callable
@@ -175,6 +176,14 @@ class Service:
              self.get_node_file),
             ("HEAD", "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
              "Nodes_GetNodeFileProperties", self.get_node_file),
+            ("POST", "/pools/{poolId}/nodes/{nodeId}/disablescheduling",
+             "Nodes_DisableNodeScheduling", self.disable_scheduling),
+            ("POST", "/pools/{poolId}/nodes/{nodeId}/enablescheduling",
+             "Nodes_EnableNodeScheduling", self.enable_scheduling),
+            ("DELETE", "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
+             "Nodes_DeleteNodeFile", self.delete_node_file),
+            ("DELETE", "/jobs/{jobId}/tasks/{taskId}/files/{filePath}", "Tasks_DeleteTaskFile",
+             self.delete_task_file),
             ("GET", "/jobs", "Jobs_ListJobs", self.list_jobs),
             ("POST", "/jobs", "Jobs_CreateJob", self.create_job),
             ("GET", "/jobs/{jobId}", "Jobs_GetJob", self.get_job),
@@ -912,6 +921,26 @@ class Service:
                                  "ETag": new_etag(),
                                  "Last-Modified": http_date(node.body["stateTransitionTime"])})
 
+    def disable_scheduling(self, call: Call) -> Reply:
+        """No new tasks go to the node; `taskCompletion` (and the others, simplified here)
+        lets running tasks finish."""
+        row = self._node(call.params["poolId"], call.params["nodeId"])
+        if row.body.get("schedulingState") == "disabled":
+            raise BatchError(409, "NodeAlreadyInTargetSchedulingState", "The node is already "
+                             "in the requested scheduling state.")
+        req = call.body if isinstance(call.body, dict) else {}
+        option = str(req.get("nodeDisableSchedulingOption") or "requeue").lower()
+        self.scheduler.set_scheduling(row.parent, row.key, False, option)
+        return Reply(200, None, {"DataServiceId": row.body["url"]})
+
+    def enable_scheduling(self, call: Call) -> Reply:
+        row = self._node(call.params["poolId"], call.params["nodeId"])
+        if row.body.get("schedulingState", "enabled") == "enabled":
+            raise BatchError(409, "NodeAlreadyInTargetSchedulingState", "The node is already "
+                             "in the requested scheduling state.")
+        self.scheduler.set_scheduling(row.parent, row.key, True, "")
+        return Reply(200, None, {"DataServiceId": row.body["url"]})
+
     # ------------------------------------------------------------------ jobs
 
     def create_job(self, call: Call) -> Reply:
@@ -1424,6 +1453,41 @@ class Service:
             handle.seek(start)
             data = handle.read(length)
         return Reply(200, None, headers, raw=data)
+
+    def delete_task_file(self, call: Call) -> Reply:
+        _row, root = self._task_dir(call)
+        return self._delete_file(call, root)
+
+    def delete_node_file(self, call: Call) -> Reply:
+        return self._delete_file(call, self._node_dir(call))
+
+    def _delete_file(self, call: Call, root: Path) -> Reply:
+        path = self._inside(root, call.params["filePath"])
+        if not path.exists():
+            raise BatchError(404, "FileNotFound", "The specified file does not exist.")
+        if path.is_dir():
+            if call.query.get("recursive", "false").lower() != "true" and any(path.iterdir()):
+                raise BatchError(409, "OperationInvalidForCurrentState", "The directory is "
+                                 "not empty; delete it with recursive=true.")
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        return Reply(200)
+
+    @staticmethod
+    def _inside(root: Path, text: str) -> Path:
+        """A file path under root, refusing anything that would step outside it."""
+        parts = [p for p in text.replace("\\", "/").split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise BatchError(400, "InvalidUri", "The file path must stay inside the task or "
+                             "node directory.")
+        path = root.joinpath(*parts)
+        try:
+            path.resolve().relative_to(root.resolve())
+        except (ValueError, OSError):
+            raise BatchError(400, "InvalidUri", "The file path must stay inside the task or "
+                             "node directory.") from None
+        return path
 
     # ------------------------------------------------------------------ paging links
 

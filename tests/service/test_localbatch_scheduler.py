@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,6 @@ Ids = Callable[[str], str]
 
 @pytest.fixture
 def uid() -> Ids:
-    import time
     counter = iter(range(10**6))
     stamp = f"{time.time_ns() % 10**9:x}"
     return lambda prefix: f"{prefix}-{stamp}-{next(counter)}"
@@ -299,3 +299,25 @@ def test_reboot_requeues_running_task(checked_client: Any, uid: Ids) -> None:
     task = done(checked_client, job_id, "t")
     assert task.execution_info.requeue_count == 1 and task.execution_info.result == "success"
     assert checked_client.get_node(pool_id, node.id).state == "idle"
+
+
+def test_node_scheduling_and_file_delete(checked_client: Any, uid: Ids) -> None:
+    pool_id, job_id = uid("pool"), uid("job")
+    (node,) = make_pool(checked_client, pool_id, nodes=1)
+    make_job(checked_client, job_id, pool_id)
+    checked_client.disable_node_scheduling(
+        pool_id, node.id, {"nodeDisableSchedulingOption": "taskcompletion"})
+    assert checked_client.get_node(pool_id, node.id).scheduling_state == "disabled"
+    checked_client.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line=sh(
+        "mkdir -p sub; echo x > sub/f; echo y > g")))
+    time.sleep(0.3)
+    assert checked_client.get_task(job_id, "t").state == "active"
+    checked_client.enable_node_scheduling(pool_id, node.id)
+    done(checked_client, job_id, "t")
+    checked_client.delete_task_file(job_id, "t", "wd/g")
+    with pytest.raises(HttpResponseError) as err:
+        checked_client.delete_task_file(job_id, "t", "wd/sub")
+    assert err.value.status_code == 409
+    checked_client.delete_task_file(job_id, "t", "wd/sub", recursive=True)
+    names = {f.name for f in checked_client.list_task_files(job_id, "t", recursive=True)}
+    assert "wd/g" not in names and "wd/sub" not in names and "stdout.txt" in names

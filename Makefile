@@ -25,6 +25,7 @@ install: $(STAMP) $(NODE_STAMP)
 
 demo: install
 	$(BIN)/bspec apply specs/topwords.yaml --yes
+	@echo "Next: $(BIN)/bspec status specs/topwords.yaml; $(BIN)/bspec logs specs/topwords.yaml topN-taskdata1; $(BIN)/bspec destroy specs/topwords.yaml"
 
 test: install
 	$(BIN)/ruff check engine tests bench

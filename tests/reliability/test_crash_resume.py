@@ -82,15 +82,24 @@ def test_kill_after_every_write_then_resume(bspec: Bspec, inproc: Any,
     for k in range(1, total + 1):
         name, spec = stack(f"crash-k{k}", tasks=TASKS)
         trials.append(trial(bspec, state, name, spec, kill_after=k))
-    # A few at random times over the recorded run (seeded: the same times every run), at
-    # least 5 and enough to make 20 trials whatever the number of writes.
+    # A few at random times (seeded: the same every run) between the end of start-up (as
+    # long as `bspec validate` takes: imports and the spec) and the end of the recorded
+    # run; at least 5 real kills, and enough to make 20 trials whatever the write count.
+    started = time.monotonic()
+    assert bspec("validate", str(ref_spec)).returncode == 0
+    startup = time.monotonic() - started
     rng = random.Random(6)
-    for i in range(max(5, 20 - total)):
+    wanted = max(5, 20 - total)
+    for i in range(3 * wanted):
+        if sum(1 for t in trials if t["killAtSeconds"] and t["killed"]) >= wanted:
+            break
         name, spec = stack(f"crash-t{i}", tasks=TASKS)
-        at = round(took * rng.uniform(0.5, 0.95), 2)  # past start-up, before the end
+        at = round(rng.uniform(min(startup * 0.9, took * 0.8), took * 0.97), 2)
         trials.append(trial(bspec, state, name, spec, kill_at=at))
+    trials = [t for t in trials if t["killed"]]
     assert len(trials) >= 20
-    record("crash", {"writes": total, "recordedSeconds": round(took, 2), "trials": trials})
+    record("crash", {"writes": total, "recordedSeconds": round(took, 2),
+                     "startupSeconds": round(startup, 2), "trials": trials})
 
 
 def test_kill_while_waiting_then_resume_gives_the_same_outputs(

@@ -36,7 +36,8 @@ from bspec.localbatch.store import Row, Store
 
 IMAGE = m.VirtualMachineConfiguration(
     image_reference=m.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22"),
-    node_agent_sku_id="batch.node.ubuntu 22.04")
+    node_agent_sku_id="batch.node.ubuntu 22.04",
+)
 
 
 @contextmanager
@@ -47,14 +48,29 @@ def service(home: Path, max_processes: int = 8) -> Iterator[tuple[BatchClient, i
         port = s.getsockname()[1]
     with (home / "batch.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bspec.localbatch", "--home", str(home), "--port", str(port),
-             "--max-processes", str(max_processes), "--delete-delay", "0.1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "bspec.localbatch",
+                "--home",
+                str(home),
+                "--port",
+                str(port),
+                "--max-processes",
+                str(max_processes),
+                "--delete-delay",
+                "0.1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             import urllib.request
+
             urllib.request.urlopen(f"{url}/_local/health", timeout=1)
             break
         except OSError:
@@ -72,9 +88,15 @@ def service(home: Path, max_processes: int = 8) -> Iterator[tuple[BatchClient, i
 
 
 def _pool(client: BatchClient, pool_id: str, nodes: int, slots: int) -> None:
-    client.create_pool(m.BatchPoolCreateOptions(
-        id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=IMAGE,
-        target_dedicated_nodes=nodes, task_slots_per_node=slots))
+    client.create_pool(
+        m.BatchPoolCreateOptions(
+            id=pool_id,
+            vm_size="standard_d2s_v3",
+            virtual_machine_configuration=IMAGE,
+            target_dedicated_nodes=nodes,
+            task_slots_per_node=slots,
+        )
+    )
     _wait(lambda: sum(1 for n in client.list_nodes(pool_id) if n.state == "idle") == nodes, 60)
 
 
@@ -86,18 +108,23 @@ def _wait(check: Callable[[], bool], timeout: float, poll: float = 0.05) -> None
         time.sleep(poll)
 
 
-def _run_tasks(client: BatchClient, pool_id: str, job_id: str, count: int,
-               command: str) -> float:
+def _run_tasks(client: BatchClient, pool_id: str, job_id: str, count: int, command: str) -> float:
     """Seconds from the first submission to all tasks completed (polling task counts)."""
-    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(
-        pool_id=pool_id)))
-    tasks = [m.BatchTaskCreateOptions(id=f"t{i:05d}", command_line=command)
-             for i in range(count)]
-    chunks = [tasks[i:i + 100] for i in range(0, count, 100)]
+    client.create_job(
+        m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id))
+    )
+    tasks = [m.BatchTaskCreateOptions(id=f"t{i:05d}", command_line=command) for i in range(count)]
+    chunks = [tasks[i : i + 100] for i in range(0, count, 100)]
     started = time.perf_counter()
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda chunk: client.create_task_collection(
-            job_id, m.BatchTaskGroup(task_values=chunk)), chunks))
+        list(
+            pool.map(
+                lambda chunk: client.create_task_collection(
+                    job_id, m.BatchTaskGroup(task_values=chunk)
+                ),
+                chunks,
+            )
+        )
 
     def finished() -> bool:
         counts = client.get_job_task_counts(job_id).task_counts
@@ -114,8 +141,11 @@ def _run_tasks(client: BatchClient, pool_id: str, job_id: str, count: int,
 def _xargs(count: int, command: str, parallel: int) -> float:
     lines = (command + "\n") * count
     started = time.perf_counter()
-    subprocess.run(["xargs", "-P", str(parallel), "-I{}", "sh", "-c", "exec {}"],
-                   input=lines.encode(), check=True)
+    subprocess.run(
+        ["xargs", "-P", str(parallel), "-I{}", "sh", "-c", "exec {}"],
+        input=lines.encode(),
+        check=True,
+    )
     return time.perf_counter() - started
 
 
@@ -134,18 +164,32 @@ def _fill(home: Path, job_id: str, count: int) -> None:
     for i in range(count):
         task_id = f"done{i:06d}"
         body: dict[str, Any] = {
-            "id": task_id, "url": f"http://127.0.0.1/jobs/{job_id}/tasks/{task_id}",
-            "eTag": new_etag(), "lastModified": stamp, "creationTime": stamp,
-            "state": "completed", "stateTransitionTime": stamp, "previousState": "running",
+            "id": task_id,
+            "url": f"http://127.0.0.1/jobs/{job_id}/tasks/{task_id}",
+            "eTag": new_etag(),
+            "lastModified": stamp,
+            "creationTime": stamp,
+            "state": "completed",
+            "stateTransitionTime": stamp,
+            "previousState": "running",
             "previousStateTransitionTime": stamp,
             "commandLine": f"/bin/bash -c 'python3 work.py --item {i}'",
             "environmentSettings": [{"name": "BSPEC_FINGERPRINT", "value": f"v1:{i:064x}"}],
-            "constraints": {"maxWallClockTime": "P10675199DT2H48M5.4775807S",
-                            "retentionTime": "P7D", "maxTaskRetryCount": 0},
+            "constraints": {
+                "maxWallClockTime": "P10675199DT2H48M5.4775807S",
+                "retentionTime": "P7D",
+                "maxTaskRetryCount": 0,
+            },
             "requiredSlots": 1,
             "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}},
-            "executionInfo": {"startTime": stamp, "endTime": stamp, "exitCode": 0,
-                              "result": "success", "retryCount": 0, "requeueCount": 0},
+            "executionInfo": {
+                "startTime": stamp,
+                "endTime": stamp,
+                "exitCode": 0,
+                "result": "success",
+                "retryCount": 0,
+                "requeueCount": 0,
+            },
         }
         rows.append(Row("task", job_id.lower(), task_id, body, {}))
         if len(rows) == 5000:
@@ -177,23 +221,45 @@ def run(quick: bool = False) -> str:
             overhead = _run_tasks(client, "bench", "overhead", n_true, "/bin/true")
             xargs = _xargs(n_true, "/bin/true", 8)
             rss_before = _rss_kib(pid)
-            client.create_job(m.BatchJobCreateOptions(id="stored", pool_info=m.BatchPoolInfo(
-                pool_id="nopool")))
+            client.create_job(
+                m.BatchJobCreateOptions(id="stored", pool_info=m.BatchPoolInfo(pool_id="nopool"))
+            )
             fill_start = time.perf_counter()
             _fill(home, "stored", n_stored)
             fill = time.perf_counter() - fill_start
             full, listed = _timed(lambda: sum(1 for _ in client.list_tasks("stored")), 1)
-            raw_page, _ = _timed(lambda: client.send_request(HttpRequest(
-                "GET", "/jobs/stored/tasks?api-version=2025-06-01&maxresults=1000")).read(), 5)
+            raw_page, _ = _timed(
+                lambda: client.send_request(
+                    HttpRequest("GET", "/jobs/stored/tasks?api-version=2025-06-01&maxresults=1000")
+                ).read(),
+                5,
+            )
             assert listed == n_stored, listed
-            page, _ = _timed(lambda: next(iter(client.list_tasks(
-                "stored", max_results=1000).by_page())) and None, 5)
-            selected, _ = _timed(lambda: sum(1 for _ in client.list_tasks(
-                "stored", select=["id", "state", "environmentSettings"])), 1)
-            by_state, n_active = _timed(lambda: sum(1 for _ in client.list_tasks(
-                "stored", filter="state ne 'completed'")), 5)
-            scan, n_failed = _timed(lambda: sum(1 for _ in client.list_tasks(
-                "stored", filter="executionInfo/exitCode ne 0")), 3)
+            page, _ = _timed(
+                lambda: (
+                    next(iter(client.list_tasks("stored", max_results=1000).by_page())) and None
+                ),
+                5,
+            )
+            selected, _ = _timed(
+                lambda: sum(
+                    1
+                    for _ in client.list_tasks(
+                        "stored", select=["id", "state", "environmentSettings"]
+                    )
+                ),
+                1,
+            )
+            by_state, n_active = _timed(
+                lambda: sum(1 for _ in client.list_tasks("stored", filter="state ne 'completed'")),
+                5,
+            )
+            scan, n_failed = _timed(
+                lambda: sum(
+                    1 for _ in client.list_tasks("stored", filter="executionInfo/exitCode ne 0")
+                ),
+                3,
+            )
             counts, _ = _timed(lambda: client.get_job_task_counts("stored"), 5)
             rss_after = _rss_kib(pid)
             assert n_active == 0 and n_failed == 0

@@ -24,8 +24,9 @@ from .server import MAX_API, MIN_API, Service, Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bspec.localbatch",
-                                     description="The local Azure Batch service.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bspec.localbatch", description="The local Azure Batch service."
+    )
     parser.add_argument("--home", required=True, type=Path, help="state folder (BSPEC_HOME)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=10080)
@@ -41,14 +42,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the local Batch service binds to loopback only")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     name, key = load_or_create_account(args.home)
-    settings = Settings(latency_ms=args.latency_ms, fault_rate=args.fault_rate,
-                        delete_delay=args.delete_delay, max_processes=max(1, args.max_processes))
-    service = Service(args.home, name, key, settings, min_api=args.min_api_version,
-                      max_api=args.max_api_version, bearer_token=args.bearer_token)
+    settings = Settings(
+        latency_ms=args.latency_ms,
+        fault_rate=args.fault_rate,
+        delete_delay=args.delete_delay,
+        max_processes=max(1, args.max_processes),
+    )
+    service = Service(
+        args.home,
+        name,
+        key,
+        settings,
+        min_api=args.min_api_version,
+        max_api=args.max_api_version,
+        bearer_token=args.bearer_token,
+    )
     context = None
     scheme = "http"
     if args.tls_cert and args.tls_key:
@@ -66,8 +81,9 @@ async def _serve(service: Service, host: str, port: int, context: ssl.SSLContext
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
     await site.start()
-    logging.getLogger("bspec.localbatch").info("serving account %s on %s:%s", service.account,
-                                               host, port)
+    logging.getLogger("bspec.localbatch").info(
+        "serving account %s on %s:%s", service.account, host, port
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

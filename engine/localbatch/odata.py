@@ -14,31 +14,89 @@ from typing import Any
 
 OPS = ("eq", "ne", "gt", "lt", "ge", "le")
 
-POOL_PROPS = frozenset({
-    "id", "displayName", "state", "allocationState", "vmSize", "creationTime", "lastModified",
-    "stateTransitionTime", "allocationStateTransitionTime", "currentDedicatedNodes",
-    "currentLowPriorityNodes", "targetDedicatedNodes", "targetLowPriorityNodes",
-    "enableAutoScale", "taskSlotsPerNode", "enableInterNodeCommunication",
-})
-JOB_PROPS = frozenset({
-    "id", "displayName", "state", "previousState", "creationTime", "lastModified",
-    "stateTransitionTime", "previousStateTransitionTime", "priority", "onAllTasksComplete",
-    "onTaskFailure", "usesTaskDependencies", "executionInfo/poolId", "executionInfo/startTime",
-    "executionInfo/endTime", "executionInfo/terminateReason", "poolInfo/poolId",
-})
-TASK_PROPS = frozenset({
-    "id", "displayName", "state", "previousState", "creationTime", "lastModified",
-    "stateTransitionTime", "previousStateTransitionTime", "requiredSlots",
-    "affinityInfo/affinityId", "executionInfo/startTime", "executionInfo/endTime",
-    "executionInfo/exitCode", "executionInfo/result", "executionInfo/retryCount",
-    "executionInfo/requeueCount", "executionInfo/failureInfo/category",
-    "executionInfo/failureInfo/code", "nodeInfo/nodeId", "nodeInfo/poolId",
-})
-NODE_PROPS = frozenset({
-    "id", "state", "schedulingState", "stateTransitionTime", "lastBootTime", "allocationTime",
-    "vmSize", "isDedicated", "totalTasksRun", "runningTasksCount", "runningTaskSlotsCount",
-    "totalTasksSucceeded", "startTaskInfo/state", "startTaskInfo/result",
-})
+POOL_PROPS = frozenset(
+    {
+        "id",
+        "displayName",
+        "state",
+        "allocationState",
+        "vmSize",
+        "creationTime",
+        "lastModified",
+        "stateTransitionTime",
+        "allocationStateTransitionTime",
+        "currentDedicatedNodes",
+        "currentLowPriorityNodes",
+        "targetDedicatedNodes",
+        "targetLowPriorityNodes",
+        "enableAutoScale",
+        "taskSlotsPerNode",
+        "enableInterNodeCommunication",
+    }
+)
+JOB_PROPS = frozenset(
+    {
+        "id",
+        "displayName",
+        "state",
+        "previousState",
+        "creationTime",
+        "lastModified",
+        "stateTransitionTime",
+        "previousStateTransitionTime",
+        "priority",
+        "onAllTasksComplete",
+        "onTaskFailure",
+        "usesTaskDependencies",
+        "executionInfo/poolId",
+        "executionInfo/startTime",
+        "executionInfo/endTime",
+        "executionInfo/terminateReason",
+        "poolInfo/poolId",
+    }
+)
+TASK_PROPS = frozenset(
+    {
+        "id",
+        "displayName",
+        "state",
+        "previousState",
+        "creationTime",
+        "lastModified",
+        "stateTransitionTime",
+        "previousStateTransitionTime",
+        "requiredSlots",
+        "affinityInfo/affinityId",
+        "executionInfo/startTime",
+        "executionInfo/endTime",
+        "executionInfo/exitCode",
+        "executionInfo/result",
+        "executionInfo/retryCount",
+        "executionInfo/requeueCount",
+        "executionInfo/failureInfo/category",
+        "executionInfo/failureInfo/code",
+        "nodeInfo/nodeId",
+        "nodeInfo/poolId",
+    }
+)
+NODE_PROPS = frozenset(
+    {
+        "id",
+        "state",
+        "schedulingState",
+        "stateTransitionTime",
+        "lastBootTime",
+        "allocationTime",
+        "vmSize",
+        "isDedicated",
+        "totalTasksRun",
+        "runningTasksCount",
+        "runningTaskSlotsCount",
+        "totalTasksSucceeded",
+        "startTaskInfo/state",
+        "startTaskInfo/result",
+    }
+)
 NODECOUNT_PROPS = frozenset({"poolId"})
 FILE_PROPS = frozenset({"name", "isDirectory"})
 
@@ -85,7 +143,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise FilterError(f"unexpected text at position {pos}: {text[pos:pos + 20]!r}")
+            raise FilterError(f"unexpected text at position {pos}: {text[pos : pos + 20]!r}")
         kind = m.lastgroup or ""
         out.append((kind, m.group(kind)))
         pos = m.end()
@@ -165,7 +223,7 @@ class _Parser:
         if kind == "str":
             return text[1:-1].replace("''", "'")
         if kind == "dt":
-            return _parse_time(text[len("datetime'"):-1])
+            return _parse_time(text[len("datetime'") : -1])
         if kind == "num":
             return float(text) if "." in text else int(text)
         if kind == "word" and text.lower() in ("true", "false"):
@@ -222,10 +280,16 @@ def _cmp(left: Any, op: str, right: Any) -> bool:
     ):
         return op == "ne"
     try:
-        return bool({
-            "eq": left == right, "ne": left != right, "gt": left > right,
-            "lt": left < right, "ge": left >= right, "le": left <= right,
-        }[op])
+        return bool(
+            {
+                "eq": left == right,
+                "ne": left != right,
+                "gt": left > right,
+                "lt": left < right,
+                "ge": left >= right,
+                "le": left <= right,
+            }[op]
+        )
     except TypeError:
         return False
 
@@ -260,8 +324,12 @@ def state_hint(text: str | None) -> tuple[str, str] | None:
         return None
     items = node.items if isinstance(node, BoolOp) and node.op == "and" else (node,)
     for item in items:
-        if isinstance(item, Cmp) and item.prop == "state" and item.op in ("eq", "ne") \
-                and isinstance(item.value, str):
+        if (
+            isinstance(item, Cmp)
+            and item.prop == "state"
+            and item.op in ("eq", "ne")
+            and isinstance(item.value, str)
+        ):
             return item.op, item.value.lower()
     return None
 
@@ -289,8 +357,7 @@ def to_sql(node: Node) -> tuple[str, list[Any]]:
         if not node.prefix.isascii():
             return "1", []
         escaped = node.prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return (f"(typeof({expr}) <> 'text' OR lower({expr}) LIKE ? ESCAPE '\\')",
-                [escaped + "%"])
+        return (f"(typeof({expr}) <> 'text' OR lower({expr}) LIKE ? ESCAPE '\\')", [escaped + "%"])
     value = node.value
     sql_op = {"eq": "=", "ne": "<>", "gt": ">", "lt": "<", "ge": ">=", "le": "<="}[node.op]
     if isinstance(value, bool) or value is None or isinstance(value, dt.datetime):

@@ -21,7 +21,11 @@ class BatchError(Exception):
     """An error answered with Batch's error body."""
 
     def __init__(
-        self, status: int, code: str, message: str, values: dict[str, str] | None = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        values: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -46,14 +50,21 @@ class BatchError(Exception):
 
 
 def invalid(prop: str, value: Any, reason: str) -> BatchError:
-    return BatchError(400, "InvalidPropertyValue", "The value provided for one of the properties "
-                      "in the request body is invalid.",
-                      {"PropertyName": prop, "PropertyValue": str(value), "Reason": reason})
+    return BatchError(
+        400,
+        "InvalidPropertyValue",
+        "The value provided for one of the properties in the request body is invalid.",
+        {"PropertyName": prop, "PropertyValue": str(value), "Reason": reason},
+    )
 
 
 def missing(prop: str) -> BatchError:
-    return BatchError(400, "MissingRequiredProperty", "A required property was not specified "
-                      "in the request body.", {"PropertyName": prop})
+    return BatchError(
+        400,
+        "MissingRequiredProperty",
+        "A required property was not specified in the request body.",
+        {"PropertyName": prop},
+    )
 
 
 def now() -> dt.datetime:
@@ -99,8 +110,12 @@ def duration_seconds(text: str | None) -> float | None:
     m = _DURATION.match(text.strip())
     if not m or text.strip().upper() in ("P", "PT"):
         raise ValueError(text)
-    secs = (float(m["d"] or 0) * 86400 + float(m["h"] or 0) * 3600 + float(m["m"] or 0) * 60
-            + float(m["s"] or 0))
+    secs = (
+        float(m["d"] or 0) * 86400
+        + float(m["h"] or 0) * 3600
+        + float(m["m"] or 0) * 60
+        + float(m["s"] or 0)
+    )
     return None if secs >= MAX_DURATION_SECONDS - 1 else secs
 
 
@@ -113,15 +128,31 @@ def check_duration(prop: str, text: Any) -> None:
         raise invalid(prop, text, "The value is not a valid ISO 8601 duration.") from None
 
 
-INT_KEYS = frozenset({
-    "targetDedicatedNodes", "targetLowPriorityNodes", "taskSlotsPerNode", "requiredSlots",
-    "maxTaskRetryCount", "priority", "maxParallelTasks", "start", "end", "numberOfInstances",
-    "exitCode",
-})
-BOOL_KEYS = frozenset({
-    "waitForSuccess", "usesTaskDependencies", "enableAutoScale", "enableInterNodeCommunication",
-    "allowTaskPreemption", "runExclusive",
-})
+INT_KEYS = frozenset(
+    {
+        "targetDedicatedNodes",
+        "targetLowPriorityNodes",
+        "taskSlotsPerNode",
+        "requiredSlots",
+        "maxTaskRetryCount",
+        "priority",
+        "maxParallelTasks",
+        "start",
+        "end",
+        "numberOfInstances",
+        "exitCode",
+    }
+)
+BOOL_KEYS = frozenset(
+    {
+        "waitForSuccess",
+        "usesTaskDependencies",
+        "enableAutoScale",
+        "enableInterNodeCommunication",
+        "allowTaskPreemption",
+        "runExclusive",
+    }
+)
 ENUMS: dict[str, tuple[str, ...]] = {
     "nodeDeallocationOption": ("requeue", "terminate", "taskcompletion", "retaineddata"),
     "onAllTasksComplete": ("noaction", "terminatejob"),
@@ -166,8 +197,11 @@ def check_id(prop: str, value: Any) -> str:
     if value is None:
         raise missing(prop)
     if not isinstance(value, str) or not ID_RE.match(value):
-        raise invalid(prop, value, "Ids may contain letters, digits, hyphens and underscores, "
-                      "up to 64 characters.")
+        raise invalid(
+            prop,
+            value,
+            "Ids may contain letters, digits, hyphens and underscores, up to 64 characters.",
+        )
     return value
 
 

@@ -35,11 +35,22 @@ log = logging.getLogger("bspec.localbatch.scheduler")
 
 BOOT_STEP = 0.05  # seconds per node state on the way up (creating, starting)
 NODE_COUNT_STATES = {
-    "creating": "creating", "idle": "idle", "offline": "offline", "preempted": "preempted",
-    "rebooting": "rebooting", "reimaging": "reimaging", "running": "running",
-    "starting": "starting", "starttaskfailed": "startTaskFailed", "leavingpool": "leavingPool",
-    "unknown": "unknown", "unusable": "unusable", "waitingforstarttask": "waitingForStartTask",
-    "deallocated": "deallocated", "deallocating": "deallocating", "upgradingos": "upgradingOS",
+    "creating": "creating",
+    "idle": "idle",
+    "offline": "offline",
+    "preempted": "preempted",
+    "rebooting": "rebooting",
+    "reimaging": "reimaging",
+    "running": "running",
+    "starting": "starting",
+    "starttaskfailed": "startTaskFailed",
+    "leavingpool": "leavingPool",
+    "unknown": "unknown",
+    "unusable": "unusable",
+    "waitingforstarttask": "waitingForStartTask",
+    "deallocated": "deallocated",
+    "deallocating": "deallocating",
+    "upgradingos": "upgradingOS",
 }
 SCHEDULABLE = ("idle", "running")
 
@@ -137,16 +148,18 @@ class Scheduler:
             state = row.body.get("state")
             if state in ("preparing", "running"):
                 self._requeue_row(row)
-            elif state == "completed" and row.meta.get("cleanup_at") and not row.meta.get(
-                    "cleaned"):
+            elif (
+                state == "completed" and row.meta.get("cleanup_at") and not row.meta.get("cleaned")
+            ):
                 heapq.heappush(self._retention, (row.meta["cleanup_at"], row.parent, row.key))
         for job in self.store.iter_all("job"):
             state = job.body["state"]
             if state == "deleting":
                 self._spawn(self._finish_job_delete(job.key))
             elif state == "terminating":
-                self._complete_job(job, job.body.get("executionInfo", {}).get(
-                    "terminateReason", "UserTerminate"))
+                self._complete_job(
+                    job, job.body.get("executionInfo", {}).get("terminateReason", "UserTerminate")
+                )
             elif state in ("disabling", "enabling"):
                 self._set_job_state(job, "disabled" if state == "disabling" else "active")
         for pool in self.store.iter_all("pool"):
@@ -167,12 +180,21 @@ class Scheduler:
     def status(self) -> dict[str, Any]:
         pools = []
         for pool in self.store.iter_all("pool"):
-            nodes = [{"id": n.body["id"], "state": n.body["state"]}
-                     for n in self.store.iter("node", pool.key)]
+            nodes = [
+                {"id": n.body["id"], "state": n.body["state"]}
+                for n in self.store.iter("node", pool.key)
+            ]
             pools.append({"id": pool.body["id"], "state": pool.body["state"], "nodes": nodes})
-        running = [{"jobId": e.job_id, "taskId": e.task_id,
-                    "nodeId": self._node_id(e.pool, e.node), "pid": e.pid}
-                   for e in self.running.values() if not e.disposition]
+        running = [
+            {
+                "jobId": e.job_id,
+                "taskId": e.task_id,
+                "nodeId": self._node_id(e.pool, e.node),
+                "pid": e.pid,
+            }
+            for e in self.running.values()
+            if not e.disposition
+        ]
         return {"pools": pools, "runningTasks": running}
 
     def _node_id(self, pool: str, node: str) -> str:
@@ -194,7 +216,9 @@ class Scheduler:
         slots = dict(counts)
         cur = self.store.db.execute(
             "SELECT state, result, COUNT(*), SUM(slots) FROM resources"
-            " WHERE kind='task' AND parent=? GROUP BY 1, 2", (job,))
+            " WHERE kind='task' AND parent=? GROUP BY 1, 2",
+            (job,),
+        )
         for state, result, n, s in cur.fetchall():
             s = int(s or n)
             names = ["running"] if state in ("preparing", "running") else [state]
@@ -238,18 +262,29 @@ class Scheduler:
         pool = self.store.get("pool", "", pool_key)
         if pool is None or pool.body["state"] != "active":
             return
-        nodes = [n for n in self.store.iter("node", pool_key)
-                 if n.body["state"] != "leavingpool"]
-        for dedicated, target in ((True, pool.body["targetDedicatedNodes"]),
-                                  (False, pool.body["targetLowPriorityNodes"])):
+        nodes = [n for n in self.store.iter("node", pool_key) if n.body["state"] != "leavingpool"]
+        for dedicated, target in (
+            (True, pool.body["targetDedicatedNodes"]),
+            (False, pool.body["targetLowPriorityNodes"]),
+        ):
             mine = [n for n in nodes if n.body.get("isDedicated", True) == dedicated]
             for _ in range(target - len(mine)):
                 self._add_node(pool, dedicated)
             if len(mine) > target:
-                order = {"starttaskfailed": 0, "creating": 1, "starting": 2,
-                         "waitingforstarttask": 3, "idle": 4, "running": 5}
-                mine.sort(key=lambda n: (order.get(n.body["state"], 0),
-                                         -len(self._on_node(pool_key, n.key))))
+                order = {
+                    "starttaskfailed": 0,
+                    "creating": 1,
+                    "starting": 2,
+                    "waitingforstarttask": 3,
+                    "idle": 4,
+                    "running": 5,
+                }
+                mine.sort(
+                    key=lambda n: (
+                        order.get(n.body["state"], 0),
+                        -len(self._on_node(pool_key, n.key)),
+                    )
+                )
                 for node in mine[: len(mine) - target]:
                     self._remove_node(pool_key, node.key, option)
         self._refresh_pool(pool_key)
@@ -277,16 +312,19 @@ class Scheduler:
         pool = self.store.get("pool", "", pool_key)
         if pool is None or pool.body["allocationState"] != "resizing":
             return
-        nodes = [n for n in self.store.iter("node", pool_key)
-                 if n.body["state"] != "leavingpool"]
-        pool.body["targetDedicatedNodes"] = sum(1 for n in nodes if n.body.get("isDedicated",
-                                                                              True))
+        nodes = [n for n in self.store.iter("node", pool_key) if n.body["state"] != "leavingpool"]
+        pool.body["targetDedicatedNodes"] = sum(1 for n in nodes if n.body.get("isDedicated", True))
         pool.body["targetLowPriorityNodes"] = len(nodes) - pool.body["targetDedicatedNodes"]
         pool.body["allocationState"] = "steady"
         pool.body["allocationStateTransitionTime"] = iso()
-        pool.body["resizeErrors"] = [{"code": "ResizeStopped", "message": "Desired number of "
-                                      "dedicated nodes could not be allocated as the resize "
-                                      "was stopped"}]
+        pool.body["resizeErrors"] = [
+            {
+                "code": "ResizeStopped",
+                "message": "Desired number of "
+                "dedicated nodes could not be allocated as the resize "
+                "was stopped",
+            }
+        ]
         self._touch(pool)
         self.store.put(pool)
 
@@ -304,7 +342,8 @@ class Scheduler:
                 pool.body["targetDedicatedNodes"] = max(0, pool.body["targetDedicatedNodes"] - 1)
             else:
                 pool.body["targetLowPriorityNodes"] = max(
-                    0, pool.body["targetLowPriorityNodes"] - 1)
+                    0, pool.body["targetLowPriorityNodes"] - 1
+                )
         self._touch(pool)
         self.store.put(pool)
         for key in node_keys:
@@ -316,12 +355,20 @@ class Scheduler:
         stamp = iso()
         index = sum(1 for _ in self.store.iter("node", pool.key)) + 4
         body: dict[str, Any] = {
-            "id": node_id, "url": f"{self.base_url}/pools/{pool.body['id']}/nodes/{node_id}",
-            "state": "creating", "schedulingState": "enabled", "stateTransitionTime": stamp,
-            "allocationTime": stamp, "ipAddress": f"10.0.{index // 250}.{index % 250 + 4}",
-            "affinityId": f"TVM:{node_id}", "vmSize": pool.body["vmSize"],
-            "totalTasksRun": 0, "runningTasksCount": 0, "runningTaskSlotsCount": 0,
-            "totalTasksSucceeded": 0, "isDedicated": dedicated,
+            "id": node_id,
+            "url": f"{self.base_url}/pools/{pool.body['id']}/nodes/{node_id}",
+            "state": "creating",
+            "schedulingState": "enabled",
+            "stateTransitionTime": stamp,
+            "allocationTime": stamp,
+            "ipAddress": f"10.0.{index // 250}.{index % 250 + 4}",
+            "affinityId": f"TVM:{node_id}",
+            "vmSize": pool.body["vmSize"],
+            "totalTasksRun": 0,
+            "runningTasksCount": 0,
+            "runningTaskSlotsCount": 0,
+            "totalTasksSucceeded": 0,
+            "isDedicated": dedicated,
             "nodeAgentInfo": {"version": "1.0.0-bspec-local", "lastUpdateTime": stamp},
         }
         row = Row("node", pool.key, node_id, body, {})
@@ -386,8 +433,10 @@ class Scheduler:
                 env[str(setting["name"])] = str(setting.get("value", ""))
             (root / "startup" / "wd").mkdir(parents=True, exist_ok=True)
             execution = agent.Execution(
-                command_line=start["commandLine"], task_dir=root / "startup",
-                working_dir=root / "startup" / "wd", environment=env,
+                command_line=start["commandLine"],
+                task_dir=root / "startup",
+                working_dir=root / "startup" / "wd",
+                environment=env,
                 resource_files=tuple(_resource_files(start.get("resourceFiles"))),
             )
             run = agent.TaskRun(execution, self.http, self.processes)
@@ -402,8 +451,9 @@ class Scheduler:
             if self._stopping or outcome.stage == "killed":
                 return False
             info = dict(info)
-            info.update({"state": "completed", "endTime": iso(outcome.end_time),
-                         "result": outcome.result})
+            info.update(
+                {"state": "completed", "endTime": iso(outcome.end_time), "result": outcome.result}
+            )
             if outcome.start_time:
                 info["startTime"] = iso(outcome.start_time)
             if outcome.exit_code is not None:
@@ -470,7 +520,9 @@ class Scheduler:
         nodes = list(self.store.iter("node", pool_key))
         dedicated = sum(1 for n in nodes if n.body.get("isDedicated", True))
         if (pool.body["currentDedicatedNodes"], pool.body["currentLowPriorityNodes"]) != (
-                dedicated, len(nodes) - dedicated):
+            dedicated,
+            len(nodes) - dedicated,
+        ):
             pool.body["currentDedicatedNodes"] = dedicated
             pool.body["currentLowPriorityNodes"] = len(nodes) - dedicated
             self.store.put(pool)
@@ -724,8 +776,11 @@ class Scheduler:
         if self._process_cap != self.settings.max_processes:
             self._process_cap = self.settings.max_processes
             self.processes = asyncio.Semaphore(self._process_cap)
-        free_procs = self.settings.max_processes - len(self.running) - sum(
-            1 for rt in self.nodes.values() if rt.start_run is not None)
+        free_procs = (
+            self.settings.max_processes
+            - len(self.running)
+            - sum(1 for rt in self.nodes.values() if rt.start_run is not None)
+        )
         if free_procs <= 0:
             return
         jobs = [j for j in self.store.iter_all("job", state="active")]
@@ -751,9 +806,15 @@ class Scheduler:
                 if limit > 0 and in_job >= limit:
                     break
                 free = sum(max(0, n[1]) for n in nodes)
-                rows = list(self.store.iter("task", job.key, after=cursor,
-                                            state=("eq", "active"),
-                                            limit=min(64, min(free, free_procs) + 4)))
+                rows = list(
+                    self.store.iter(
+                        "task",
+                        job.key,
+                        after=cursor,
+                        state=("eq", "active"),
+                        limit=min(64, min(free, free_procs) + 4),
+                    )
+                )
                 if not rows:
                     break
                 for row in rows:
@@ -766,16 +827,22 @@ class Scheduler:
                         if not _deps_met(row.body["dependsOn"], deps):
                             continue
                     need = int(row.body.get("requiredSlots", 1))
-                    node = _pick(nodes, need, pool.body.get("taskSchedulingPolicy", {}).get(
-                        "nodeFillType", "spread"))
+                    node = _pick(
+                        nodes,
+                        need,
+                        pool.body.get("taskSchedulingPolicy", {}).get("nodeFillType", "spread"),
+                    )
                     if node is None:
                         continue
                     node[1] -= need
                     self._start_task(job, row, pool, node[0], need)
                     free_procs -= 1
                     in_job += 1
-                    if free_procs <= 0 or (limit > 0 and in_job >= limit) or not any(
-                            n[1] > 0 for n in nodes):
+                    if (
+                        free_procs <= 0
+                        or (limit > 0 and in_job >= limit)
+                        or not any(n[1] > 0 for n in nodes)
+                    ):
                         break
 
     def _free_slots(self, pool_key: str) -> tuple[Row, list[list[Any]]] | None:
@@ -787,14 +854,17 @@ class Scheduler:
         for e in self.running.values():
             if e.pool == pool_key:
                 used[e.node] = used.get(e.node, 0) + e.slots
-        nodes = [[n, per_node - used.get(n.key, 0)] for n in self.store.iter("node", pool_key)
-                 if n.body["state"] in SCHEDULABLE and n.body.get("schedulingState") == "enabled"]
+        nodes = [
+            [n, per_node - used.get(n.key, 0)]
+            for n in self.store.iter("node", pool_key)
+            if n.body["state"] in SCHEDULABLE and n.body.get("schedulingState") == "enabled"
+        ]
         return pool, nodes
 
     def _succeeded(self, job_key: str) -> dict[str, bool]:
         cur = self.store.db.execute(
-            "SELECT key, state, result FROM resources WHERE kind='task' AND parent=?",
-            (job_key,))
+            "SELECT key, state, result FROM resources WHERE kind='task' AND parent=?", (job_key,)
+        )
         return {k: (s == "completed" and r == "success") for k, s, r in cur.fetchall()}
 
     def _start_task(self, job: Row, row: Row, pool: Row, node: Row, slots: int) -> None:
@@ -803,15 +873,21 @@ class Scheduler:
         task_dir = root / "workitems" / job.body["id"] / "job-1" / row.body["id"]
         work = task_dir / "wd"
         env = self._env_node(pool, node)
-        env.update({
-            "AZ_BATCH_JOB_ID": job.body["id"], "AZ_BATCH_TASK_ID": row.body["id"],
-            "AZ_BATCH_TASK_DIR": str(task_dir), "AZ_BATCH_TASK_WORKING_DIR": str(work),
-            "AZ_BATCH_CERTIFICATES_DIR": str(task_dir / "certs"),
-            "AZ_BATCH_JOB_PREP_DIR": str(root / "workitems" / job.body["id"] / "job-1"
-                                         / "jobpreparation"),
-            "AZ_BATCH_JOB_PREP_WORKING_DIR": str(root / "workitems" / job.body["id"] / "job-1"
-                                                 / "jobpreparation" / "wd"),
-        })
+        env.update(
+            {
+                "AZ_BATCH_JOB_ID": job.body["id"],
+                "AZ_BATCH_TASK_ID": row.body["id"],
+                "AZ_BATCH_TASK_DIR": str(task_dir),
+                "AZ_BATCH_TASK_WORKING_DIR": str(work),
+                "AZ_BATCH_CERTIFICATES_DIR": str(task_dir / "certs"),
+                "AZ_BATCH_JOB_PREP_DIR": str(
+                    root / "workitems" / job.body["id"] / "job-1" / "jobpreparation"
+                ),
+                "AZ_BATCH_JOB_PREP_WORKING_DIR": str(
+                    root / "workitems" / job.body["id"] / "job-1" / "jobpreparation" / "wd"
+                ),
+            }
+        )
         for setting in job.body.get("commonEnvironmentSettings") or []:
             env[str(setting["name"])] = str(setting.get("value", ""))
         for setting in row.body.get("environmentSettings") or []:
@@ -821,22 +897,27 @@ class Scheduler:
         except ValueError:
             wall = None
         execution = agent.Execution(
-            command_line=row.body["commandLine"], task_dir=task_dir, working_dir=work,
-            environment=env, resource_files=tuple(_resource_files(row.body.get("resourceFiles"))),
+            command_line=row.body["commandLine"],
+            task_dir=task_dir,
+            working_dir=work,
+            environment=env,
+            resource_files=tuple(_resource_files(row.body.get("resourceFiles"))),
             output_files=tuple(_output_files(row.body.get("outputFiles"))),
             max_wall_clock_time=wall,
         )
         run = agent.TaskRun(execution, self.http, self.processes)
-        entry = Running(run, pool.key, node.key, slots, job.key, row.key, job.body["id"],
-                        row.body["id"])
+        entry = Running(
+            run, pool.key, node.key, slots, job.key, row.key, job.body["id"], row.body["id"]
+        )
         self.running[(job.key, row.key)] = entry
         node_url = node.body["url"]
         row.body["nodeInfo"] = {
-            "affinityId": node.body["affinityId"], "nodeUrl": node_url,
-            "poolId": pool.body["id"], "nodeId": node.body["id"],
+            "affinityId": node.body["affinityId"],
+            "nodeUrl": node_url,
+            "poolId": pool.body["id"],
+            "nodeId": node.body["id"],
             "taskRootDirectory": str(task_dir.relative_to(root)),
-            "taskRootDirectoryUrl": f"{node_url}/files/"
-                                    f"{task_dir.relative_to(root).as_posix()}",
+            "taskRootDirectoryUrl": f"{node_url}/files/{task_dir.relative_to(root).as_posix()}",
         }
         row.meta["dir"] = str(task_dir)
         row.meta.pop("cleaned", None)
@@ -845,14 +926,16 @@ class Scheduler:
         entry.prepared = not execution.resource_files
         if entry.prepared:
             row.body.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})[
-                "startTime"] = iso()
+                "startTime"
+            ] = iso()
         self._set_task_state(row, "running" if entry.prepared else "preparing")
         self.store.put(row)
         self._node_busy(pool.key, node.key, True)
         entry.aio = asyncio.create_task(self._execute(entry))
 
-    def _node_busy(self, pool_key: str, node_key: str, busy: bool, ran: bool = False,
-                   succeeded: bool = False) -> None:
+    def _node_busy(
+        self, pool_key: str, node_key: str, busy: bool, ran: bool = False, succeeded: bool = False
+    ) -> None:
         """Keep idle/running and the totals on the stored node; the running counts are
         derived when the node is read (`shape_node`), which saves a write per task."""
         if not ran:
@@ -900,16 +983,27 @@ class Scheduler:
             outcome = await entry.run.run(on_running)
         except Exception as exc:  # a bug in the agent must not wedge the slot
             log.exception("task run failed")
-            outcome = agent.Outcome("failure", None, agent.failure_info(
-                "TaskEnded", f"The node agent failed: {exc}", category="servererror"),
-                None, _utcnow(), "killed")
+            outcome = agent.Outcome(
+                "failure",
+                None,
+                agent.failure_info(
+                    "TaskEnded", f"The node agent failed: {exc}", category="servererror"
+                ),
+                None,
+                _utcnow(),
+                "killed",
+            )
         finally:
             self.running.pop(key, None)
         if self._stopping:
             return
-        self._node_busy(entry.pool, entry.node, bool(self._on_node(entry.pool, entry.node)),
-                        ran=True,
-                        succeeded=outcome.result == "success" and not entry.disposition)
+        self._node_busy(
+            entry.pool,
+            entry.node,
+            bool(self._on_node(entry.pool, entry.node)),
+            ran=True,
+            succeeded=outcome.result == "success" and not entry.disposition,
+        )
         if entry.disposition == "delete":
             row = self.store.get("task", entry.job, entry.task)
             task_dir = entry.run.execution.task_dir
@@ -939,8 +1033,11 @@ class Scheduler:
         else:
             info.pop("failureInfo", None)
         retries = int(row.body.get("constraints", {}).get("maxTaskRetryCount", 0))
-        can_retry = outcome.result == "failure" and outcome.stage == "process" and (
-            retries == -1 or int(info.get("retryCount", 0)) < retries)
+        can_retry = (
+            outcome.result == "failure"
+            and outcome.stage == "process"
+            and (retries == -1 or int(info.get("retryCount", 0)) < retries)
+        )
         if can_retry:
             info["retryCount"] = int(info.get("retryCount", 0)) + 1
             info["lastRetryTime"] = iso()
@@ -977,8 +1074,7 @@ class Scheduler:
                 limit = duration_seconds(job.body.get("constraints", {}).get("maxWallClockTime"))
             except ValueError:
                 continue
-            if limit is not None and parse_iso(job.body["creationTime"]).timestamp() + limit \
-                    <= now:
+            if limit is not None and parse_iso(job.body["creationTime"]).timestamp() + limit <= now:
                 self.terminate_job(job.key, "MaxWallClockTimeExpiry")
 
     async def _janitor(self) -> None:
@@ -1036,10 +1132,15 @@ def _deps_met(depends: dict[str, Any], succeeded: dict[str, bool]) -> bool:
 def _resource_files(items: Iterable[dict[str, Any]] | None) -> list[agent.ResourceFile]:
     out = []
     for rf in items or []:
-        out.append(agent.ResourceFile(
-            http_url=rf.get("httpUrl"), storage_container_url=rf.get("storageContainerUrl"),
-            blob_prefix=rf.get("blobPrefix"), file_path=rf.get("filePath"),
-            file_mode=rf.get("fileMode")))
+        out.append(
+            agent.ResourceFile(
+                http_url=rf.get("httpUrl"),
+                storage_container_url=rf.get("storageContainerUrl"),
+                blob_prefix=rf.get("blobPrefix"),
+                file_path=rf.get("filePath"),
+                file_mode=rf.get("fileMode"),
+            )
+        )
     return out
 
 
@@ -1047,9 +1148,12 @@ def _output_files(items: Iterable[dict[str, Any]] | None) -> list[agent.OutputFi
     out = []
     for of in items or []:
         container = of.get("destination", {}).get("container", {})
-        out.append(agent.OutputFile(
-            file_pattern=of["filePattern"], container_url=container.get("containerUrl", ""),
-            path=container.get("path"),
-            upload_condition=of.get("uploadOptions", {}).get("uploadCondition", "tasksuccess")))
+        out.append(
+            agent.OutputFile(
+                file_pattern=of["filePattern"],
+                container_url=container.get("containerUrl", ""),
+                path=container.get("path"),
+                upload_condition=of.get("uploadOptions", {}).get("uploadCondition", "tasksuccess"),
+            )
+        )
     return out
-

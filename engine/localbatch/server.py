@@ -56,8 +56,17 @@ MAX_BODY = 4 * 1024 * 1024
 MAX_COLLECTION_BODY = 1024 * 1024
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 SIGNED_HEADERS = (
-    "content-encoding", "content-language", "content-length", "content-md5", "content-type",
-    "date", "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-md5",
+    "content-type",
+    "date",
+    "if-modified-since",
+    "if-match",
+    "if-none-match",
+    "if-unmodified-since",
+    "range",
 )
 
 
@@ -72,9 +81,13 @@ class Settings:
     max_processes: int = os.cpu_count() or 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"latencyMs": self.latency_ms, "faultRate": self.fault_rate,
-                "faultKinds": list(self.fault_kinds), "deleteDelay": self.delete_delay,
-                "maxProcesses": self.max_processes}
+        return {
+            "latencyMs": self.latency_ms,
+            "faultRate": self.fault_rate,
+            "faultKinds": list(self.fault_kinds),
+            "deleteDelay": self.delete_delay,
+            "maxProcesses": self.max_processes,
+        }
 
 
 @dataclass
@@ -104,8 +117,9 @@ class Call:
 
     def json_body(self) -> dict[str, Any]:
         if not isinstance(self.body, dict):
-            raise BatchError(400, "InvalidRequestBody", "The request body is missing or is "
-                             "not a JSON object.")
+            raise BatchError(
+                400, "InvalidRequestBody", "The request body is missing or is not a JSON object."
+            )
         return self.body
 
 
@@ -120,8 +134,15 @@ class Service:
     """The application: routes, auth, accounting, and the handlers of every operation."""
 
     def __init__(
-        self, home: Path, account: str, key: str, settings: Settings, *,
-        min_api: str = MIN_API, max_api: str = MAX_API, bearer_token: str | None = None,
+        self,
+        home: Path,
+        account: str,
+        key: str,
+        settings: Settings,
+        *,
+        min_api: str = MIN_API,
+        max_api: str = MAX_API,
+        bearer_token: str | None = None,
     ) -> None:
         self.home = home
         self.account = account
@@ -160,30 +181,61 @@ class Service:
             ("HEAD", "/pools/{poolId}", "Pools_PoolExists", self.pool_exists),
             ("PATCH", "/pools/{poolId}", "Pools_UpdatePool", self.update_pool),
             ("DELETE", "/pools/{poolId}", "Pools_DeletePool", self.delete_pool),
-            ("POST", "/pools/{poolId}/updateproperties", "Pools_ReplacePoolProperties",
-             self.replace_pool),
+            (
+                "POST",
+                "/pools/{poolId}/updateproperties",
+                "Pools_ReplacePoolProperties",
+                self.replace_pool,
+            ),
             ("POST", "/pools/{poolId}/resize", "Pools_ResizePool", self.resize_pool),
             ("POST", "/pools/{poolId}/stopresize", "Pools_StopPoolResize", self.stop_resize),
             ("POST", "/pools/{poolId}/removenodes", "Pools_RemoveNodes", self.remove_nodes),
             ("GET", "/nodecounts", "Pools_ListPoolNodeCounts", self.node_counts),
             ("GET", "/pools/{poolId}/nodes", "Nodes_ListNodes", self.list_nodes),
             ("GET", "/pools/{poolId}/nodes/{nodeId}", "Nodes_GetNode", self.get_node),
-            ("POST", "/pools/{poolId}/nodes/{nodeId}/reboot", "Nodes_RebootNode",
-             self.reboot_node),
-            ("GET", "/pools/{poolId}/nodes/{nodeId}/files", "Nodes_ListNodeFiles",
-             self.list_node_files),
-            ("GET", "/pools/{poolId}/nodes/{nodeId}/files/{filePath}", "Nodes_GetNodeFile",
-             self.get_node_file),
-            ("HEAD", "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
-             "Nodes_GetNodeFileProperties", self.get_node_file),
-            ("POST", "/pools/{poolId}/nodes/{nodeId}/disablescheduling",
-             "Nodes_DisableNodeScheduling", self.disable_scheduling),
-            ("POST", "/pools/{poolId}/nodes/{nodeId}/enablescheduling",
-             "Nodes_EnableNodeScheduling", self.enable_scheduling),
-            ("DELETE", "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
-             "Nodes_DeleteNodeFile", self.delete_node_file),
-            ("DELETE", "/jobs/{jobId}/tasks/{taskId}/files/{filePath}", "Tasks_DeleteTaskFile",
-             self.delete_task_file),
+            ("POST", "/pools/{poolId}/nodes/{nodeId}/reboot", "Nodes_RebootNode", self.reboot_node),
+            (
+                "GET",
+                "/pools/{poolId}/nodes/{nodeId}/files",
+                "Nodes_ListNodeFiles",
+                self.list_node_files,
+            ),
+            (
+                "GET",
+                "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
+                "Nodes_GetNodeFile",
+                self.get_node_file,
+            ),
+            (
+                "HEAD",
+                "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
+                "Nodes_GetNodeFileProperties",
+                self.get_node_file,
+            ),
+            (
+                "POST",
+                "/pools/{poolId}/nodes/{nodeId}/disablescheduling",
+                "Nodes_DisableNodeScheduling",
+                self.disable_scheduling,
+            ),
+            (
+                "POST",
+                "/pools/{poolId}/nodes/{nodeId}/enablescheduling",
+                "Nodes_EnableNodeScheduling",
+                self.enable_scheduling,
+            ),
+            (
+                "DELETE",
+                "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
+                "Nodes_DeleteNodeFile",
+                self.delete_node_file,
+            ),
+            (
+                "DELETE",
+                "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
+                "Tasks_DeleteTaskFile",
+                self.delete_task_file,
+            ),
             ("GET", "/jobs", "Jobs_ListJobs", self.list_jobs),
             ("POST", "/jobs", "Jobs_CreateJob", self.create_job),
             ("GET", "/jobs/{jobId}", "Jobs_GetJob", self.get_job),
@@ -195,22 +247,46 @@ class Service:
             ("POST", "/jobs/{jobId}/terminate", "Jobs_TerminateJob", self.terminate_job),
             ("GET", "/jobs/{jobId}/taskcounts", "Jobs_GetJobTaskCounts", self.task_counts),
             ("POST", "/jobs/{jobId}/tasks", "Tasks_CreateTask", self.create_task),
-            ("POST", "/jobs/{jobId}/addtaskcollection", "Tasks_CreateTaskCollection",
-             self.create_task_collection),
+            (
+                "POST",
+                "/jobs/{jobId}/addtaskcollection",
+                "Tasks_CreateTaskCollection",
+                self.create_task_collection,
+            ),
             ("GET", "/jobs/{jobId}/tasks", "Tasks_ListTasks", self.list_tasks),
             ("GET", "/jobs/{jobId}/tasks/{taskId}", "Tasks_GetTask", self.get_task),
             ("PUT", "/jobs/{jobId}/tasks/{taskId}", "Tasks_ReplaceTask", self.replace_task),
             ("DELETE", "/jobs/{jobId}/tasks/{taskId}", "Tasks_DeleteTask", self.delete_task),
-            ("POST", "/jobs/{jobId}/tasks/{taskId}/terminate", "Tasks_TerminateTask",
-             self.terminate_task),
-            ("POST", "/jobs/{jobId}/tasks/{taskId}/reactivate", "Tasks_ReactivateTask",
-             self.reactivate_task),
-            ("GET", "/jobs/{jobId}/tasks/{taskId}/files", "Tasks_ListTaskFiles",
-             self.list_task_files),
-            ("GET", "/jobs/{jobId}/tasks/{taskId}/files/{filePath}", "Tasks_GetTaskFile",
-             self.get_task_file),
-            ("HEAD", "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
-             "Tasks_GetTaskFileProperties", self.get_task_file),
+            (
+                "POST",
+                "/jobs/{jobId}/tasks/{taskId}/terminate",
+                "Tasks_TerminateTask",
+                self.terminate_task,
+            ),
+            (
+                "POST",
+                "/jobs/{jobId}/tasks/{taskId}/reactivate",
+                "Tasks_ReactivateTask",
+                self.reactivate_task,
+            ),
+            (
+                "GET",
+                "/jobs/{jobId}/tasks/{taskId}/files",
+                "Tasks_ListTaskFiles",
+                self.list_task_files,
+            ),
+            (
+                "GET",
+                "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
+                "Tasks_GetTaskFile",
+                self.get_task_file,
+            ),
+            (
+                "HEAD",
+                "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
+                "Tasks_GetTaskFileProperties",
+                self.get_task_file,
+            ),
         ]
         out = []
         for method, path, op, handler in table:
@@ -230,8 +306,11 @@ class Service:
             if m == method:
                 return op, handler, {k: unquote(v) for k, v in found.groupdict().items()}
         if known_path:
-            raise BatchError(405, "UnsupportedHttpVerb", f"The resource doesn't support the "
-                             f"specified HTTP verb {method}.")
+            raise BatchError(
+                405,
+                "UnsupportedHttpVerb",
+                f"The resource doesn't support the specified HTTP verb {method}.",
+            )
         return None
 
     # ------------------------------------------------------------------ the pipeline
@@ -260,8 +339,7 @@ class Service:
             query = {k: v[0] for k, v in parse_qs(raw_query).items()}
             self._check_api_version(query)
             if matched is None:
-                raise BatchError(404, "ResourceNotFound", "The specified resource does not "
-                                 "exist.")
+                raise BatchError(404, "ResourceNotFound", "The specified resource does not exist.")
             op, handler, params = matched
             call = Call(request, op, params, query, f"{request.scheme}://{request.host}")
             call.body = await self._read_body(request, op)
@@ -288,38 +366,69 @@ class Service:
                 request.transport.abort()
             raise asyncio.CancelledError  # nothing more to say on a dropped connection
         if kind == "429":
-            return self._error(request, BatchError(429, "TooManyRequests", "Too many requests.",
-                                                   headers={"Retry-After": "1"}), request_id)
+            return self._error(
+                request,
+                BatchError(
+                    429, "TooManyRequests", "Too many requests.", headers={"Retry-After": "1"}
+                ),
+                request_id,
+            )
         if kind == "503":
-            return self._error(request, BatchError(503, "ServerBusy", "The server is busy.",
-                                                   headers={"Retry-After": "1"}), request_id)
-        return self._error(request, BatchError(500, "InternalError", "Server encountered an "
-                                               "internal error. Please try again after some "
-                                               "time."), request_id)
+            return self._error(
+                request,
+                BatchError(503, "ServerBusy", "The server is busy.", headers={"Retry-After": "1"}),
+                request_id,
+            )
+        return self._error(
+            request,
+            BatchError(
+                500,
+                "InternalError",
+                "Server encountered an internal error. Please try again after some time.",
+            ),
+            request_id,
+        )
 
     def _authenticate(self, request: web.Request, raw_path: str, raw_query: str) -> None:
         auth = request.headers.get("Authorization", "")
         if self.bearer_token is not None and auth.startswith("Bearer "):
-            if hmac.compare_digest(auth[len("Bearer "):], self.bearer_token):
+            if hmac.compare_digest(auth[len("Bearer ") :], self.bearer_token):
                 return
-            raise BatchError(401, "AuthenticationFailed", "Server failed to authenticate the "
-                             "request. The access token is invalid.")
+            raise BatchError(
+                401,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. The access token is invalid.",
+            )
         if not auth:
-            raise BatchError(401, "AuthenticationFailed", "Server failed to authenticate the "
-                             "request. Make sure the value of Authorization header is formed "
-                             "correctly including the signature.")
+            raise BatchError(
+                401,
+                "AuthenticationFailed",
+                "Server failed to authenticate the "
+                "request. Make sure the value of Authorization header is formed "
+                "correctly including the signature.",
+            )
         if not auth.startswith("SharedKey ") or ":" not in auth:
-            raise BatchError(400, "InvalidAuthenticationInfo", "Authentication information "
-                             "is not given in the correct format. Check the value of "
-                             "Authorization header.")
-        name, _, signature = auth[len("SharedKey "):].partition(":")
+            raise BatchError(
+                400,
+                "InvalidAuthenticationInfo",
+                "Authentication information "
+                "is not given in the correct format. Check the value of "
+                "Authorization header.",
+            )
+        name, _, signature = auth[len("SharedKey ") :].partition(":")
         expected = self._signature(request, raw_path, raw_query, name)
         if name != self.account or not hmac.compare_digest(signature.strip(), expected):
-            raise BatchError(403, "AuthenticationFailed", "Server failed to authenticate the "
-                             "request. Make sure the value of Authorization header is formed "
-                             "correctly including the signature.",
-                             {"AuthenticationErrorDetail": "The MAC signature found in the "
-                              "HTTP request is not the same as any computed signature."})
+            raise BatchError(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the "
+                "request. Make sure the value of Authorization header is formed "
+                "correctly including the signature.",
+                {
+                    "AuthenticationErrorDetail": "The MAC signature found in the "
+                    "HTTP request is not the same as any computed signature."
+                },
+            )
         self._check_date(request)
 
     def _check_date(self, request: web.Request) -> None:
@@ -331,17 +440,26 @@ class Service:
         try:
             when = parsedate_to_datetime(raw)
         except (TypeError, ValueError):
-            raise BatchError(400, "InvalidHeaderValue", "The value for one of the HTTP headers "
-                             "is not in the correct format.",
-                             {"HeaderName": "ocp-date", "HeaderValue": raw}) from None
+            raise BatchError(
+                400,
+                "InvalidHeaderValue",
+                "The value for one of the HTTP headers is not in the correct format.",
+                {"HeaderName": "ocp-date", "HeaderValue": raw},
+            ) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
         if abs(dt.datetime.now(dt.UTC) - when) > MAX_CLOCK_SKEW:
-            raise BatchError(403, "AuthenticationFailed", "Server failed to authenticate the "
-                             "request. The request date is more than 15 minutes away from "
-                             "the server's time.",
-                             {"AuthenticationErrorDetail": f"Request date {raw} is outside "
-                              "the allowed clock skew of 15 minutes."})
+            raise BatchError(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the "
+                "request. The request date is more than 15 minutes away from "
+                "the server's time.",
+                {
+                    "AuthenticationErrorDetail": f"Request date {raw} is outside "
+                    "the allowed clock skew of 15 minutes."
+                },
+            )
 
     def _signature(self, request: web.Request, raw_path: str, raw_query: str, name: str) -> str:
         """The string Batch signs (see azure.batch._patch.BatchSharedKeyAuthPolicy)."""
@@ -364,38 +482,53 @@ class Service:
     def _check_api_version(self, query: dict[str, str]) -> None:
         version = query.get("api-version")
         if not version:
-            raise BatchError(400, "MissingRequiredQueryParameter", "A query parameter that's "
-                             "mandatory for this request is not specified.",
-                             {"QueryParameterName": "api-version"})
+            raise BatchError(
+                400,
+                "MissingRequiredQueryParameter",
+                "A query parameter that's mandatory for this request is not specified.",
+                {"QueryParameterName": "api-version"},
+            )
         try:
             key = _api_key(version)
         except ValueError:
             key = (0,)
         if not self.min_api <= key <= self.max_api:
-            raise BatchError(400, "UnsupportedRequestVersion", "The specified api-version is "
-                             f"not supported; this service accepts {self.api_range[0]} to "
-                             f"{self.api_range[1]}.",
-                             {"QueryParameterName": "api-version", "QueryParameterValue": version})
+            raise BatchError(
+                400,
+                "UnsupportedRequestVersion",
+                "The specified api-version is "
+                f"not supported; this service accepts {self.api_range[0]} to "
+                f"{self.api_range[1]}.",
+                {"QueryParameterName": "api-version", "QueryParameterValue": version},
+            )
 
     async def _read_body(self, request: web.Request, op: str) -> Any:
         if request.method in ("GET", "HEAD", "DELETE") or not request.can_read_body:
             return None
         limit = MAX_COLLECTION_BODY if op == "Tasks_CreateTaskCollection" else MAX_BODY
         if (request.content_length or 0) > limit:
-            raise BatchError(413, "RequestBodyTooLarge", "The request body is too large and "
-                             "exceeds the maximum permissible limit.",
-                             {"MaxLimit": str(limit)})
+            raise BatchError(
+                413,
+                "RequestBodyTooLarge",
+                "The request body is too large and exceeds the maximum permissible limit.",
+                {"MaxLimit": str(limit)},
+            )
         raw = await request.read()
         if len(raw) > limit:
-            raise BatchError(413, "RequestBodyTooLarge", "The request body is too large and "
-                             "exceeds the maximum permissible limit.", {"MaxLimit": str(limit)})
+            raise BatchError(
+                413,
+                "RequestBodyTooLarge",
+                "The request body is too large and exceeds the maximum permissible limit.",
+                {"MaxLimit": str(limit)},
+            )
         if not raw.strip():
             return None
         try:
             return lenient(json.loads(raw))
         except (ValueError, UnicodeDecodeError):
-            raise BatchError(400, "InvalidRequestBody", "The specified Request Body is not "
-                             "syntactically valid.") from None
+            raise BatchError(
+                400, "InvalidRequestBody", "The specified Request Body is not syntactically valid."
+            ) from None
 
     def _common(self, request: web.Request, request_id: str, headers: dict[str, str]) -> None:
         headers["request-id"] = request_id
@@ -411,16 +544,20 @@ class Service:
         if reply.body is None or request.method == "HEAD":
             return web.Response(status=reply.status, headers=headers)
         headers["Content-Type"] = JSON_TYPE
-        return web.Response(status=reply.status, headers=headers,
-                            body=json.dumps(reply.body).encode())
+        return web.Response(
+            status=reply.status, headers=headers, body=json.dumps(reply.body).encode()
+        )
 
     def _error(self, request: web.Request, exc: BatchError, request_id: str) -> web.Response:
         headers = dict(exc.headers)
         self._common(request, request_id, headers)
         if request.method == "HEAD" or exc.status == 304:
             return web.Response(status=exc.status, headers=headers)
-        body = {"odata.metadata": f"{request.scheme}://{request.host}/$metadata#Microsoft.Azure"
-                ".Batch.Protocol.Entities.Container.errors/@Element", **exc.body(request_id)}
+        body = {
+            "odata.metadata": f"{request.scheme}://{request.host}/$metadata#Microsoft.Azure"
+            ".Batch.Protocol.Entities.Container.errors/@Element",
+            **exc.body(request_id),
+        }
         headers["Content-Type"] = JSON_TYPE
         return web.Response(status=exc.status, headers=headers, body=json.dumps(body).encode())
 
@@ -436,8 +573,14 @@ class Service:
             return web.json_response({"error": "loopback only"}, status=403)
         path, method = request.path, request.method
         if path == "/_local/health" and method == "GET":
-            return web.json_response({"status": "ok", "account": self.account,
-                                      "pid": os.getpid(), "apiVersions": self.api_range})
+            return web.json_response(
+                {
+                    "status": "ok",
+                    "account": self.account,
+                    "pid": os.getpid(),
+                    "apiVersions": self.api_range,
+                }
+            )
         if path == "/_local/requests" and method == "GET":
             read = sum(v["read"] for v in self.counts.values())
             write = sum(v["write"] for v in self.counts.values())
@@ -513,8 +656,11 @@ class Service:
     def _conditions(call: Call, body: dict[str, Any] | None, write: bool) -> None:
         """If-Match / If-None-Match / If-(Un)Modified-Since, as Batch applies them."""
         etag = body.get("eTag") if body else None
-        fail = BatchError(412 if write else 304, "ConditionNotMet",
-                          "The condition specified using HTTP conditional header(s) is not met.")
+        fail = BatchError(
+            412 if write else 304,
+            "ConditionNotMet",
+            "The condition specified using HTTP conditional header(s) is not met.",
+        )
         if_match = call.header("If-Match")
         if if_match is not None:
             tags = {t.strip().strip('"') for t in if_match.split(",")}
@@ -534,8 +680,9 @@ class Service:
             try:
                 since = parsedate_to_datetime(value)
             except (TypeError, ValueError):
-                raise BatchError(400, "InvalidHeaderValue", f"The value for {name} is not "
-                                 "valid.") from None
+                raise BatchError(
+                    400, "InvalidHeaderValue", f"The value for {name} is not valid."
+                ) from None
             changed = parse_iso(modified).replace(microsecond=0) > since
             if newer and not changed:
                 raise fail
@@ -562,8 +709,13 @@ class Service:
         return [s.strip() for s in text.split(",")] if text else None
 
     def _page(
-        self, call: Call, kind: str, parent: str, allowed: frozenset[str],
-        meta_name: str, shape: Callable[[Row], dict[str, Any]] | None = None,
+        self,
+        call: Call,
+        kind: str,
+        parent: str,
+        allowed: frozenset[str],
+        meta_name: str,
+        shape: Callable[[Row], dict[str, Any]] | None = None,
     ) -> Reply:
         """One page of a list: filter, select, maxresults and the nextLink's skiptoken."""
         limit = self._maxresults(call)
@@ -587,8 +739,9 @@ class Service:
         cursor = returned = after
         more = False
         while not more:
-            rows = list(self.store.iter(kind, parent, after=cursor, state=hint, limit=1000,
-                                        where=where))
+            rows = list(
+                self.store.iter(kind, parent, after=cursor, state=hint, limit=1000, where=where)
+            )
             for row in rows:
                 body = shape(row) if shape else row.body
                 if pred(body):
@@ -600,14 +753,17 @@ class Service:
                 cursor = row.seq
             if len(rows) < 1000:
                 break
-        out: dict[str, Any] = {"odata.metadata": f"{call.base}/$metadata#{meta_name}",
-                               "value": values}
+        out: dict[str, Any] = {
+            "odata.metadata": f"{call.base}/$metadata#{meta_name}",
+            "value": values,
+        }
         if more:
             out["odata.nextLink"] = self.next_link(call, returned)
         return Reply(200, out)
 
-    def _raw_page(self, call: Call, kind: str, parent: str, meta_name: str, after: int,
-                  limit: int) -> Reply:
+    def _raw_page(
+        self, call: Call, kind: str, parent: str, meta_name: str, after: int, limit: int
+    ) -> Reply:
         """An unfiltered, unselected page, spliced from the stored JSON without decoding it."""
         rows = self.store.iter_raw(kind, parent, after=after, limit=limit + 1)
         more = len(rows) > limit
@@ -628,11 +784,19 @@ class Service:
         except ValueError:
             value = 0
         if not 1 <= value <= 1000:
-            raise BatchError(400, "OutOfRangeQueryParameterValue", "One of the query "
-                             "parameters specified in the request URI is outside the "
-                             "permissible range.", {"QueryParameterName": "maxresults",
-                                                    "QueryParameterValue": text,
-                                                    "MinLimit": "1", "MaxLimit": "1000"})
+            raise BatchError(
+                400,
+                "OutOfRangeQueryParameterValue",
+                "One of the query "
+                "parameters specified in the request URI is outside the "
+                "permissible range.",
+                {
+                    "QueryParameterName": "maxresults",
+                    "QueryParameterValue": text,
+                    "MinLimit": "1",
+                    "MaxLimit": "1000",
+                },
+            )
         return value
 
     @staticmethod
@@ -642,17 +806,22 @@ class Service:
             return 0
         m = re.fullmatch(r"s(\d+)", text)
         if not m:
-            raise BatchError(400, "InvalidQueryParameterValue", "Value for one of the query "
-                             "parameters specified in the request URI is invalid.",
-                             {"QueryParameterName": "$skiptoken", "QueryParameterValue": text})
+            raise BatchError(
+                400,
+                "InvalidQueryParameterValue",
+                "Value for one of the query parameters specified in the request URI is invalid.",
+                {"QueryParameterName": "$skiptoken", "QueryParameterValue": text},
+            )
         return int(m[1])
 
     @staticmethod
     def _bad_filter(text: str | None, reason: str) -> BatchError:
-        return BatchError(400, "InvalidQueryParameterValue", "Value for one of the query "
-                          "parameters specified in the request URI is invalid.",
-                          {"QueryParameterName": "$filter", "QueryParameterValue": text or "",
-                           "Reason": reason})
+        return BatchError(
+            400,
+            "InvalidQueryParameterValue",
+            "Value for one of the query parameters specified in the request URI is invalid.",
+            {"QueryParameterName": "$filter", "QueryParameterValue": text or "", "Reason": reason},
+        )
 
     @staticmethod
     def _touch(body: dict[str, Any]) -> None:
@@ -672,8 +841,11 @@ class Service:
         existing = self.store.get("pool", "", pool_id)
         if existing is not None:
             if existing.body.get("state") == "deleting":
-                raise BatchError(409, "PoolBeingDeleted", "The specified pool has been marked "
-                                 "for deletion and is being reclaimed.")
+                raise BatchError(
+                    409,
+                    "PoolBeingDeleted",
+                    "The specified pool has been marked for deletion and is being reclaimed.",
+                )
             raise BatchError(409, "PoolExists", "The specified pool already exists.")
         dedicated = req.get("targetDedicatedNodes", 0) or 0
         low = req.get("targetLowPriorityNodes", 0) or 0
@@ -690,29 +862,47 @@ class Service:
         if req.get("displayName") is not None:
             body["displayName"] = req["displayName"]
         autoscale = bool(req.get("enableAutoScale", False))
-        body.update({
-            "url": url, "eTag": new_etag(), "lastModified": stamp, "creationTime": stamp,
-            "state": "active", "stateTransitionTime": stamp,
-            "allocationState": "resizing" if (dedicated or low) and not autoscale else "steady",
-            "allocationStateTransitionTime": stamp,
-            "vmSize": str(req["vmSize"]).lower(),
-        })
+        body.update(
+            {
+                "url": url,
+                "eTag": new_etag(),
+                "lastModified": stamp,
+                "creationTime": stamp,
+                "state": "active",
+                "stateTransitionTime": stamp,
+                "allocationState": "resizing" if (dedicated or low) and not autoscale else "steady",
+                "allocationStateTransitionTime": stamp,
+                "vmSize": str(req["vmSize"]).lower(),
+            }
+        )
         for key in ("virtualMachineConfiguration", "networkConfiguration", "resourceTags"):
             if req.get(key) is not None:
                 body[key] = req[key]
         body["resizeTimeout"] = req.get("resizeTimeout") or "PT15M"
-        body.update({
-            "currentDedicatedNodes": 0, "currentLowPriorityNodes": 0,
-            "targetDedicatedNodes": 0 if autoscale else dedicated,
-            "targetLowPriorityNodes": 0 if autoscale else low,
-            "enableAutoScale": autoscale,
-            "enableInterNodeCommunication": bool(req.get("enableInterNodeCommunication", False)),
-        })
+        body.update(
+            {
+                "currentDedicatedNodes": 0,
+                "currentLowPriorityNodes": 0,
+                "targetDedicatedNodes": 0 if autoscale else dedicated,
+                "targetLowPriorityNodes": 0 if autoscale else low,
+                "enableAutoScale": autoscale,
+                "enableInterNodeCommunication": bool(
+                    req.get("enableInterNodeCommunication", False)
+                ),
+            }
+        )
         if autoscale:
             body["autoScaleFormula"] = req.get("autoScaleFormula", "")
             body["autoScaleEvaluationInterval"] = req.get("autoScaleEvaluationInterval", "PT15M")
-        for key in ("startTask", "certificateReferences", "applicationPackageReferences",
-                    "userAccounts", "metadata", "mountConfiguration", "upgradePolicy"):
+        for key in (
+            "startTask",
+            "certificateReferences",
+            "applicationPackageReferences",
+            "userAccounts",
+            "metadata",
+            "mountConfiguration",
+            "upgradePolicy",
+        ):
             if req.get(key) is not None:
                 body[key] = req[key]
         body["taskSlotsPerNode"] = slots
@@ -751,8 +941,11 @@ class Service:
         row = self._pool(call.params["poolId"])
         self._conditions(call, row.body, write=True)
         if row.body["state"] == "deleting":
-            raise BatchError(409, "PoolBeingDeleted", "The specified pool has been marked for "
-                             "deletion and is being reclaimed.")
+            raise BatchError(
+                409,
+                "PoolBeingDeleted",
+                "The specified pool has been marked for deletion and is being reclaimed.",
+            )
         return row
 
     def update_pool(self, call: Call) -> Reply:
@@ -761,22 +954,41 @@ class Service:
         body = row.body
         if req.get("startTask") is not None:
             self._check_start_task(req["startTask"])
-        empty = body["currentDedicatedNodes"] + body["currentLowPriorityNodes"] == 0 and \
-            body["allocationState"] == "steady"
-        for key in ("vmSize", "taskSlotsPerNode", "virtualMachineConfiguration",
-                    "networkConfiguration", "enableInterNodeCommunication", "userAccounts",
-                    "mountConfiguration", "resourceTags", "taskSchedulingPolicy",
-                    "upgradePolicy", "displayName"):
+        empty = (
+            body["currentDedicatedNodes"] + body["currentLowPriorityNodes"] == 0
+            and body["allocationState"] == "steady"
+        )
+        for key in (
+            "vmSize",
+            "taskSlotsPerNode",
+            "virtualMachineConfiguration",
+            "networkConfiguration",
+            "enableInterNodeCommunication",
+            "userAccounts",
+            "mountConfiguration",
+            "resourceTags",
+            "taskSchedulingPolicy",
+            "upgradePolicy",
+            "displayName",
+        ):
             if key in req and req[key] is not None and req[key] != body.get(key):
                 if not empty:
-                    raise BatchError(409, "OperationNotValidOnPool", f"{key} can be changed "
-                                     "only when the pool has no nodes.",
-                                     {"PropertyName": key})
+                    raise BatchError(
+                        409,
+                        "OperationNotValidOnPool",
+                        f"{key} can be changed only when the pool has no nodes.",
+                        {"PropertyName": key},
+                    )
                 if key == "taskSlotsPerNode":
                     check_int(key, req[key], 1, 256)
                 body[key] = str(req[key]).lower() if key == "vmSize" else req[key]
-        for key in ("startTask", "metadata", "certificateReferences",
-                    "applicationPackageReferences", "targetNodeCommunicationMode"):
+        for key in (
+            "startTask",
+            "metadata",
+            "certificateReferences",
+            "applicationPackageReferences",
+            "targetNodeCommunicationMode",
+        ):
             if key in req and req[key] is not None:
                 if key == "startTask" and not req[key]:
                     body.pop(key, None)
@@ -804,8 +1016,7 @@ class Service:
                 row.body[key] = req[key]
             else:
                 row.body.pop(key, None)
-        row.body["targetNodeCommunicationMode"] = req.get("targetNodeCommunicationMode",
-                                                          "default")
+        row.body["targetNodeCommunicationMode"] = req.get("targetNodeCommunicationMode", "default")
         self._touch(row.body)
         self.store.put(row)
         return self._write_reply(204, row.body, row.body["url"])
@@ -854,8 +1065,9 @@ class Service:
         for node_id in nodes:
             if self.store.get("node", row.key, str(node_id)) is None:
                 raise BatchError(404, "NodeNotFound", f"The node {node_id} does not exist.")
-        self.scheduler.remove_nodes(row.key, [str(n) for n in nodes],
-                                    req.get("nodeDeallocationOption") or "requeue")
+        self.scheduler.remove_nodes(
+            row.key, [str(n) for n in nodes], req.get("nodeDeallocationOption") or "requeue"
+        )
         row = self._pool(call.params["poolId"])
         return self._write_reply(202, row.body, row.body["url"])
 
@@ -890,8 +1102,10 @@ class Service:
                 break
             values.append(counts)
             last = pool.seq
-        out: dict[str, Any] = {"odata.metadata": f"{call.base}/$metadata#nodecounts",
-                               "value": values}
+        out: dict[str, Any] = {
+            "odata.metadata": f"{call.base}/$metadata#nodecounts",
+            "value": values,
+        }
         if more:
             out["odata.nextLink"] = self.next_link(call, last)
         return Reply(200, out)
@@ -900,8 +1114,9 @@ class Service:
 
     def list_nodes(self, call: Call) -> Reply:
         pool = self._pool(call.params["poolId"])
-        return self._page(call, "node", pool.key, odata.NODE_PROPS, "nodes",
-                          shape=self.scheduler.shape_node)
+        return self._page(
+            call, "node", pool.key, odata.NODE_PROPS, "nodes", shape=self.scheduler.shape_node
+        )
 
     def get_node(self, call: Call) -> Reply:
         row = self._node(call.params["poolId"], call.params["nodeId"])
@@ -912,22 +1127,31 @@ class Service:
         row = self._node(call.params["poolId"], call.params["nodeId"])
         req = call.body if isinstance(call.body, dict) else {}
         if row.body["state"] in ("creating", "starting", "rebooting", "leavingpool"):
-            raise BatchError(409, "OperationNotValidOnNode", "The node is not in a state that "
-                             "allows a reboot.")
-        self.scheduler.reboot_node(row.parent, row.key, req.get("nodeRebootOption") or
-                                   "requeue")
+            raise BatchError(
+                409, "OperationNotValidOnNode", "The node is not in a state that allows a reboot."
+            )
+        self.scheduler.reboot_node(row.parent, row.key, req.get("nodeRebootOption") or "requeue")
         node = self._node(call.params["poolId"], call.params["nodeId"])
-        return Reply(202, None, {"DataServiceId": node.body["url"],
-                                 "ETag": new_etag(),
-                                 "Last-Modified": http_date(node.body["stateTransitionTime"])})
+        return Reply(
+            202,
+            None,
+            {
+                "DataServiceId": node.body["url"],
+                "ETag": new_etag(),
+                "Last-Modified": http_date(node.body["stateTransitionTime"]),
+            },
+        )
 
     def disable_scheduling(self, call: Call) -> Reply:
         """No new tasks go to the node; `taskCompletion` (and the others, simplified here)
         lets running tasks finish."""
         row = self._node(call.params["poolId"], call.params["nodeId"])
         if row.body.get("schedulingState") == "disabled":
-            raise BatchError(409, "NodeAlreadyInTargetSchedulingState", "The node is already "
-                             "in the requested scheduling state.")
+            raise BatchError(
+                409,
+                "NodeAlreadyInTargetSchedulingState",
+                "The node is already in the requested scheduling state.",
+            )
         req = call.body if isinstance(call.body, dict) else {}
         option = str(req.get("nodeDisableSchedulingOption") or "requeue").lower()
         self.scheduler.set_scheduling(row.parent, row.key, False, option)
@@ -936,8 +1160,11 @@ class Service:
     def enable_scheduling(self, call: Call) -> Reply:
         row = self._node(call.params["poolId"], call.params["nodeId"])
         if row.body.get("schedulingState", "enabled") == "enabled":
-            raise BatchError(409, "NodeAlreadyInTargetSchedulingState", "The node is already "
-                             "in the requested scheduling state.")
+            raise BatchError(
+                409,
+                "NodeAlreadyInTargetSchedulingState",
+                "The node is already in the requested scheduling state.",
+            )
         self.scheduler.set_scheduling(row.parent, row.key, True, "")
         return Reply(200, None, {"DataServiceId": row.body["url"]})
 
@@ -951,15 +1178,22 @@ class Service:
             raise missing("poolInfo")
         if not pool_info.get("poolId"):
             if pool_info.get("autoPoolSpecification"):
-                raise BatchError(400, "UnsupportedProperty", "Auto pools are not supported by "
-                                 "the local Batch service.",
-                                 {"PropertyName": "autoPoolSpecification"})
+                raise BatchError(
+                    400,
+                    "UnsupportedProperty",
+                    "Auto pools are not supported by the local Batch service.",
+                    {"PropertyName": "autoPoolSpecification"},
+                )
             raise missing("poolInfo.poolId")
         existing = self.store.get("job", "", job_id)
         if existing is not None:
             if existing.body.get("state") == "deleting":
-                raise BatchError(409, "JobBeingDeleted", "The specified job has been marked "
-                                 "for deletion and is being garbage collected.")
+                raise BatchError(
+                    409,
+                    "JobBeingDeleted",
+                    "The specified job has been marked "
+                    "for deletion and is being garbage collected.",
+                )
             raise BatchError(409, "JobExists", "The specified job already exists.")
         self._check_job_fields(req)
         stamp = iso()
@@ -967,17 +1201,27 @@ class Service:
         body: dict[str, Any] = {"id": job_id}
         if req.get("displayName") is not None:
             body["displayName"] = req["displayName"]
-        body.update({
-            "usesTaskDependencies": bool(req.get("usesTaskDependencies", False)),
-            "url": url, "eTag": new_etag(), "lastModified": stamp, "creationTime": stamp,
-            "state": "active", "stateTransitionTime": stamp,
-            "priority": req.get("priority", 0),
-            "allowTaskPreemption": bool(req.get("allowTaskPreemption", False)),
-            "maxParallelTasks": req.get("maxParallelTasks", -1),
-            "constraints": self._job_constraints(req.get("constraints")),
-        })
-        for key in ("jobManagerTask", "jobPreparationTask", "jobReleaseTask",
-                    "commonEnvironmentSettings"):
+        body.update(
+            {
+                "usesTaskDependencies": bool(req.get("usesTaskDependencies", False)),
+                "url": url,
+                "eTag": new_etag(),
+                "lastModified": stamp,
+                "creationTime": stamp,
+                "state": "active",
+                "stateTransitionTime": stamp,
+                "priority": req.get("priority", 0),
+                "allowTaskPreemption": bool(req.get("allowTaskPreemption", False)),
+                "maxParallelTasks": req.get("maxParallelTasks", -1),
+                "constraints": self._job_constraints(req.get("constraints")),
+            }
+        )
+        for key in (
+            "jobManagerTask",
+            "jobPreparationTask",
+            "jobReleaseTask",
+            "commonEnvironmentSettings",
+        ):
             if req.get(key) is not None:
                 body[key] = req[key]
         body["poolInfo"] = {"poolId": pool_info["poolId"]}
@@ -1003,14 +1247,15 @@ class Service:
         if not isinstance(constraints, dict):
             raise invalid("constraints", constraints, "Constraints must be an object.")
         check_duration("constraints.maxWallClockTime", constraints.get("maxWallClockTime"))
-        check_int("constraints.maxTaskRetryCount", constraints.get("maxTaskRetryCount"), -1,
-                  None)
+        check_int("constraints.maxTaskRetryCount", constraints.get("maxTaskRetryCount"), -1, None)
 
     @staticmethod
     def _job_constraints(given: Any) -> dict[str, Any]:
         given = given or {}
-        return {"maxWallClockTime": given.get("maxWallClockTime") or MAX_DURATION,
-                "maxTaskRetryCount": given.get("maxTaskRetryCount", 0)}
+        return {
+            "maxWallClockTime": given.get("maxWallClockTime") or MAX_DURATION,
+            "maxTaskRetryCount": given.get("maxTaskRetryCount", 0),
+        }
 
     def get_job(self, call: Call) -> Reply:
         row = self._job(call.params["jobId"])
@@ -1024,14 +1269,17 @@ class Service:
         self._conditions(call, row.body, write=True)
         state = row.body["state"]
         if state == "deleting":
-            raise BatchError(409, "JobBeingDeleted", "The specified job has been marked for "
-                             "deletion and is being garbage collected.")
+            raise BatchError(
+                409,
+                "JobBeingDeleted",
+                "The specified job has been marked for deletion and is being garbage collected.",
+            )
         if state == "completed":
-            raise BatchError(409, "JobCompleted", "The specified job is already in a completed "
-                             "state.")
+            raise BatchError(
+                409, "JobCompleted", "The specified job is already in a completed state."
+            )
         if state == "terminating":
-            raise BatchError(409, "JobBeingTerminated", "The specified job is being "
-                             "terminated.")
+            raise BatchError(409, "JobBeingTerminated", "The specified job is being terminated.")
         return row
 
     def _apply_job_update(self, row: Row, req: dict[str, Any], replace: bool) -> None:
@@ -1040,20 +1288,34 @@ class Service:
         pool_info = req.get("poolInfo")
         if replace and not isinstance(pool_info, dict):
             raise missing("poolInfo")
-        if isinstance(pool_info, dict) and pool_info.get("poolId") and \
-                pool_info["poolId"].lower() != body["poolInfo"]["poolId"].lower():
+        if (
+            isinstance(pool_info, dict)
+            and pool_info.get("poolId")
+            and pool_info["poolId"].lower() != body["poolInfo"]["poolId"].lower()
+        ):
             if body["state"] != "disabled":
-                raise BatchError(409, "OperationInvalidForCurrentState", "The pool of a job can be changed only while the job "
-                                 "is disabled.", {"PropertyName": "poolInfo"})
+                raise BatchError(
+                    409,
+                    "OperationInvalidForCurrentState",
+                    "The pool of a job can be changed only while the job is disabled.",
+                    {"PropertyName": "poolInfo"},
+                )
             body["poolInfo"] = {"poolId": pool_info["poolId"]}
             body["executionInfo"]["poolId"] = pool_info["poolId"]
         mode = req.get("onAllTasksComplete")
         if body["onAllTasksComplete"] == "terminatejob" and mode == "noaction":
-            raise invalid("onAllTasksComplete", mode, "Once set to terminatejob it cannot be "
-                          "changed back to noaction.")
-        defaults: dict[str, Any] = {"priority": 0, "allowTaskPreemption": False,
-                                    "maxParallelTasks": -1, "onAllTasksComplete": None,
-                                    "metadata": None}
+            raise invalid(
+                "onAllTasksComplete",
+                mode,
+                "Once set to terminatejob it cannot be changed back to noaction.",
+            )
+        defaults: dict[str, Any] = {
+            "priority": 0,
+            "allowTaskPreemption": False,
+            "maxParallelTasks": -1,
+            "onAllTasksComplete": None,
+            "metadata": None,
+        }
         for key, default in defaults.items():
             if key in req and req[key] is not None:
                 body[key] = req[key]
@@ -1112,8 +1374,9 @@ class Service:
     def task_counts(self, call: Call) -> Reply:
         row = self._job(call.params["jobId"])
         counts = self.scheduler.task_counts(row.key)
-        return Reply(200, {"odata.metadata": f"{call.base}/$metadata#taskcounts/@Element",
-                           **counts})
+        return Reply(
+            200, {"odata.metadata": f"{call.base}/$metadata#taskcounts/@Element", **counts}
+        )
 
     # ------------------------------------------------------------------ tasks
 
@@ -1121,14 +1384,17 @@ class Service:
         job = self._job(job_id)
         state = job.body["state"]
         if state == "deleting":
-            raise BatchError(409, "JobBeingDeleted", "The specified job has been marked for "
-                             "deletion and is being garbage collected.")
+            raise BatchError(
+                409,
+                "JobBeingDeleted",
+                "The specified job has been marked for deletion and is being garbage collected.",
+            )
         if state == "completed":
-            raise BatchError(409, "JobCompleted", "The specified job is already in a completed "
-                             "state.")
+            raise BatchError(
+                409, "JobCompleted", "The specified job is already in a completed state."
+            )
         if state == "terminating":
-            raise BatchError(409, "JobBeingTerminated", "The specified job is being "
-                             "terminated.")
+            raise BatchError(409, "JobBeingTerminated", "The specified job is being terminated.")
         return job
 
     def _new_task(self, base: str, job: Row, req: Any) -> Row:
@@ -1145,24 +1411,28 @@ class Service:
             raise invalid("constraints", constraints, "Constraints must be an object.")
         check_duration("constraints.maxWallClockTime", constraints.get("maxWallClockTime"))
         check_duration("constraints.retentionTime", constraints.get("retentionTime"))
-        check_int("constraints.maxTaskRetryCount", constraints.get("maxTaskRetryCount"), -1,
-                  None)
+        check_int("constraints.maxTaskRetryCount", constraints.get("maxTaskRetryCount"), -1, None)
         slots = req.get("requiredSlots", 1)
         check_int("requiredSlots", slots, 1, 256)
         depends = req.get("dependsOn")
         if depends:
             if not job.body.get("usesTaskDependencies"):
-                raise BatchError(400, "TaskDependenciesNotSpecifiedOnJob", "The job does not "
-                                 "allow tasks with dependencies (usesTaskDependencies is not "
-                                 "set).")
+                raise BatchError(
+                    400,
+                    "TaskDependenciesNotSpecifiedOnJob",
+                    "The job does not "
+                    "allow tasks with dependencies (usesTaskDependencies is not "
+                    "set).",
+                )
             if not isinstance(depends, dict):
                 raise invalid("dependsOn", depends, "dependsOn must be an object.")
             ids = depends.get("taskIds") or []
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 raise invalid("dependsOn.taskIds", ids, "taskIds must be a list of ids.")
             if sum(len(i) for i in ids) > 64000:
-                raise BatchError(400, "TaskDependencyListTooLong", "The task's dependency list "
-                                 "is too long.")
+                raise BatchError(
+                    400, "TaskDependencyListTooLong", "The task's dependency list is too long."
+                )
             ranges = depends.get("taskIdRanges") or []
             for r in ranges:
                 if not isinstance(r, dict) or "start" not in r or "end" not in r:
@@ -1172,11 +1442,18 @@ class Service:
                 if r["start"] > r["end"]:
                     raise invalid("dependsOn.taskIdRanges", r, "start must not exceed end.")
         for rf in req.get("resourceFiles") or []:
-            sources = [k for k in ("httpUrl", "storageContainerUrl", "autoStorageContainerName")
-                       if rf.get(k)]
+            sources = [
+                k
+                for k in ("httpUrl", "storageContainerUrl", "autoStorageContainerName")
+                if rf.get(k)
+            ]
             if len(sources) != 1:
-                raise invalid("resourceFiles", rf, "Exactly one of httpUrl, "
-                              "storageContainerUrl or autoStorageContainerName is required.")
+                raise invalid(
+                    "resourceFiles",
+                    rf,
+                    "Exactly one of httpUrl, "
+                    "storageContainerUrl or autoStorageContainerName is required.",
+                )
         for of in req.get("outputFiles") or []:
             if not isinstance(of, dict) or not of.get("filePattern"):
                 raise missing("outputFiles.filePattern")
@@ -1190,16 +1467,26 @@ class Service:
         body: dict[str, Any] = {"id": task_id}
         if req.get("displayName") is not None:
             body["displayName"] = req["displayName"]
-        body.update({
-            "url": f"{base}/jobs/{job.body['id']}/tasks/{task_id}",
-            "eTag": new_etag(), "lastModified": stamp, "creationTime": stamp,
-        })
+        body.update(
+            {
+                "url": f"{base}/jobs/{job.body['id']}/tasks/{task_id}",
+                "eTag": new_etag(),
+                "lastModified": stamp,
+                "creationTime": stamp,
+            }
+        )
         if req.get("exitConditions") is not None:
             body["exitConditions"] = req["exitConditions"]
-        body.update({"state": "active", "stateTransitionTime": stamp,
-                     "commandLine": req["commandLine"]})
-        for key in ("containerSettings", "resourceFiles", "outputFiles", "environmentSettings",
-                    "affinityInfo"):
+        body.update(
+            {"state": "active", "stateTransitionTime": stamp, "commandLine": req["commandLine"]}
+        )
+        for key in (
+            "containerSettings",
+            "resourceFiles",
+            "outputFiles",
+            "environmentSettings",
+            "affinityInfo",
+        ):
             if req.get(key) is not None:
                 body[key] = req[key]
         body["constraints"] = {
@@ -1209,10 +1496,14 @@ class Service:
         }
         body["requiredSlots"] = slots
         body["userIdentity"] = req.get("userIdentity") or {
-            "autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
+            "autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}
+        }
         body["executionInfo"] = {"retryCount": 0, "requeueCount": 0}
-        for key in ("multiInstanceSettings", "applicationPackageReferences",
-                    "authenticationTokenSettings"):
+        for key in (
+            "multiInstanceSettings",
+            "applicationPackageReferences",
+            "authenticationTokenSettings",
+        ):
             if req.get(key) is not None:
                 body[key] = req[key]
         if depends:
@@ -1236,10 +1527,16 @@ class Service:
         if not isinstance(tasks, list) or not tasks:
             raise missing("value")
         if len(tasks) > 100:
-            raise BatchError(400, "InvalidPropertyValue", "A task collection may "
-                             "hold at most 100 tasks.",
-                             {"PropertyName": "value", "PropertyValue": str(len(tasks)),
-                              "Reason": "At most 100 tasks may be added in one request."})
+            raise BatchError(
+                400,
+                "InvalidPropertyValue",
+                "A task collection may hold at most 100 tasks.",
+                {
+                    "PropertyName": "value",
+                    "PropertyValue": str(len(tasks)),
+                    "Reason": "At most 100 tasks may be added in one request.",
+                },
+            )
         results: list[dict[str, Any]] = []
         seen: set[str] = set()
         rows: list[Row] = []
@@ -1255,14 +1552,21 @@ class Service:
                 continue
             seen.add(row.key)
             rows.append(row)
-            results.append({"status": "success", "taskId": row.body["id"],
-                            "eTag": row.body["eTag"], "lastModified": row.body["lastModified"],
-                            "location": row.body["url"]})
+            results.append(
+                {
+                    "status": "success",
+                    "taskId": row.body["id"],
+                    "eTag": row.body["eTag"],
+                    "lastModified": row.body["lastModified"],
+                    "location": row.body["url"],
+                }
+            )
         self.store.put_many(rows)
         if rows:
             self.scheduler.tasks_added(job.key)
-        return Reply(200, {"odata.metadata": f"{call.base}/$metadata#taskaddresult",
-                           "value": results})
+        return Reply(
+            200, {"odata.metadata": f"{call.base}/$metadata#taskaddresult", "value": results}
+        )
 
     def list_tasks(self, call: Call) -> Reply:
         job = self._job(call.params["jobId"])
@@ -1284,8 +1588,9 @@ class Service:
                 raise invalid("constraints", constraints, "Constraints must be an object.")
             check_duration("constraints.maxWallClockTime", constraints.get("maxWallClockTime"))
             check_duration("constraints.retentionTime", constraints.get("retentionTime"))
-            check_int("constraints.maxTaskRetryCount", constraints.get("maxTaskRetryCount"),
-                      -1, None)
+            check_int(
+                "constraints.maxTaskRetryCount", constraints.get("maxTaskRetryCount"), -1, None
+            )
             row.body["constraints"] = {
                 "maxWallClockTime": constraints.get("maxWallClockTime") or MAX_DURATION,
                 "retentionTime": constraints.get("retentionTime") or "P7D",
@@ -1317,8 +1622,11 @@ class Service:
         if row.body["state"] != "completed":
             raise BatchError(409, "TaskNotCompleted", "The specified task is not completed.")
         if row.body.get("executionInfo", {}).get("result") == "success":
-            raise BatchError(409, "TaskSucceeded", "The specified task completed successfully "
-                             "and cannot be reactivated.")
+            raise BatchError(
+                409,
+                "TaskSucceeded",
+                "The specified task completed successfully and cannot be reactivated.",
+            )
         job = self._job(call.params["jobId"])
         if job.body["state"] in ("completed", "terminating", "deleting"):
             raise BatchError(409, "JobCompleted", "The job of this task is completed.")
@@ -1331,12 +1639,18 @@ class Service:
     def _task_dir(self, call: Call) -> tuple[Row, Path]:
         row = self._task(call.params["jobId"], call.params["taskId"])
         if row.meta.get("cleaned"):
-            raise BatchError(409, "TaskFilesCleanedup", "The task's files have been cleaned "
-                             "up after its retention time.")
+            raise BatchError(
+                409,
+                "TaskFilesCleanedup",
+                "The task's files have been cleaned up after its retention time.",
+            )
         where = self.scheduler.task_dir(row)
         if where is None:
-            raise BatchError(409, "TaskFilesUnavailable", "The task has not been scheduled on "
-                             "a node yet, so it has no files.")
+            raise BatchError(
+                409,
+                "TaskFilesUnavailable",
+                "The task has not been scheduled on a node yet, so it has no files.",
+            )
         return row, where
 
     def _node_dir(self, call: Call) -> Path:
@@ -1368,9 +1682,8 @@ class Service:
                 rel = path.relative_to(root).as_posix()
                 entries.append(self._file_entry(path, rel, url))
         matching = [e for e in entries if pred(e)]
-        page = matching[after:after + limit]
-        out: dict[str, Any] = {"odata.metadata": f"{call.base}/$metadata#files",
-                               "value": page}
+        page = matching[after : after + limit]
+        out: dict[str, Any] = {"odata.metadata": f"{call.base}/$metadata#files", "value": page}
         if after + limit < len(matching):
             out["odata.nextLink"] = self.next_link(call, after + limit)
         return Reply(200, out)
@@ -1387,8 +1700,12 @@ class Service:
         }
         if not is_dir:
             props["contentType"] = mimetypes.guess_type(rel)[0] or "application/octet-stream"
-        return {"name": rel, "url": f"{url}/{quote(rel, safe='/')}", "isDirectory": is_dir,
-                "properties": props}
+        return {
+            "name": rel,
+            "url": f"{url}/{quote(rel, safe='/')}",
+            "isDirectory": is_dir,
+            "properties": props,
+        }
 
     def get_task_file(self, call: Call) -> Reply:
         row, root = self._task_dir(call)
@@ -1403,15 +1720,17 @@ class Service:
         rel = call.params["filePath"].replace("\\", "/").strip("/")
         parts = [p for p in rel.split("/") if p not in ("", ".")]
         if any(p == ".." for p in parts) or not parts:
-            raise BatchError(400, "InvalidUri", "The file path must stay inside the task or "
-                             "node directory.")
+            raise BatchError(
+                400, "InvalidUri", "The file path must stay inside the task or node directory."
+            )
         path = root.joinpath(*parts)
         try:
             resolved = path.resolve()
             resolved.relative_to(root.resolve())
         except (ValueError, OSError):
-            raise BatchError(400, "InvalidUri", "The file path must stay inside the task or "
-                             "node directory.") from None
+            raise BatchError(
+                400, "InvalidUri", "The file path must stay inside the task or node directory."
+            ) from None
         if not path.exists():
             raise BatchError(404, "FileNotFound", "The specified file does not exist.")
         entry = self._file_entry(path, "/".join(parts), url)
@@ -1425,8 +1744,9 @@ class Service:
             "ETag": f"0x8{int(path.stat().st_mtime_ns // 100):015X}"[:18],
             "Content-Type": props.get("contentType", "application/octet-stream"),
         }
-        self._conditions(call, {"lastModified": props["lastModified"], "eTag": headers["ETag"]},
-                         write=False)
+        self._conditions(
+            call, {"lastModified": props["lastModified"], "eTag": headers["ETag"]}, write=False
+        )
         if entry["isDirectory"]:
             headers["Content-Length"] = "0"
             return Reply(200, None, headers, raw=b"" if call.request.method == "GET" else None)
@@ -1443,8 +1763,11 @@ class Service:
             else:
                 start = max(0, size - int(m[2]))
             if start >= size or start > end:
-                raise BatchError(416, "InvalidRange", "The range specified is invalid for the "
-                                 "current size of the resource.")
+                raise BatchError(
+                    416,
+                    "InvalidRange",
+                    "The range specified is invalid for the current size of the resource.",
+                )
         length = max(0, end - start + 1)
         if call.request.method == "HEAD":
             headers["Content-Length"] = str(size)
@@ -1467,8 +1790,11 @@ class Service:
             raise BatchError(404, "FileNotFound", "The specified file does not exist.")
         if path.is_dir():
             if call.query.get("recursive", "false").lower() != "true" and any(path.iterdir()):
-                raise BatchError(409, "OperationInvalidForCurrentState", "The directory is "
-                                 "not empty; delete it with recursive=true.")
+                raise BatchError(
+                    409,
+                    "OperationInvalidForCurrentState",
+                    "The directory is not empty; delete it with recursive=true.",
+                )
             shutil.rmtree(path)
         else:
             path.unlink()
@@ -1479,14 +1805,16 @@ class Service:
         """A file path under root, refusing anything that would step outside it."""
         parts = [p for p in text.replace("\\", "/").split("/") if p not in ("", ".")]
         if not parts or ".." in parts:
-            raise BatchError(400, "InvalidUri", "The file path must stay inside the task or "
-                             "node directory.")
+            raise BatchError(
+                400, "InvalidUri", "The file path must stay inside the task or node directory."
+            )
         path = root.joinpath(*parts)
         try:
             path.resolve().relative_to(root.resolve())
         except (ValueError, OSError):
-            raise BatchError(400, "InvalidUri", "The file path must stay inside the task or "
-                             "node directory.") from None
+            raise BatchError(
+                400, "InvalidUri", "The file path must stay inside the task or node directory."
+            ) from None
         return path
 
     # ------------------------------------------------------------------ paging links

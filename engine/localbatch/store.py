@@ -33,8 +33,9 @@ CREATE TABLE IF NOT EXISTS resources (
 );
 CREATE INDEX IF NOT EXISTS resources_state ON resources (kind, parent, state, seq);
 """
-COUNTS_INDEX = ("CREATE INDEX IF NOT EXISTS resources_counts"
-                " ON resources (kind, parent, state, result, slots)")
+COUNTS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS resources_counts ON resources (kind, parent, state, result, slots)"
+)
 
 
 @dataclass
@@ -65,7 +66,8 @@ class Store:
             self.db.execute(
                 "UPDATE resources SET result=coalesce(json_extract(body,"
                 " '$.executionInfo.result'), ''), slots=coalesce(json_extract(body,"
-                " '$.requiredSlots'), 1)")
+                " '$.requiredSlots'), 1)"
+            )
         self.db.execute(COUNTS_INDEX)
         self._depth = 0
         self._pending = False
@@ -145,8 +147,16 @@ class Store:
             " ON CONFLICT (kind, parent, key) DO UPDATE SET state=excluded.state,"
             " body=excluded.body, meta=excluded.meta, result=excluded.result,"
             " slots=excluded.slots RETURNING seq",
-            (row.kind, row.parent, row.key.lower(), state, body, meta, result,
-             slots if isinstance(slots, int) else 1),
+            (
+                row.kind,
+                row.parent,
+                row.key.lower(),
+                state,
+                body,
+                meta,
+                result,
+                slots if isinstance(slots, int) else 1,
+            ),
         )
         row.seq = int(cur.fetchone()[0])
 
@@ -177,8 +187,10 @@ class Store:
     ) -> Iterator[Row]:
         """Rows in list order after seq `after`, optionally pre-filtered by state (eq/ne) and
         by a SQL condition on the body (`odata.to_sql`)."""
-        sql = ("SELECT seq, kind, parent, key, body, meta FROM resources"
-               " WHERE kind=? AND parent=? AND seq>?")
+        sql = (
+            "SELECT seq, kind, parent, key, body, meta FROM resources"
+            " WHERE kind=? AND parent=? AND seq>?"
+        )
         args: list[Any] = [kind, parent, after]
         if state is not None:
             sql += " AND state=?" if state[0] == "eq" else " AND state<>?"
@@ -197,7 +209,9 @@ class Store:
         """(seq, body JSON text) in list order: unfiltered pages skip decoding entirely."""
         cur = self.db.execute(
             "SELECT seq, body FROM resources WHERE kind=? AND parent=? AND seq>?"
-            " ORDER BY seq LIMIT ?", (kind, parent, after, limit))
+            " ORDER BY seq LIMIT ?",
+            (kind, parent, after, limit),
+        )
         return [(int(seq), str(body)) for seq, body in cur.fetchall()]
 
     def iter_all(self, kind: str, *, state: str | None = None) -> Iterator[Row]:

@@ -27,9 +27,11 @@ SPEC_FILE = REFERENCE_DIR / "azure-batch-2025-06-01.21.0.json"
 
 # Request bodies azure-batch 15.x sends that the reference calls invalid; the service accepts
 # them as Batch does.
-KNOWN_SDK_DIVERGENCES = frozenset({
-    "<root>: 'certificateReferences' is a required property",  # ReplacePoolProperties
-})
+KNOWN_SDK_DIVERGENCES = frozenset(
+    {
+        "<root>: 'certificateReferences' is a required property",  # ReplacePoolProperties
+    }
+)
 
 
 @dataclass
@@ -57,11 +59,14 @@ class Reference:
         return None
 
     def errors(self, name: str, body: Any) -> list[str]:
-        return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-                for e in self.validator(name).iter_errors(body)]
+        return [
+            f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in self.validator(name).iter_errors(body)
+        ]
 
-    def check_response(self, method: str, url: str, status: int, content_type: str,
-                       body: bytes) -> str:
+    def check_response(
+        self, method: str, url: str, status: int, content_type: str, body: bytes
+    ) -> str:
         """Validate one response; returns the operationId. Raises AssertionError on drift."""
         path = urlsplit(url).path
         op = self.operation(method, path)
@@ -70,7 +75,8 @@ class Reference:
         key = str(status) if str(status) in op.responses else "default"
         if 200 <= status < 300:
             assert str(status) in op.responses, (
-                f"{op.op_id} answered {status}; the reference allows {sorted(op.responses)}")
+                f"{op.op_id} answered {status}; the reference allows {sorted(op.responses)}"
+            )
         name = op.responses.get(key)
         if not body or method == "HEAD" or "json" not in content_type or name is None:
             return op.op_id
@@ -85,8 +91,9 @@ class Reference:
         op = self.operation(method, urlsplit(url).path)
         if op is None or op.body is None or not body:
             return
-        problems = [p for p in self.errors(op.body, json.loads(body))
-                    if p not in KNOWN_SDK_DIVERGENCES]
+        problems = [
+            p for p in self.errors(op.body, json.loads(body)) if p not in KNOWN_SDK_DIVERGENCES
+        ]
         assert not problems, f"{op.op_id} request is not a valid {op.body}: {problems[:5]}"
 
 
@@ -124,8 +131,14 @@ def load_reference() -> Reference:
             if method == "parameters":
                 continue
             responses = {k: _ref_name(v.get("schema")) for k, v in op["responses"].items()}
-            body = next((_ref_name(p.get("schema")) for p in op.get("parameters", [])
-                         if p.get("in") == "body"), None)
+            body = next(
+                (
+                    _ref_name(p.get("schema"))
+                    for p in op.get("parameters", [])
+                    if p.get("in") == "body"
+                ),
+                None,
+            )
             ops.append(Operation(op["operationId"], method.upper(), pattern, responses, body))
     # Literal segments must win over parameters (e.g. /pools/{id}/nodes vs a file path).
     ops.sort(key=lambda o: -o.pattern.pattern.count("[^/]"))
@@ -147,8 +160,9 @@ def response_hook(reference: Reference) -> Any:
         content_type = response.headers.get("Content-Type", "")
         if "json" in content_type:
             body = response.body() if hasattr(response, "body") else response.read()
-        reference.check_response(request.method, request.url, response.status_code,
-                                 content_type, body)
+        reference.check_response(
+            request.method, request.url, response.status_code, content_type, body
+        )
         assert response.headers.get("request-id"), "every answer carries a request-id"
 
     return hook
@@ -172,9 +186,11 @@ def checked_client(local_services: Any, reference: Reference) -> Iterator[Any]:
     from azure.batch import BatchClient
     from azure.core.credentials import AzureNamedKeyCredential
 
-    client = BatchClient(local_services.batch_url,
-                         AzureNamedKeyCredential(local_services.account, local_services.key),
-                         raw_response_hook=response_hook(reference))
+    client = BatchClient(
+        local_services.batch_url,
+        AzureNamedKeyCredential(local_services.account, local_services.key),
+        raw_response_hook=response_hook(reference),
+    )
     try:
         yield client
     finally:

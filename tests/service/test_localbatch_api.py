@@ -22,8 +22,9 @@ from azure.core.exceptions import (
 )
 
 IMAGE = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical",
-                                            offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
+    image_reference=m.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 
@@ -40,9 +41,15 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condi
 
 
 def new_pool(client: Any, pool_id: str, nodes: int = 0, **kw: Any) -> None:
-    client.create_pool(m.BatchPoolCreateOptions(id=pool_id, vm_size="STANDARD_D2S_V3",
-                                                virtual_machine_configuration=IMAGE,
-                                                target_dedicated_nodes=nodes, **kw))
+    client.create_pool(
+        m.BatchPoolCreateOptions(
+            id=pool_id,
+            vm_size="STANDARD_D2S_V3",
+            virtual_machine_configuration=IMAGE,
+            target_dedicated_nodes=nodes,
+            **kw,
+        )
+    )
 
 
 @pytest.fixture
@@ -54,8 +61,7 @@ def uid() -> Callable[[str], str]:
 
 def test_pool_create_get_list_delete(checked_client: Any, uid: Callable[[str], str]) -> None:
     pool_id = uid("pool")
-    new_pool(checked_client, pool_id, metadata=[m.BatchMetadataItem(name="bspec-stack",
-                                                                     value="s")])
+    new_pool(checked_client, pool_id, metadata=[m.BatchMetadataItem(name="bspec-stack", value="s")])
     pool = checked_client.get_pool(pool_id)
     assert pool.id == pool_id and pool.state == "active"
     assert pool.vm_size == "standard_d2s_v3"
@@ -96,18 +102,25 @@ def test_pool_exists_head(checked_client: Any, uid: Callable[[str], str]) -> Non
 def test_update_replace_resize_pool(checked_client: Any, uid: Callable[[str], str]) -> None:
     pool_id = uid("pool")
     new_pool(checked_client, pool_id)
-    checked_client.update_pool(pool_id, m.BatchPoolUpdateOptions(
-        metadata=[m.BatchMetadataItem(name="k", value="v")], task_slots_per_node=2,
-        start_task=m.BatchStartTask(command_line="true")))
+    checked_client.update_pool(
+        pool_id,
+        m.BatchPoolUpdateOptions(
+            metadata=[m.BatchMetadataItem(name="k", value="v")],
+            task_slots_per_node=2,
+            start_task=m.BatchStartTask(command_line="true"),
+        ),
+    )
     pool = checked_client.get_pool(pool_id)
     assert pool.metadata[0].name == "k" and pool.task_slots_per_node == 2
     assert pool.start_task.command_line == "true"
-    checked_client.replace_pool_properties(pool_id, m.BatchPoolReplaceOptions(
-        application_package_references=[], metadata=[]))
+    checked_client.replace_pool_properties(
+        pool_id, m.BatchPoolReplaceOptions(application_package_references=[], metadata=[])
+    )
     pool = checked_client.get_pool(pool_id)
     assert not pool.metadata and pool.start_task is None
-    checked_client.begin_resize_pool(pool_id, m.BatchPoolResizeOptions(
-        target_dedicated_nodes=2), polling_interval=0.05).result()
+    checked_client.begin_resize_pool(
+        pool_id, m.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=0.05
+    ).result()
     pool = checked_client.get_pool(pool_id)
     assert pool.allocation_state == "steady" and pool.current_dedicated_nodes == 2
     with pytest.raises(HttpResponseError) as err:
@@ -115,12 +128,14 @@ def test_update_replace_resize_pool(checked_client: Any, uid: Callable[[str], st
     assert err.value.status_code == 409
     nodes = list(checked_client.list_nodes(pool_id))
     assert len(nodes) == 2
-    checked_client.begin_remove_nodes(pool_id, m.BatchNodeRemoveOptions(
-        node_ids=[nodes[0].id]), polling_interval=0.05).result()
+    checked_client.begin_remove_nodes(
+        pool_id, m.BatchNodeRemoveOptions(node_ids=[nodes[0].id]), polling_interval=0.05
+    ).result()
     wait_for(lambda: len(list(checked_client.list_nodes(pool_id))) == 1, what="node removed")
     assert checked_client.get_pool(pool_id).target_dedicated_nodes == 1
-    checked_client.begin_resize_pool(pool_id, m.BatchPoolResizeOptions(
-        target_dedicated_nodes=0), polling_interval=0.05).result()
+    checked_client.begin_resize_pool(
+        pool_id, m.BatchPoolResizeOptions(target_dedicated_nodes=0), polling_interval=0.05
+    ).result()
     wait_for(lambda: checked_client.get_pool(pool_id).current_dedicated_nodes == 0)
     checked_client.begin_stop_pool_resize(pool_id, polling_interval=0.05).result()
     counts = [c for c in checked_client.list_pool_node_counts(filter=f"poolId eq '{pool_id}'")]
@@ -130,16 +145,22 @@ def test_update_replace_resize_pool(checked_client: Any, uid: Callable[[str], st
 def test_job_lifecycle(checked_client: Any, uid: Callable[[str], str]) -> None:
     pool_id, job_id = uid("pool"), uid("job")
     new_pool(checked_client, pool_id)
-    checked_client.create_job(m.BatchJobCreateOptions(
-        id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id), priority=5,
-        metadata=[m.BatchMetadataItem(name="bspec-stack", value="x")]))
+    checked_client.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool_id),
+            priority=5,
+            metadata=[m.BatchMetadataItem(name="bspec-stack", value="x")],
+        )
+    )
     job = checked_client.get_job(job_id)
     assert job.state == "active" and job.priority == 5
     assert job.all_tasks_complete_mode == "noaction"
     assert job.constraints.max_task_retry_count == 0
     with pytest.raises(ResourceExistsError) as err:
-        checked_client.create_job(m.BatchJobCreateOptions(
-            id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id)))
+        checked_client.create_job(
+            m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id))
+        )
     assert err.value.error.code == "JobExists"
     checked_client.update_job(job_id, m.BatchJobUpdateOptions(priority=7))
     assert checked_client.get_job(job_id).priority == 7
@@ -149,16 +170,19 @@ def test_job_lifecycle(checked_client: Any, uid: Callable[[str], str]) -> None:
     checked_client.replace_job(job_id, job)
     replaced = checked_client.get_job(job_id)
     assert replaced.priority == 1 and not replaced.metadata
-    checked_client.begin_disable_job(job_id, m.BatchJobDisableOptions(disable_tasks="requeue"),
-                                     polling_interval=0.05).result()
+    checked_client.begin_disable_job(
+        job_id, m.BatchJobDisableOptions(disable_tasks="requeue"), polling_interval=0.05
+    ).result()
     assert checked_client.get_job(job_id).state == "disabled"
     checked_client.begin_enable_job(job_id, polling_interval=0.05).result()
     assert checked_client.get_job(job_id).state == "active"
-    assert [j.id for j in checked_client.list_jobs(filter=f"id eq '{job_id}'",
-                                                   select=["id", "state"])] == [job_id]
+    assert [
+        j.id for j in checked_client.list_jobs(filter=f"id eq '{job_id}'", select=["id", "state"])
+    ] == [job_id]
     # azure-batch 15.1 cannot send a terminate without a body (no Content-Type); give one.
-    checked_client.begin_terminate_job(job_id, options={"terminateReason": "stopped"},
-                                       polling_interval=0.05).result()
+    checked_client.begin_terminate_job(
+        job_id, options={"terminateReason": "stopped"}, polling_interval=0.05
+    ).result()
     job = checked_client.get_job(job_id)
     assert job.state == "completed" and job.execution_info.termination_reason == "stopped"
     checked_client.begin_delete_job(job_id, polling_interval=0.05).result()
@@ -168,27 +192,33 @@ def test_job_lifecycle(checked_client: Any, uid: Callable[[str], str]) -> None:
 
 def test_tasks_crud_and_collection(checked_client: Any, uid: Callable[[str], str]) -> None:
     pool_id, job_id = uid("pool"), uid("job")
-    checked_client.create_job(m.BatchJobCreateOptions(
-        id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id)))  # no pool: tasks wait
+    checked_client.create_job(
+        m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id))
+    )  # no pool: tasks wait
     checked_client.create_task(job_id, m.BatchTaskCreateOptions(id="one", command_line="true"))
     task = checked_client.get_task(job_id, "one")
     assert task.state == "active" and task.required_slots == 1
     assert task.constraints.retention_time == dt.timedelta(days=7)
     with pytest.raises(ResourceExistsError) as err:
-        checked_client.create_task(job_id, m.BatchTaskCreateOptions(id="ONE",
-                                                                    command_line="true"))
+        checked_client.create_task(job_id, m.BatchTaskCreateOptions(id="ONE", command_line="true"))
     assert err.value.error.code == "TaskExists"
-    result = checked_client.create_task_collection(job_id, m.BatchTaskGroup(task_values=[
-        m.BatchTaskCreateOptions(id="two", command_line="true"),
-        m.BatchTaskCreateOptions(id="one", command_line="true"),
-        m.BatchTaskCreateOptions(id="bad id!", command_line="true"),
-    ]))
+    result = checked_client.create_task_collection(
+        job_id,
+        m.BatchTaskGroup(
+            task_values=[
+                m.BatchTaskCreateOptions(id="two", command_line="true"),
+                m.BatchTaskCreateOptions(id="one", command_line="true"),
+                m.BatchTaskCreateOptions(id="bad id!", command_line="true"),
+            ]
+        ),
+    )
     by_id = {r.task_id: r for r in result.result_values}
     assert by_id["two"].status == "success" and by_id["two"].etag
     assert by_id["one"].status == "clienterror" and by_id["one"].error.code == "TaskExists"
     assert by_id["bad id!"].error.code == "InvalidPropertyValue"
-    checked_client.replace_task(job_id, "two", m.BatchTask(
-        constraints=m.BatchTaskConstraints(max_task_retry_count=3)))
+    checked_client.replace_task(
+        job_id, "two", m.BatchTask(constraints=m.BatchTaskConstraints(max_task_retry_count=3))
+    )
     assert checked_client.get_task(job_id, "two").constraints.max_task_retry_count == 3
     checked_client.terminate_task(job_id, "two")
     two = checked_client.get_task(job_id, "two")
@@ -205,11 +235,18 @@ def test_tasks_crud_and_collection(checked_client: Any, uid: Callable[[str], str
 
 def test_paging_filter_select(checked_client: Any, uid: Callable[[str], str]) -> None:
     job_id = uid("job")
-    checked_client.create_job(m.BatchJobCreateOptions(
-        id=job_id, pool_info=m.BatchPoolInfo(pool_id=uid("nopool"))))
-    checked_client.create_tasks(job_id, [m.BatchTaskCreateOptions(
-        id=f"t{i:03d}", command_line="true", display_name="even" if i % 2 == 0 else "odd")
-        for i in range(25)])
+    checked_client.create_job(
+        m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=uid("nopool")))
+    )
+    checked_client.create_tasks(
+        job_id,
+        [
+            m.BatchTaskCreateOptions(
+                id=f"t{i:03d}", command_line="true", display_name="even" if i % 2 == 0 else "odd"
+            )
+            for i in range(25)
+        ],
+    )
     pages = checked_client.list_tasks(job_id, max_results=10, select=["id", "displayName"])
     tasks = list(pages)
     assert sorted(t.id for t in tasks) == [f"t{i:03d}" for i in range(25)]
@@ -217,8 +254,11 @@ def test_paging_filter_select(checked_client: Any, uid: Callable[[str], str]) ->
     plain = list(checked_client.list_tasks(job_id, max_results=7))
     assert sorted(t.id for t in plain) == [f"t{i:03d}" for i in range(25)]
     assert all(t.command_line == "true" for t in plain)
-    evens = list(checked_client.list_tasks(
-        job_id, max_results=4, filter="displayName eq 'even' and startswith(id, 't00')"))
+    evens = list(
+        checked_client.list_tasks(
+            job_id, max_results=4, filter="displayName eq 'even' and startswith(id, 't00')"
+        )
+    )
     assert sorted(t.id for t in evens) == ["t000", "t002", "t004", "t006", "t008"]
     either = list(checked_client.list_tasks(job_id, filter="id eq 't001' or id eq 't024'"))
     assert sorted(t.id for t in either) == ["t001", "t024"]
@@ -239,13 +279,19 @@ def test_etag_conditions(checked_client: Any, uid: Callable[[str], str]) -> None
     pool_id = uid("pool")
     new_pool(checked_client, pool_id)
     etag = checked_client.get_pool(pool_id).etag
-    checked_client.update_pool(pool_id, m.BatchPoolUpdateOptions(
-        metadata=[m.BatchMetadataItem(name="a", value="1")]), etag=etag,
-        match_condition=MatchConditions.IfNotModified)
+    checked_client.update_pool(
+        pool_id,
+        m.BatchPoolUpdateOptions(metadata=[m.BatchMetadataItem(name="a", value="1")]),
+        etag=etag,
+        match_condition=MatchConditions.IfNotModified,
+    )
     with pytest.raises(ResourceModifiedError) as err:
-        checked_client.update_pool(pool_id, m.BatchPoolUpdateOptions(
-            metadata=[m.BatchMetadataItem(name="a", value="2")]), etag=etag,
-            match_condition=MatchConditions.IfNotModified)
+        checked_client.update_pool(
+            pool_id,
+            m.BatchPoolUpdateOptions(metadata=[m.BatchMetadataItem(name="a", value="2")]),
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
     assert err.value.status_code == 412 and err.value.error.code == "ConditionNotMet"
     assert checked_client.get_pool(pool_id).metadata[0].value == "1"
 
@@ -255,13 +301,19 @@ def test_validation_errors(checked_client: Any, uid: Callable[[str], str]) -> No
         checked_client.create_pool(m.BatchPoolCreateOptions(id="bad/id", vm_size="x"))
     assert err.value.status_code == 400
     job_id = uid("job")
-    checked_client.create_job(m.BatchJobCreateOptions(
-        id=job_id, pool_info=m.BatchPoolInfo(pool_id="p")))
+    checked_client.create_job(
+        m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id="p"))
+    )
     with pytest.raises(HttpResponseError) as err:
-        checked_client.create_task(job_id, m.BatchTaskCreateOptions(
-            id="d", command_line="true", depends_on=m.BatchTaskDependencies(task_ids=["x"])))
+        checked_client.create_task(
+            job_id,
+            m.BatchTaskCreateOptions(
+                id="d", command_line="true", depends_on=m.BatchTaskDependencies(task_ids=["x"])
+            ),
+        )
     assert err.value.error.code == "TaskDependenciesNotSpecifiedOnJob"
     with pytest.raises(ResourceNotFoundError) as nf:
-        checked_client.create_task(uid("nojob"), m.BatchTaskCreateOptions(id="a",
-                                                                          command_line="true"))
+        checked_client.create_task(
+            uid("nojob"), m.BatchTaskCreateOptions(id="a", command_line="true")
+        )
     assert nf.value.error.code == "JobNotFound"

@@ -2,7 +2,9 @@
 
 An azure-core policy placed after the retry policy sees every request that goes on the
 wire (retries included), so the figures mean the same on the local and the azure target.
-Reads are GET and HEAD; everything else is a write.
+Reads are GET and HEAD; everything else is a write. It also sees retries (the same request
+going out again after a transient answer), counts them, and reports each on stderr with
+the method, the path (never the query, which may hold a SAS) and what it answered.
 
 Testing hook: with `BSPEC_TEST_KILL_AFTER_WRITES=k` in the environment, the process
 SIGKILLs itself as soon as the answer to its k-th write request (both services counted
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
@@ -34,6 +38,16 @@ class RequestCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts = {s: {"read": 0, "write": 0} for s in SERVICES}
+        self._retries = {s: 0 for s in SERVICES}
+
+    def add_retry(self, service: str) -> None:
+        with self._lock:
+            self._retries[service] = self._retries.get(service, 0) + 1
+
+    def retries(self) -> dict[str, int]:
+        """Requests sent again after a transient answer, per service (included in the counts)."""
+        with self._lock:
+            return dict(self._retries)
 
     def add(self, service: str, method: str) -> int:
         """Count one request; returns its ordinal among all writes (0 for a read)."""
@@ -67,12 +81,22 @@ class CountingPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
         self.kill_after = _kill_after()
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
-        ordinal = self.counter.add(self.service, request.http_request.method)
+        method = request.http_request.method
+        ordinal = self.counter.add(self.service, method)
+        if "bspec_answer" in request.context:  # the retry policy is sending it again
+            self.counter.add_retry(self.service)
+            path = urlsplit(request.http_request.url).path
+            sys.stderr.write(f"{self.service}: retrying {method} {path} after"
+                             f" {request.context['bspec_answer']}\n")
         if self.kill_after is not None and ordinal == self.kill_after:
             request.context["bspec_kill"] = True
 
     def on_response(
         self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
     ) -> None:
+        request.context["bspec_answer"] = f"HTTP {response.http_response.status_code}"
         if request.context.get("bspec_kill"):
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_exception(self, request: PipelineRequest[Any]) -> None:
+        request.context["bspec_answer"] = "a dropped connection"

@@ -136,3 +136,31 @@ def test_task_output_shown_never_carries_a_sas_signature() -> None:
     assert "abc%2Bdef123" not in text_of(data)
     assert lines_tail(data, 1) == ["ok"]
     assert "sig=REDACTED" in lines_tail(data, 2)[0]
+
+
+def test_on_a_terminal_each_job_gets_a_bar_with_its_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    import bspec.cli
+    from rich.console import Console
+
+    screen = io.StringIO()
+    monkeypatch.setattr(bspec.cli, "err", Console(file=screen, force_terminal=True, width=120))
+    shown = Display(tty=True)
+    with shown.running():
+        shown.say("Waiting for 1 node to start (nodes starting)")
+        for job, done in (("map-job", 3), ("reduce-job", 0)):
+            counts = {
+                "active": 1 - min(done, 1),
+                "running": 0,
+                "completed": done,
+                "succeeded": done,
+                "failed": 0,
+            }
+            shown.update(job, 3 if job == "map-job" else 1, counts)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "Waiting for 1 node to start (nodes starting)" in text
+    assert re.search(r"map-job .*3/3 active 0  running 0  succeeded 3  failed 0", text)
+    assert re.search(r"reduce-job .*0/1 active 1  running 0  succeeded 0  failed 0", text)

@@ -290,3 +290,33 @@ def test_logs_follow_prints_until_the_task_completes(project: Project) -> None:
     refused = project.run("logs", "slow", "--follow", "--json")
     assert refused.returncode == 2
     assert json.loads(refused.stdout)["error"]["code"] == "InvalidFlag"
+
+
+def test_outputs_without_content_md5_compare_by_size_and_etag(
+    project: Project, blob_service: Any
+) -> None:
+    project.write(
+        "      - id: t\n        commandLine: /bin/true\n",
+        nodes=0,
+        outputs="    outputs:\n      - container: output\n        to: results\n",
+    )
+    assert bspec.outputs(project.spec)["outputs"]["files"] == []  # no container yet
+    container = blob_service.get_container_client(f"{project.name}-output")
+    container.create_container(metadata={"bspec_stack": project.name})  # destroy removes it
+    blob = container.get_blob_client("deep/part.bin")
+
+    def put_in_blocks(data: bytes) -> None:  # a block list has no Content-MD5
+        blob.stage_block("YmxvY2sx", data)
+        blob.commit_block_list(["YmxvY2sx"])
+
+    put_in_blocks(b"first")
+    assert blob.get_blob_properties().content_settings.content_md5 is None
+    got = bspec.outputs(project.spec)["outputs"]
+    assert (got["downloaded"], got["unchanged"]) == (1, 0)
+    local = project.folder / "results" / "deep" / "part.bin"
+    assert local.read_bytes() == b"first"
+    assert (project.folder / "results" / ".bspec-outputs.json").exists()
+    assert bspec.outputs(project.spec)["outputs"]["unchanged"] == 1
+    put_in_blocks(b"again")
+    assert bspec.outputs(project.spec)["outputs"]["downloaded"] == 1
+    assert local.read_bytes() == b"again"

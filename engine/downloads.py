@@ -147,9 +147,14 @@ def preview(path: Path) -> list[str] | None:
 
 
 def render_outputs(
-    result: OutputsResult, *, base: Path | None = None, show_content: bool = True
+    result: OutputsResult,
+    *,
+    base: Path | None = None,
+    show_content: bool = True,
+    limit: int = 10,
 ) -> list[str]:
-    """Lines for people: what was downloaded where, and the content of small text files."""
+    """Lines for people: what was downloaded where, and the content of small text files
+    (the first `limit` downloaded files; the rest are counted)."""
 
     def rel(p: Path) -> str:
         if base is not None:
@@ -163,15 +168,19 @@ def render_outputs(
         return ["Outputs: none yet."]
     down = result.downloaded
     folders = sorted({rel(f.path.parent) for f in result.files})
+    where = ", ".join(folders[:3]) + (
+        f" and {len(folders) - 3} more folders" if len(folders) > 3 else ""
+    )
     lines = [
-        f"Outputs: {len(down)} downloaded, {len(result.files) - len(down)} unchanged"
-        f" in {', '.join(folders)}"
+        f"Outputs: {len(down)} downloaded, {len(result.files) - len(down)} unchanged in {where}"
     ]
-    for f in down:
+    for f in down[:limit]:
         lines.append(f"  {rel(f.path)}")
         body = preview(f.path) if show_content else None
         if body:
             lines.extend(f"    {line}" for line in body)
+    if len(down) > limit:
+        lines.append(f"  ... and {len(down) - limit:,} more files")
     for name in result.skipped:
         lines.append(f"  skipped {name}: its name leaves the output folder")
     return lines

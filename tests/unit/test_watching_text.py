@@ -164,3 +164,13 @@ def test_on_a_terminal_each_job_gets_a_bar_with_its_counts(
     assert "Waiting for 1 node to start (nodes starting)" in text
     assert re.search(r"map-job .*3/3 active 0  running 0  succeeded 3  failed 0", text)
     assert re.search(r"reduce-job .*0/1 active 1  running 0  succeeded 0  failed 0", text)
+
+
+def test_many_outputs_are_counted_not_listed(tmp_path: Path) -> None:
+    files = [
+        OutputFile((tmp_path / f"d{i % 5}" / f"f{i}.txt").resolve(), "output", f"f{i}", True, 1)
+        for i in range(25)
+    ]
+    lines = render_outputs(OutputsResult(files), base=tmp_path, show_content=False)
+    assert lines[0] == "Outputs: 25 downloaded, 0 unchanged in d0, d1, d2 and 2 more folders"
+    assert len(lines) == 12 and lines[-1] == "  ... and 15 more files"

@@ -23,9 +23,12 @@ import os
 import re
 import shlex
 import signal
+import subprocess
+import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,16 +241,18 @@ class TaskRun:
             if isinstance(started, dict):
                 return self._outcome("failure", None, started, None, "process")
             proc, start_time = started
+            watch = _ExitWatch(proc)
             try:
                 if on_running is not None:
                     await on_running(proc.pid)
-                exit_code, stage = await self._wait(proc, start_time)
+                exit_code, stage = await self._wait(proc, watch.exited)
             except BaseException:
                 # Cancelled (the service stopping) or on_running failed: leave no process, and
-                # reap it so its transport closes instead of warning when collected.
+                # reap it so nothing is left a zombie or warns when collected.
                 _signal_group(proc.pid, signal.SIGKILL)
                 with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE)
+                    await asyncio.wait_for(asyncio.shield(watch.exited), KILL_GRACE)
+                watch.release()
                 raise
             finally:
                 self._exited = True
@@ -291,7 +296,8 @@ class TaskRun:
 
     # ------------------------------------------------------------------ process
 
-    async def _spawn(self) -> tuple[asyncio.subprocess.Process, datetime] | dict[str, Any]:
+    async def _spawn(self) -> tuple[subprocess.Popen[bytes], datetime] | dict[str, Any]:
+        """Start the process from a worker thread, so the fork and exec never stall the loop."""
         ex = self.execution
         try:
             argv = shlex.split(ex.command_line)
@@ -303,19 +309,10 @@ class TaskRun:
             return failure_info("CommandLaunchFailed", "The command line is empty")
         env = _base_environment()
         env.update(ex.environment)
-        stdout = open(ex.task_dir / "stdout.txt", "wb")  # noqa: SIM115 - handed to the child
-        stderr = open(ex.task_dir / "stderr.txt", "wb")  # noqa: SIM115
+        loop = asyncio.get_running_loop()
+        starting = loop.run_in_executor(_spawner(), _popen, argv, ex, env)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                cwd=ex.working_dir,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
+            proc = await asyncio.shield(starting)
         except FileNotFoundError:
             return failure_info(
                 "CommandProgramNotFound",
@@ -328,37 +325,37 @@ class TaskRun:
             )
         except OSError as exc:
             return failure_info("CommandLaunchFailed", f"The task could not start: {exc.strerror}")
-        finally:
-            stdout.close()
-            stderr.close()
+        except _OutputUnwritable as exc:
+            return failure_info(
+                "CommandLaunchFailed", f"Cannot create the task's stdout.txt or stderr.txt: {exc}"
+            )
+        except asyncio.CancelledError:
+            # The start goes on in its thread: whatever it starts is killed and reaped.
+            starting.add_done_callback(_abandon)
+            raise
         self.pid = proc.pid
         if self._killed.is_set():  # kill() raced the start
             _signal_group(proc.pid, signal.SIGKILL)
         return proc, _now()
 
     async def _wait(
-        self, proc: asyncio.subprocess.Process, start: datetime
+        self, proc: subprocess.Popen[bytes], waiter: asyncio.Future[int]
     ) -> tuple[int | None, str]:
-        """Wait for exit, kill() or the wall clock; returns (exit code, stage)."""
+        """Wait for exit (WAITER), kill() or the wall clock; returns (exit code, stage)."""
         limit = self.execution.max_wall_clock_time
-        waiter = asyncio.ensure_future(proc.wait())
         killer = asyncio.ensure_future(self._killed.wait())
+        either: set[asyncio.Future[Any]] = {waiter, killer}
         try:
-            done, _ = await asyncio.wait(
-                {waiter, killer}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-            )
-        except asyncio.CancelledError:
-            waiter.cancel()
-            raise
+            done, _ = await asyncio.wait(either, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         finally:
             killer.cancel()
         if waiter in done:
             return waiter.result(), "process"
         if killer in done:
-            await waiter  # kill() already signalled the group; SIGKILL follows after the grace
+            await asyncio.shield(waiter)  # kill() signalled the group; SIGKILL follows the grace
             return None, "killed"
         _signal_group(proc.pid, signal.SIGKILL)
-        await waiter
+        await asyncio.shield(waiter)
         return None, "timeout"
 
     # ------------------------------------------------------------------ resource files
@@ -725,6 +722,109 @@ def _with_query(url: str, query: str) -> str:
     parts = urllib.parse.urlsplit(url)
     merged = "&".join(q for q in (parts.query, query) if q)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, merged, ""))
+
+
+_spawn_pool: ThreadPoolExecutor | None = None
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """The threads that start task processes: a fork costs about a millisecond or more, which
+    on the event loop's thread would stall dispatch and every request for that long."""
+    global _spawn_pool
+    if _spawn_pool is None:
+        _spawn_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bspec-spawn")
+    return _spawn_pool
+
+
+class _OutputUnwritable(Exception):
+    """stdout.txt or stderr.txt cannot be created: no process was started."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(exc.strerror or str(exc))
+
+
+def _popen(argv: list[str], ex: Execution, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ARGV (in a worker thread): no shell, its own session and process group."""
+    try:
+        out = open(ex.task_dir / "stdout.txt", "wb")  # noqa: SIM115 - handed to the child
+    except OSError as exc:
+        raise _OutputUnwritable(exc) from exc
+    try:
+        err = open(ex.task_dir / "stderr.txt", "wb")  # noqa: SIM115
+    except OSError as exc:
+        out.close()
+        raise _OutputUnwritable(exc) from exc
+    with out, err:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=ex.working_dir,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def _abandon(starting: Future[subprocess.Popen[bytes]] | asyncio.Future[Any]) -> None:
+    """A start whose run was cancelled meanwhile: kill what it started and reap it."""
+    if starting.cancelled() or starting.exception() is not None:
+        return
+    proc = starting.result()
+    _signal_group(proc.pid, signal.SIGKILL)
+    threading.Thread(target=proc.wait, name="bspec-reap", daemon=True).start()
+
+
+class _ExitWatch:
+    """`exited` resolves to the exit code without blocking the loop: a pidfd the loop watches
+    (Linux 5.3+), else a thread blocked in wait(). Either way the process is reaped."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[int] = self.loop.create_future()
+        self.fd = -1
+        try:
+            self.fd = os.pidfd_open(proc.pid)
+            self.loop.add_reader(self.fd, self._readable)
+        except (AttributeError, OSError, NotImplementedError, RuntimeError):
+            self._close_fd()
+            self._wait_in_thread()
+
+    def _readable(self) -> None:
+        code = self.proc.poll()
+        if code is None:
+            return  # not yet reapable
+        self._close_fd()
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+    def _close_fd(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+    def _wait_in_thread(self) -> None:
+        def wait() -> None:
+            code = self.proc.wait()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to tell
+                self.loop.call_soon_threadsafe(self._resolve, code)
+
+        threading.Thread(target=wait, name="bspec-wait", daemon=True).start()
+
+    def _resolve(self, code: int) -> None:
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+    def release(self) -> None:
+        """Stop watching from the loop; if the process still runs, a thread reaps it."""
+        if self.exited.done() or self.fd < 0:
+            return
+        self._close_fd()
+        self._wait_in_thread()
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

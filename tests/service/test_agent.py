@@ -204,7 +204,8 @@ def test_cancelling_the_run_kills_the_process_group(
         async with aiohttp.ClientSession() as http:
             job = asyncio.ensure_future(TaskRun(ex, http, asyncio.Semaphore(1)).run(on_running))
             await started.wait()
-            while not (ex.working_dir / "grandchild.pid").exists():
+            marker = ex.working_dir / "grandchild.pid"
+            while not (marker.exists() and marker.read_text().endswith("\n")):  # written whole
                 await asyncio.sleep(0.02)
             job.cancel()
             with pytest.raises(asyncio.CancelledError):

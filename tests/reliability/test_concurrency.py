@@ -47,17 +47,29 @@ def submitted(run: Run) -> int:
 def test_two_concurrent_applies_are_serialized(bspec: Bspec, inproc: Any,
                                                state: Callable[[str], Snapshot],
                                                stack: Callable[..., tuple[str, Path]]) -> None:
+    """Two applies that both planned changes: the lock lets one apply at a time."""
     name, spec = stack("conc", tasks=130)
     args = ["apply", str(spec), "--yes", "--no-wait", "--json", "--lock-timeout", "60"]
-    procs = [bspec.popen(args) for _ in range(2)]
+    # Hold the lock while both start and plan, so that both surely wait for it.
+    tgt = connect("local", name)
+    try:
+        gate = StackLock(tgt.storage, desired_of(spec).logs_container.name, 0, "apply")
+        gate.acquire()
+        procs = [bspec.popen(args) for _ in range(2)]
+        time.sleep(6)  # start-up and planning take about 1.5 s each
+        assert all(p.poll() is None for p in procs), "an apply did not wait for the lock"
+        gate.release()
+    finally:
+        tgt.close()
     runs = [bspec.finish(args, p) for p in procs]
     for r in runs:
-        # The one that waited finds the work done: either nothing left to change (0), or it
-        # refuses the plan it showed, which is no longer true (3, StalePlan); never both apply.
+        # The one that got the lock second finds the work done: it refuses the plan it showed,
+        # which is no longer true (3, StalePlan), having changed nothing; never both apply.
         assert r.returncode in (0, 3), str(r)
         if r.returncode == 3:
             assert r.json()["error"]["code"] == "StalePlan", str(r)
     assert sum(submitted(r) for r in runs) == 130, [str(r) for r in runs]
+    assert sorted(r.returncode for r in runs) == [0, 3], [str(r) for r in runs]
     assert_converged(state(name), desired_of(spec))
     record("concurrent", {"exitCodes": [r.returncode for r in runs],
                           "tasksSubmitted": [submitted(r) for r in runs]})

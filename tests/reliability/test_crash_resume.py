@@ -24,6 +24,7 @@ from bspec.commands.unlock import run_unlock
 from .conftest import Bspec, Snapshot, assert_converged, container_bytes, desired_of, record
 
 KILL_ENV = "BSPEC_TEST_KILL_AFTER_WRITES"
+LATENCY_MS = 100
 TASKS = 130  # two chunks of task submission (100 tasks per request)
 
 
@@ -82,20 +83,27 @@ def test_kill_after_every_write_then_resume(bspec: Bspec, inproc: Any,
     for k in range(1, total + 1):
         name, spec = stack(f"crash-k{k}", tasks=TASKS)
         trials.append(trial(bspec, state, name, spec, kill_after=k))
-    # A few at random times (seeded: the same every run) between the end of start-up (as
-    # long as `bspec validate` takes: imports and the spec) and the end of the recorded
-    # run; at least 5 real kills, and enough to make 20 trials whatever the write count.
+    # A few at random times (seeded: the same every run). The 15 writes take a fraction
+    # of a second of a run that is mostly start-up, so these trials run with 100 ms of
+    # simulated Batch latency, which spreads the writes over about a second; the times are
+    # drawn between the end of start-up (as long as `bspec validate` takes) and the end of
+    # a run recorded with the same latency. At least 5 real kills, 20 trials in all.
     started = time.monotonic()
     assert bspec("validate", str(ref_spec)).returncode == 0
     startup = time.monotonic() - started
     rng = random.Random(6)
     wanted = max(5, 20 - total)
-    for i in range(3 * wanted):
-        if sum(1 for t in trials if t["killAtSeconds"] and t["killed"]) >= wanted:
-            break
-        name, spec = stack(f"crash-t{i}", tasks=TASKS)
-        at = round(rng.uniform(min(startup * 0.9, took * 0.8), took * 0.97), 2)
-        trials.append(trial(bspec, state, name, spec, kill_at=at))
+    with inproc.settings(latency_ms=LATENCY_MS):
+        _, slow_spec = stack("crash-slow", tasks=TASKS)
+        started = time.monotonic()
+        assert bspec("apply", str(slow_spec), "--yes", "--no-wait").returncode == 0
+        took = time.monotonic() - started
+        for i in range(3 * wanted):
+            if sum(1 for t in trials if t["killAtSeconds"] and t["killed"]) >= wanted:
+                break
+            name, spec = stack(f"crash-t{i}", tasks=TASKS)
+            at = round(rng.uniform(min(startup, took * 0.8), took * 0.97), 2)
+            trials.append(trial(bspec, state, name, spec, kill_at=at))
     trials = [t for t in trials if t["killed"]]
     assert len(trials) >= 20
     record("crash", {"writes": total, "recordedSeconds": round(took, 2),

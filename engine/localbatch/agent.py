@@ -212,34 +212,27 @@ class TaskRun:
     async def run(self, on_running: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
         """Resource files, then the process (holding a `processes` slot), then output files."""
         ex = self.execution
-        try:
-            ex.task_dir.mkdir(parents=True, exist_ok=True)
-            ex.working_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return self._outcome(
-                "failure",
-                None,
-                failure_info(
-                    "ResourceDirectoryCreateFailed",
-                    f"Cannot create the task's folder: {exc.strerror}",
-                ),
-                None,
-                "resourcefiles",
-            )
-
-        try:
-            done = await self._unless_killed(self._download_all())
-        except _StepFailed as exc:
-            return self._outcome("failure", None, exc.info, None, "resourcefiles")
-        if not done:
+        if ex.resource_files:
+            # The folders first, for the downloads; otherwise the thread that starts the
+            # process makes them (a mkdir can take a millisecond: never on the loop).
+            unmade = await self._make_dirs()
+            if unmade is not None:
+                return unmade
+            try:
+                done = await self._unless_killed(self._download_all())
+            except _StepFailed as exc:
+                return self._outcome("failure", None, exc.info, None, "resourcefiles")
+            if not done:
+                return self._killed_outcome(None)
+        elif self._killed.is_set():
             return self._killed_outcome(None)
 
         async with self.processes:
             if self._killed.is_set():
                 return self._killed_outcome(None)
-            started = await self._spawn()
-            if isinstance(started, dict):
-                return self._outcome("failure", None, started, None, "process")
+            started = await self._spawn(make_dirs=not ex.resource_files)
+            if isinstance(started, Outcome):
+                return started
             proc, start_time = started
             watch = _ExitWatch(proc)
             try:
@@ -260,14 +253,16 @@ class TaskRun:
         if stage == "killed":
             return self._killed_outcome(start_time)
         result = "success" if stage == "process" and exit_code == 0 else "failure"
-        found: list[dict[str, Any] | None] = []
+        upload_error: dict[str, Any] | None = None
+        if ex.output_files:
+            found: list[dict[str, Any] | None] = []
 
-        async def uploads() -> None:
-            found.append(await self._upload_all(result))
+            async def uploads() -> None:
+                found.append(await self._upload_all(result))
 
-        if not await self._unless_killed(uploads()):  # kill() during uploads ends them too
-            return self._killed_outcome(start_time)
-        upload_error = found[0]
+            if not await self._unless_killed(uploads()):  # kill() during uploads ends them too
+                return self._killed_outcome(start_time)
+            upload_error = found[0]
         if stage == "timeout":
             return self._outcome(
                 "failure",
@@ -296,47 +291,71 @@ class TaskRun:
 
     # ------------------------------------------------------------------ process
 
-    async def _spawn(self) -> tuple[subprocess.Popen[bytes], datetime] | dict[str, Any]:
-        """Start the process from a worker thread, so the fork and exec never stall the loop."""
+    async def _make_dirs(self) -> Outcome | None:
+        """Create the task's folders in a worker thread; the failure outcome, or None."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(_spawner(), _make_dirs, self.execution)
+        except OSError as exc:
+            return self._dirs_failed(exc)
+        return None
+
+    def _dirs_failed(self, exc: OSError) -> Outcome:
+        info = failure_info(
+            "ResourceDirectoryCreateFailed", f"Cannot create the task's folder: {exc.strerror}"
+        )
+        return self._outcome("failure", None, info, None, "resourcefiles")
+
+    async def _spawn(self, make_dirs: bool) -> tuple[subprocess.Popen[bytes], datetime] | Outcome:
+        """Start the process from a worker thread, so the fork and exec never stall the loop;
+        MAKE_DIRS: that thread creates the task's folders first."""
         ex = self.execution
         try:
             argv = shlex.split(ex.command_line)
         except ValueError as exc:
-            return failure_info(
+            info = failure_info(
                 "CommandLaunchFailed", f"The command line cannot be split into words: {exc}"
             )
+            argv = []
+        else:
+            info = failure_info("CommandLaunchFailed", "The command line is empty")
         if not argv:
-            return failure_info("CommandLaunchFailed", "The command line is empty")
+            unmade = await self._make_dirs() if make_dirs else None
+            return unmade or self._outcome("failure", None, info, None, "process")
         env = _base_environment()
         env.update(ex.environment)
         loop = asyncio.get_running_loop()
-        starting = loop.run_in_executor(_spawner(), _popen, argv, ex, env)
+        starting = loop.run_in_executor(_spawner(), _popen, argv, ex, env, make_dirs)
         try:
             proc = await asyncio.shield(starting)
+        except _DirsUnmade as exc:
+            return self._dirs_failed(exc.error)
         except FileNotFoundError:
-            return failure_info(
+            info = failure_info(
                 "CommandProgramNotFound",
                 f"The program {argv[0]!r} of the command line was not found",
             )
         except PermissionError:
-            return failure_info(
+            info = failure_info(
                 "CommandLaunchFailed",
                 f"The program {argv[0]!r} of the command line is not executable",
             )
         except OSError as exc:
-            return failure_info("CommandLaunchFailed", f"The task could not start: {exc.strerror}")
+            info = failure_info("CommandLaunchFailed", f"The task could not start: {exc.strerror}")
         except _OutputUnwritable as exc:
-            return failure_info(
-                "CommandLaunchFailed", f"Cannot create the task's stdout.txt or stderr.txt: {exc}"
+            info = failure_info(
+                "CommandLaunchFailed",
+                f"Cannot create the task's stdout.txt or stderr.txt: {exc.error.strerror}",
             )
         except asyncio.CancelledError:
             # The start goes on in its thread: whatever it starts is killed and reaped.
             starting.add_done_callback(_abandon)
             raise
-        self.pid = proc.pid
-        if self._killed.is_set():  # kill() raced the start
-            _signal_group(proc.pid, signal.SIGKILL)
-        return proc, _now()
+        else:
+            self.pid = proc.pid
+            if self._killed.is_set():  # kill() raced the start
+                _signal_group(proc.pid, signal.SIGKILL)
+            return proc, _now()
+        return self._outcome("failure", None, info, None, "process")
 
     async def _wait(
         self, proc: subprocess.Popen[bytes], waiter: asyncio.Future[int]
@@ -349,9 +368,9 @@ class TaskRun:
             done, _ = await asyncio.wait(either, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         finally:
             killer.cancel()
-        if waiter in done:
+        if waiter in done and not self._killed.is_set():
             return waiter.result(), "process"
-        if killer in done:
+        if self._killed.is_set():  # kill() wins even when the exit was seen first
             await asyncio.shield(waiter)  # kill() signalled the group; SIGKILL follows the grace
             return None, "killed"
         _signal_group(proc.pid, signal.SIGKILL)
@@ -736,15 +755,36 @@ def _spawner() -> ThreadPoolExecutor:
     return _spawn_pool
 
 
-class _OutputUnwritable(Exception):
-    """stdout.txt or stderr.txt cannot be created: no process was started."""
+class _NotStarted(Exception):
+    """A step before the start failed (in the worker thread): no process was started."""
 
-    def __init__(self, exc: OSError) -> None:
-        super().__init__(exc.strerror or str(exc))
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
-def _popen(argv: list[str], ex: Execution, env: dict[str, str]) -> subprocess.Popen[bytes]:
+class _DirsUnmade(_NotStarted):
+    """The task's folders cannot be created."""
+
+
+class _OutputUnwritable(_NotStarted):
+    """stdout.txt or stderr.txt cannot be created."""
+
+
+def _make_dirs(ex: Execution) -> None:
+    ex.task_dir.mkdir(parents=True, exist_ok=True)
+    ex.working_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _popen(
+    argv: list[str], ex: Execution, env: dict[str, str], make_dirs: bool
+) -> subprocess.Popen[bytes]:
     """Start ARGV (in a worker thread): no shell, its own session and process group."""
+    if make_dirs:
+        try:
+            _make_dirs(ex)
+        except OSError as exc:
+            raise _DirsUnmade(exc) from exc
     try:
         out = open(ex.task_dir / "stdout.txt", "wb")  # noqa: SIM115 - handed to the child
     except OSError as exc:

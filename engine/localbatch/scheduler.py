@@ -101,6 +101,7 @@ class Scheduler:
         self._no_action: dict[str, bool] = {}  # job key -> onAllTasksComplete is noaction
         self._loop_task: asyncio.Task[None] | None = None
         self._janitor_task: asyncio.Task[None] | None = None
+        self._idle_check: set[tuple[str, str]] = set()  # nodes whose last task just ended
         self.http: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -768,6 +769,7 @@ class Scheduler:
             self._wake.clear()
             try:
                 self._dispatch()
+                self._settle_idle()
             except Exception:
                 log.exception("dispatch failed")
                 await asyncio.sleep(0.5)
@@ -870,22 +872,22 @@ class Scheduler:
     def _start_task(self, job: Row, row: Row, pool: Row, node: Row, slots: int) -> None:
         assert self.http is not None
         root = self.node_dir(pool.key, node.key)
-        task_dir = root / "workitems" / job.body["id"] / "job-1" / row.body["id"]
+        # Paths as strings first: pathlib costs a few microseconds an operation, per task.
+        job_rel = f"workitems/{job.body['id']}/job-1"
+        rel = f"{job_rel}/{row.body['id']}"
+        task_dir = root / rel
+        task_str = str(task_dir)
         work = task_dir / "wd"
         env = self._env_node(pool, node)
         env.update(
             {
                 "AZ_BATCH_JOB_ID": job.body["id"],
                 "AZ_BATCH_TASK_ID": row.body["id"],
-                "AZ_BATCH_TASK_DIR": str(task_dir),
-                "AZ_BATCH_TASK_WORKING_DIR": str(work),
-                "AZ_BATCH_CERTIFICATES_DIR": str(task_dir / "certs"),
-                "AZ_BATCH_JOB_PREP_DIR": str(
-                    root / "workitems" / job.body["id"] / "job-1" / "jobpreparation"
-                ),
-                "AZ_BATCH_JOB_PREP_WORKING_DIR": str(
-                    root / "workitems" / job.body["id"] / "job-1" / "jobpreparation" / "wd"
-                ),
+                "AZ_BATCH_TASK_DIR": task_str,
+                "AZ_BATCH_TASK_WORKING_DIR": task_str + "/wd",
+                "AZ_BATCH_CERTIFICATES_DIR": task_str + "/certs",
+                "AZ_BATCH_JOB_PREP_DIR": f"{root}/{job_rel}/jobpreparation",
+                "AZ_BATCH_JOB_PREP_WORKING_DIR": f"{root}/{job_rel}/jobpreparation/wd",
             }
         )
         for setting in job.body.get("commonEnvironmentSettings") or []:
@@ -916,10 +918,10 @@ class Scheduler:
             "nodeUrl": node_url,
             "poolId": pool.body["id"],
             "nodeId": node.body["id"],
-            "taskRootDirectory": str(task_dir.relative_to(root)),
-            "taskRootDirectoryUrl": f"{node_url}/files/{task_dir.relative_to(root).as_posix()}",
+            "taskRootDirectory": rel,
+            "taskRootDirectoryUrl": f"{node_url}/files/{rel}",
         }
-        row.meta["dir"] = str(task_dir)
+        row.meta["dir"] = task_str
         row.meta.pop("cleaned", None)
         # With no resource files there is nothing to prepare: the process starts right away,
         # so the task goes straight to running (one write less per task).
@@ -930,31 +932,38 @@ class Scheduler:
             ] = iso()
         self._set_task_state(row, "running" if entry.prepared else "preparing")
         self.store.put(row)
-        self._node_busy(pool.key, node.key, True)
+        # NODE was read by this dispatch, with no await since: current, no need to read it again.
+        if node.body["state"] == "idle":
+            node.body["state"] = "running"
+            node.body["stateTransitionTime"] = iso()
+            self.store.put(node)
         entry.aio = asyncio.create_task(self._execute(entry))
 
-    def _node_busy(
-        self, pool_key: str, node_key: str, busy: bool, ran: bool = False, succeeded: bool = False
-    ) -> None:
-        """Keep idle/running and the totals on the stored node; the running counts are
-        derived when the node is read (`shape_node`), which saves a write per task."""
-        if not ran:
-            node = self.store.get("node", pool_key, node_key)
-            if node is None or node.body["state"] != ("idle" if busy else "running"):
-                return
-        else:
-            node = self.store.get("node", pool_key, node_key)
-            if node is None:
-                return
-            node.body["totalTasksRun"] += 1
-            node.body["totalTasksSucceeded"] += 1 if succeeded else 0
-        body = node.body
-        if body["state"] in SCHEDULABLE:
-            state = "running" if busy else "idle"
-            if state != body["state"]:
-                body["state"] = state
-                body["stateTransitionTime"] = iso()
+    def _node_ran(self, pool_key: str, node_key: str, succeeded: bool) -> None:
+        """Count a finished task on the stored node. The running counts are derived when the
+        node is read (`shape_node`); a node left with nothing running becomes idle after the
+        next dispatch (`_settle_idle`), so one that gets a new task at once is not written
+        idle and then running again."""
+        node = self.store.get("node", pool_key, node_key)
+        if node is None:
+            return
+        node.body["totalTasksRun"] += 1
+        node.body["totalTasksSucceeded"] += 1 if succeeded else 0
         self.store.put(node)
+        if node.body["state"] == "running" and not self._on_node(pool_key, node_key):
+            self._idle_check.add((pool_key, node_key))
+
+    def _settle_idle(self) -> None:
+        """Nodes whose last task ended and that the dispatch gave nothing new become idle."""
+        checks, self._idle_check = self._idle_check, set()
+        for pool_key, node_key in checks:
+            if self._on_node(pool_key, node_key):
+                continue
+            node = self.store.get("node", pool_key, node_key)
+            if node is not None and node.body["state"] == "running":
+                node.body["state"] = "idle"
+                node.body["stateTransitionTime"] = iso()
+                self.store.put(node)
 
     def shape_node(self, row: Row) -> dict[str, Any]:
         """A node as the API shows it: the running counts come from what runs right now."""
@@ -997,12 +1006,8 @@ class Scheduler:
             self.running.pop(key, None)
         if self._stopping:
             return
-        self._node_busy(
-            entry.pool,
-            entry.node,
-            bool(self._on_node(entry.pool, entry.node)),
-            ran=True,
-            succeeded=outcome.result == "success" and not entry.disposition,
+        self._node_ran(
+            entry.pool, entry.node, succeeded=outcome.result == "success" and not entry.disposition
         )
         if entry.disposition == "delete":
             row = self.store.get("task", entry.job, entry.task)

@@ -122,8 +122,12 @@ def test_restart_keeps_state_and_requeues_running_tasks(
             ),
         )
         wait_for(lambda: c.get_task("j", "long").state == "running", what="long running")
-        status = get_json(f"{server.url}/_local/status")
-        (pid,) = [t["pid"] for t in status["runningTasks"] if t["taskId"] == "long"]
+
+        def long_pid() -> int | None:  # the process starts a moment after the task shows running
+            status = get_json(f"{server.url}/_local/status")
+            return next((t["pid"] for t in status["runningTasks"] if t["taskId"] == "long"), None)
+
+        pid = wait_for(long_pid, what="long's process")
     server.stop()
     with pytest.raises(ProcessLookupError):  # SIGTERM took the task's process group down
         os.kill(pid, 0)

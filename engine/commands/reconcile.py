@@ -130,10 +130,19 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
             again = plan(desired, actual, options)
             if saved is not None:
                 _check_fresh(saved, actual, again)
-            if _signature(again) != _signature(p):
-                raise StalePlanError("the services changed while the plan was shown;"
-                                     " nothing was changed",
-                                     hint="run the command again to see the new plan")
+            if _signature(again) != _signature(p) and not again.empty():
+                if not yes:
+                    # A person approved the plan shown; don't apply a different one.
+                    raise StalePlanError("the services changed while the plan was shown;"
+                                         " nothing was changed",
+                                         hint="run the command again to see the new plan")
+                if show:
+                    note("The services changed while waiting for the lock; applying the"
+                         " plan made under it:")
+                    _print_plan(again)
+            elif again.empty() and show:
+                note("Nothing left to change: another apply made these changes first.")
+            p = again
             opts = applying.ApplyOptions()
             if sas_ttl is not None:
                 opts.sas_ttl = sas_ttl

@@ -101,7 +101,7 @@ class Scheduler:
         self._no_action: dict[str, bool] = {}  # job key -> onAllTasksComplete is noaction
         self._loop_task: asyncio.Task[None] | None = None
         self._janitor_task: asyncio.Task[None] | None = None
-        self._idle_check: set[tuple[str, str]] = set()  # nodes whose last task just ended
+        self._ran: dict[tuple[str, str], list[int]] = {}  # node -> [tasks run, succeeded]
         self.http: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -131,6 +131,10 @@ class Scheduler:
         pending = [e.aio for e in self.running.values() if e.aio] + list(self._background)
         if pending:
             await asyncio.wait(pending, timeout=5)
+        try:
+            self._settle_nodes()  # totals of the tasks that ended since the last dispatch
+        except Exception:
+            log.exception("recording node totals failed")
         if self.http:
             await self.http.close()
 
@@ -769,10 +773,14 @@ class Scheduler:
             self._wake.clear()
             try:
                 self._dispatch()
-                self._settle_idle()
             except Exception:
                 log.exception("dispatch failed")
                 await asyncio.sleep(0.5)
+            finally:
+                try:
+                    self._settle_nodes()
+                except Exception:
+                    log.exception("recording node totals failed")
 
     def _dispatch(self) -> None:
         if self._process_cap != self.settings.max_processes:
@@ -940,30 +948,29 @@ class Scheduler:
         entry.aio = asyncio.create_task(self._execute(entry))
 
     def _node_ran(self, pool_key: str, node_key: str, succeeded: bool) -> None:
-        """Count a finished task on the stored node. The running counts are derived when the
-        node is read (`shape_node`); a node left with nothing running becomes idle after the
-        next dispatch (`_settle_idle`), so one that gets a new task at once is not written
-        idle and then running again."""
-        node = self.store.get("node", pool_key, node_key)
-        if node is None:
-            return
-        node.body["totalTasksRun"] += 1
-        node.body["totalTasksSucceeded"] += 1 if succeeded else 0
-        self.store.put(node)
-        if node.body["state"] == "running" and not self._on_node(pool_key, node_key):
-            self._idle_check.add((pool_key, node_key))
+        """Count a finished task for its node; `_settle_nodes` writes it after the next
+        dispatch, which the task's end wakes."""
+        counts = self._ran.setdefault((pool_key, node_key), [0, 0])
+        counts[0] += 1
+        counts[1] += 1 if succeeded else 0
 
-    def _settle_idle(self) -> None:
-        """Nodes whose last task ended and that the dispatch gave nothing new become idle."""
-        checks, self._idle_check = self._idle_check, set()
-        for pool_key, node_key in checks:
-            if self._on_node(pool_key, node_key):
-                continue
+    def _settle_nodes(self) -> None:
+        """After a dispatch, write what the tasks that ended since did to their nodes: the
+        totals, and idle for a node the dispatch gave nothing new. One read and one write per
+        node and dispatch, not per task, and a node that gets a new task at once is not written
+        idle and then running again. The running counts are derived when a node is read
+        (`shape_node`)."""
+        ran, self._ran = self._ran, {}
+        for (pool_key, node_key), (total, succeeded) in ran.items():
             node = self.store.get("node", pool_key, node_key)
-            if node is not None and node.body["state"] == "running":
+            if node is None:
+                continue
+            node.body["totalTasksRun"] += total
+            node.body["totalTasksSucceeded"] += succeeded
+            if node.body["state"] == "running" and not self._on_node(pool_key, node_key):
                 node.body["state"] = "idle"
                 node.body["stateTransitionTime"] = iso()
-                self.store.put(node)
+            self.store.put(node)
 
     def shape_node(self, row: Row) -> dict[str, Any]:
         """A node as the API shows it: the running counts come from what runs right now."""

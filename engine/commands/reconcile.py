@@ -140,9 +140,11 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
                     note("The services changed while waiting for the lock; applying the"
                          " plan made under it:")
                     _print_plan(again)
-            elif again.empty() and show:
-                note("Nothing left to change: another apply made these changes first.")
-            p = again
+                p = again
+            elif again.empty():
+                if show:
+                    note("Nothing left to change: another apply made these changes first.")
+                p = again
             opts = applying.ApplyOptions()
             if sas_ttl is not None:
                 opts.sas_ttl = sas_ttl

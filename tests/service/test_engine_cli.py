@@ -93,7 +93,8 @@ def test_a_held_lock_refuses_with_its_holder(
     tgt = connect("local", name)
     try:
         with StackLock(tgt.storage, f"{name}-bspec", 0, "apply"):
-            held = _run(["apply", spec, "--yes", "--no-wait", "--json"], local_services)
+            held = _run(["apply", spec, "--yes", "--no-wait", "--json", "--lock-timeout", "2"],
+                        local_services)
     finally:
         tgt.close()
     assert held.returncode == 3

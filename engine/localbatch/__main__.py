@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(service: Service, host: str, port: int, context: ssl.SSLContext | None) -> None:
-    _pidfd_child_watcher()
     runner = web.AppRunner(service.app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
@@ -91,20 +90,6 @@ async def _serve(service: Service, host: str, port: int, context: ssl.SSLContext
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
-
-
-def _pidfd_child_watcher() -> None:
-    """Reap task processes through pidfds instead of a waiter thread per process (Linux 5.3+),
-    which keeps per-task overhead down when thousands of short tasks run."""
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:
-        return
-    watcher = asyncio.PidfdChildWatcher()
-    watcher.attach_loop(asyncio.get_running_loop())
-    asyncio.set_child_watcher(watcher)
 
 
 if __name__ == "__main__":

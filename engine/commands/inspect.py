@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import typer
-from bspec.api import render_status, run_logs, run_outputs, run_status, run_wait
 from bspec.cli import JSON_HELP, app, emit_json, out
-from bspec.downloads import OutputFile, OutputsResult, render_outputs
 from bspec.errors import InputError
+
+# bspec.api and bspec.downloads import the Azure SDKs and aiohttp (~0.75 s); each command
+# imports them when it runs so that the offline commands and `--help` start fast.
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
 _TARGET_HELP = "local (default) or azure; also BSPEC_TARGET or `target:` in the spec."
@@ -31,6 +32,8 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show the pool (allocation, nodes by state), the jobs, task counts and failed tasks."""
+    from bspec.api import render_status, run_status
+
     data = run_status(spec, var=var, target=target)
     if as_json:
         emit_json(data)
@@ -62,6 +65,8 @@ def logs_command(
 ) -> None:
     """Print a task's stdout (or stderr): from its node while the node has it, from the
     stack's logs container after."""
+    from bspec.api import run_logs
+
     if tail is not None and tail < 0:
         raise InputError(f"--tail {tail}: expected 0 or more lines", code="InvalidFlag")
     if as_json and follow:
@@ -94,6 +99,8 @@ def wait_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Wait for the spec's tasks as apply does, report failures, download the outputs."""
+    from bspec.api import run_wait
+
     data, code = run_wait(
         spec, var=var, target=target, timeout=timeout, show=not as_json, write=_print
     )
@@ -111,6 +118,9 @@ def outputs_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Download the jobs' declared outputs again: only files that are new or changed."""
+    from bspec.api import run_outputs
+    from bspec.downloads import OutputFile, OutputsResult, render_outputs
+
     data = run_outputs(spec, var=var, target=target)
     if as_json:
         emit_json(data)

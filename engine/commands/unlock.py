@@ -15,14 +15,16 @@ from typing import Any
 import typer
 from bspec.cli import JSON_HELP, app, emit_json, err, out
 from bspec.errors import ConfirmationError
-from bspec.locking import break_lock, describe
 from bspec.spec import load, parse_var_flags
-from bspec.targets import choose, connect
 
 
 def run_unlock(spec: Path, *, var: list[str] | tuple[str, ...] = (), target: str | None = None,
                yes: bool = False, show: bool = True) -> dict[str, Any]:
     """Break the lock of the stack `spec` names; the --json object."""
+    # Imported here: they import the Azure SDKs, which offline commands never need.
+    from bspec.locking import break_lock, describe
+    from bspec.targets import choose, connect
+
     desired = load(spec, parse_var_flags(var))
     name = choose(target, desired.target)
     if not yes:

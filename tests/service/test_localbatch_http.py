@@ -187,11 +187,12 @@ def test_fault_injection_drop_and_sdk_retries(
         pytest.raises((ServiceResponseError, ServiceRequestError)),
     ):
         list(c.list_pools())
-    # The SDK's own retries ride over the injected faults. Enough retries that four 503s in a
-    # row (0.8% a call at 30%) can't make this test flaky.
+    # The SDK's own retries ride over the injected faults. Each list pages through every pool
+    # of the shared session one at a time (a hundred requests or more), so the SDK's default of
+    # 3 status retries (four 503s in a row: 0.8% a request at 30%) would make this flaky.
     with (
         local_services.settings(fault_rate=0.3, fault_kinds=["503"], latency_ms=5),
-        client(local_services, reference, retry_total=12) as c,
+        client(local_services, reference, retry_total=12, retry_status=12) as c,
     ):
         for _ in range(5):
             list(c.list_pools(max_results=1))

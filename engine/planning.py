@@ -422,17 +422,7 @@ class _Planner:
                 if _absent(self.a.get(Address.job(t.job_id))) or before is None:
                     changes.append(Change(Action.CREATE, t.address, None, t, reason="new task"))
                 else:
-                    changes.append(
-                        Change(
-                            Action.REPLACE,
-                            t.address,
-                            before,
-                            t,
-                            fields=("job",),
-                            forced_by=("job",),
-                            reason="its job is replaced",
-                        )
-                    )
+                    changes.append(_task_replace(t, before, "job", "its job is replaced"))
                 continue
             if before is None:
                 replaced.add(f"{t.job_id}/{t.id}")
@@ -443,14 +433,8 @@ class _Planner:
                     continue
                 replaced.add(f"{t.job_id}/{t.id}")
                 changes.append(
-                    Change(
-                        Action.REPLACE,
-                        t.address,
-                        before,
-                        t,
-                        fields=("fingerprint",),
-                        forced_by=("fingerprint",),
-                        reason="adopted: not created by bspec, runs again",
+                    _task_replace(
+                        t, before, "fingerprint", "adopted: not created by bspec, runs again"
                     )
                 )
                 continue
@@ -458,15 +442,7 @@ class _Planner:
             if before.props.get("fingerprint") != t.fingerprint:
                 replaced.add(f"{t.job_id}/{t.id}")
                 changes.append(
-                    Change(
-                        Action.REPLACE,
-                        t.address,
-                        before,
-                        t,
-                        fields=("fingerprint",),
-                        forced_by=("fingerprint",),
-                        reason=self._task_reason(t, replaced),
-                    )
+                    _task_replace(t, before, "fingerprint", self._task_reason(t, replaced))
                 )
                 continue
             fields = _diff(want, before.props, TASK_CONSTRAINT_FIELDS)
@@ -511,6 +487,13 @@ class _Planner:
             ):
                 return True
         return False
+
+
+def _task_replace(t: TaskSpec, before: Resource, field: str, reason: str) -> Change:
+    """A task runs again: Batch tasks are immutable, so any forced change is delete + add."""
+    return Change(
+        Action.REPLACE, t.address, before, t, fields=(field,), forced_by=(field,), reason=reason
+    )
 
 
 def _dependencies(t: TaskSpec) -> list[str]:

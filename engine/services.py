@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bspec.common import proctree
 from bspec.errors import LocalServiceError
 from bspec.localbatch.account import load_or_create_account
 
@@ -628,31 +629,9 @@ def _kill_task_leftovers(nodes: Path) -> list[int]:
     """SIGKILL what tasks left running in the background on this state folder's nodes.
 
     The service kills its running tasks' process groups when it stops; a daemon a task
-    started in its own session escapes that, but still carries the AZ_BATCH_NODE_ROOT_DIR
-    it inherited, which is how it is found here (Linux /proc; elsewhere nothing happens).
+    started in its own session escapes that, but proctree finds it by its environment.
     """
-    base = os.path.normpath(nodes)
-    found: list[int] = []
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit() and int(e) != os.getpid()]
-    except OSError:
-        return found
-    for entry in entries:
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                environ = fh.read().split(b"\0")
-        except OSError:
-            continue
-        for item in environ:
-            if item.startswith(b"AZ_BATCH_NODE_ROOT_DIR="):
-                value = os.path.normpath(os.fsdecode(item.split(b"=", 1)[1]))
-                if value.startswith(base + os.sep):
-                    found.append(int(entry))
-                break
-    for pid in found:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    return found
+    return proctree.kill_under(nodes, include_root=False)
 
 
 def status(home: Path | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from bspec.cli import JSON_HELP, app, emit_json, out
+from bspec.common import durations
 from bspec.model import DesiredState, ResourceFileSpec, TaskSpec
 from bspec.spec import load, parse_var_flags
 
@@ -135,19 +136,7 @@ def validate_summary(desired: DesiredState) -> dict[str, Any]:
 
 
 def _duration(value: timedelta | None) -> str | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds()
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = "P" + (f"{int(days)}D" if days else "")
-    time = (f"{int(hours)}H" if hours else "") + (f"{int(minutes)}M" if minutes else "")
-    if secs:
-        time += f"{secs:g}S"
-    if time:
-        text += "T" + time
-    return text if text != "P" else "PT0S"
+    return None if value is None else durations.format(value)
 
 
 def _rf(rf: ResourceFileSpec) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from bspec.common import proctree
 
 log = logging.getLogger("bspec.localbatch.agent")
 
@@ -874,34 +875,7 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 def kill_node_processes(root: Path) -> list[int]:
-    """Kill every process still running for the node(s) under ROOT: what tasks and start
-    tasks left behind in the background (Batch lets them outlive their task, so no TaskRun
-    knows them any more). Found by the AZ_BATCH_NODE_ROOT_DIR their environment inherited,
-    which survives a change of folder, a new session or a double fork. Call it when a node
-    or a pool goes away; ROOT may be one node's folder or a pool's. Linux (/proc) only;
-    returns the PIDs it signalled."""
-    base = os.path.normpath(root)
-    me = os.getpid()
-    found: list[int] = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                environ = fh.read().split(b"\0")
-        except OSError:
-            continue  # gone, or someone else's
-        for item in environ:
-            if item.startswith(b"AZ_BATCH_NODE_ROOT_DIR="):
-                value = os.path.normpath(os.fsdecode(item.split(b"=", 1)[1]))
-                if value == base or value.startswith(base + os.sep):
-                    found.append(int(entry))
-                break
-    for pid in found:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    return found
+    """Kill every process still running for the node(s) under ROOT (one node's folder or a
+    pool's): what tasks and start tasks left behind in the background. Call it when a node
+    or a pool goes away; returns the PIDs it signalled."""
+    return proctree.kill_under(root)

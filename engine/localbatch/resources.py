@@ -12,8 +12,9 @@ import re
 import time
 from typing import Any
 
-MAX_DURATION = "P10675199DT2H48M5.4775807S"  # TimeSpan.MaxValue, what Batch shows for "unlimited"
-MAX_DURATION_SECONDS = 10675199 * 86400 + 2 * 3600 + 48 * 60 + 5.4775807
+from bspec.common import durations
+
+MAX_DURATION = durations.MAX_DURATION  # what Batch shows for "unlimited"
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -96,27 +97,14 @@ def new_etag() -> str:
     return f"0x8{value:015X}"[:18]
 
 
-_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$",
-    re.IGNORECASE,
-)
-
-
 def duration_seconds(text: str | None) -> float | None:
     """ISO 8601 duration (days and smaller, as Batch uses) -> seconds; None for unlimited."""
     if text is None:
         return None
-    m = _DURATION.match(text.strip())
-    if not m or text.strip().upper() in ("P", "PT"):
-        raise ValueError(text)
-    secs = (
-        float(m["d"] or 0) * 86400
-        + float(m["h"] or 0) * 3600
-        + float(m["m"] or 0) * 60
-        + float(m["s"] or 0)
-    )
-    return None if secs >= MAX_DURATION_SECONDS - 1 else secs
+    if "W" in text.upper():
+        raise ValueError(text)  # .NET's TimeSpan, which Batch parses with, knows no weeks
+    secs = durations.parse_seconds(text)
+    return None if durations.is_unlimited(secs) else secs
 
 
 def check_duration(prop: str, text: Any) -> None:

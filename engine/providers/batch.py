@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,6 +21,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from azure.batch import BatchClient, models
 from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest
+from bspec.common import durations
 from bspec.errors import ConflictError, ServiceError
 from bspec.model import (
     FINGERPRINT_ENV,
@@ -73,37 +73,17 @@ SasMaker = Callable[[str, "str | None", str], str]
 
 def iso_duration(td: timedelta) -> str:
     """timedelta as an ISO 8601 duration Batch accepts (P1DT2H3M4.5S)."""
-    total = td.total_seconds()
-    days, rem = divmod(total, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
-    out = "P" + (f"{int(days)}D" if days else "") + "T"
-    if hours:
-        out += f"{int(hours)}H"
-    if minutes:
-        out += f"{int(minutes)}M"
-    secs_text = f"{secs:.3f}".rstrip("0").rstrip(".")
-    if secs or out.endswith("T"):
-        out += f"{secs_text}S"
-    return out
-
-
-_DURATION = re.compile(
-    r"^P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
+    return durations.format(td)
 
 
 def parse_duration(text: str | None) -> timedelta | None:
     """An ISO 8601 duration as Batch writes it (P7D, PT5M, P10675199DT2H48M5.4775807S)."""
     if not text:
         return None
-    m = _DURATION.match(text.strip().upper())
-    if not m:
+    try:
+        return durations.parse(text)
+    except ValueError:
         return None
-    g = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
-    secs = (((g["w"] * 7 + g["d"]) * 24 + g["h"]) * 60 + g["m"]) * 60 + g["s"]
-    return timedelta(seconds=min(secs, 10**13))
 
 
 def _meta(items: Iterable[Any] | None) -> dict[str, str]:

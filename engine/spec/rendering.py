@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from bspec.common import durations
 from bspec.errors import Problem, SpecError
 from bspec.model import (
     BlobSpec,
@@ -53,9 +54,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
-DURATION = re.compile(
-    r"^P(?=\d|T\d)(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
-)
 FILE_MODE = re.compile(r"^0?[0-7]{3}$")
 MAX_DEPENDS_CHARS = 64_000  # Batch's limit on the depended-on ids of one task
 MAX_PROBLEMS = 50
@@ -295,11 +293,7 @@ def _typed(text: str, key: str) -> Any:
 
 def parse_duration(text: str) -> timedelta:
     """ISO 8601 duration (weeks, days, hours, minutes, seconds) -> timedelta."""
-    m = DURATION.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not an ISO 8601 duration like PT30M, P1D or PT1H30M")
-    weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    return durations.parse(text)
 
 
 # --------------------------------------------------------------------------- the pipeline

@@ -1,6 +1,6 @@
 """The import walls of DESIGN.md, checked on the source: azure.* only in providers/ and
 targets.py; the engine never imports bspec.localbatch; localbatch imports nothing of bspec
-outside itself."""
+outside itself but the shared pure package bspec.common."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_localbatch_imports_nothing_of_the_engine() -> None:
         if _rel(p).startswith("localbatch/")
         for name in _imports(p)
         if (name == "bspec" or name.startswith("bspec."))
-        and not name.startswith("bspec.localbatch")
+        and not name.startswith(("bspec.localbatch", "bspec.common"))
     ]
     assert bad == []
 
@@ -84,3 +84,15 @@ def test_planning_is_pure() -> None:
         "bspec.model",
     }
     assert set(_imports(ENGINE / "planning.py")) <= allowed
+
+
+def test_common_imports_nothing_of_bspec() -> None:
+    """bspec.common is shared by both sides, so it depends on neither."""
+    bad = [
+        f"{_rel(p)} imports {name}"
+        for p in _sources()
+        if _rel(p).startswith("common/")
+        for name in _imports(p)
+        if (name == "bspec" or name.startswith("bspec.")) and not name.startswith("bspec.common")
+    ]
+    assert bad == []

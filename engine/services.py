@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bspec.common import proctree
+from bspec.common.account import load_or_create_account
 from bspec.errors import LocalServiceError
-from bspec.localbatch.account import load_or_create_account
 
 Progress = Callable[[str], None]
 

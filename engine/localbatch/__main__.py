@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from bspec.common.account import load_or_create_account
 
-from .account import load_or_create_account
 from .server import MAX_API, MIN_API, Service, Settings
 
 

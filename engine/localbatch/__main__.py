@@ -20,7 +20,8 @@ from pathlib import Path
 from aiohttp import web
 from bspec.common.account import load_or_create_account
 
-from .server import MAX_API, MIN_API, Service, Settings
+from .rest.app import Service
+from .settings import CLOCK_MODES, MAX_API, MIN_API, Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-cert", type=Path)
     parser.add_argument("--tls-key", type=Path)
     parser.add_argument("--bearer-token")
+    parser.add_argument(
+        "--clock",
+        choices=CLOCK_MODES,
+        default="real",
+        help="real: the system clock; manual: service time moves only by POST /_local/clock",
+    )
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the local Batch service binds to loopback only")
@@ -54,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         fault_rate=args.fault_rate,
         delete_delay=args.delete_delay,
         max_processes=max(1, args.max_processes),
+        clock=args.clock,
     )
     service = Service(
         args.home,
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.tls_cert, args.tls_key)
         scheme = "https"
-    service.scheduler.base_url = f"{scheme}://{args.host}:{args.port}"
+    service.set_base_url(f"{scheme}://{args.host}:{args.port}")
     asyncio.run(_serve(service, args.host, args.port, context))
     return 0
 

@@ -24,11 +24,9 @@ import re
 import shlex
 import signal
 import subprocess
-import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +34,8 @@ from typing import Any
 
 import aiohttp
 from bspec.common import proctree
+
+from . import processes as procs
 
 log = logging.getLogger("bspec.localbatch.agent")
 
@@ -83,7 +83,8 @@ class Execution:
     environment: Mapping[str, str]  # every AZ_BATCH_* plus the user's settings
     resource_files: tuple[ResourceFile, ...] = ()
     output_files: tuple[OutputFile, ...] = ()
-    max_wall_clock_time: float | None = None  # seconds
+    # seconds of real time; the service leaves it None and calls expire() from its clock
+    max_wall_clock_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -183,13 +184,19 @@ class TaskRun:
     """One run of one task on one node; `run()` once, `kill()` any time from the loop."""
 
     def __init__(
-        self, execution: Execution, http: aiohttp.ClientSession, processes: asyncio.Semaphore
+        self,
+        execution: Execution,
+        http: aiohttp.ClientSession,
+        processes: asyncio.Semaphore,
+        clock: Callable[[], datetime] = _now,
     ) -> None:
         self.execution = execution
         self.http = http
         self.processes = processes
+        self.clock = clock  # the service's clock: start and end times come from it
         self.pid: int | None = None
         self._killed = asyncio.Event()
+        self._expired = asyncio.Event()
         self._exited = False
 
     # ------------------------------------------------------------------ public
@@ -204,11 +211,16 @@ class TaskRun:
         self._killed.set()
         pid = self.pid
         if pid is not None and not self._exited:
-            _signal_group(pid, signal.SIGTERM)
+            procs.signal_group(pid, signal.SIGTERM)
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().call_later(
-                    KILL_GRACE, _signal_group, pid, signal.SIGKILL
+                    KILL_GRACE, procs.signal_group, pid, signal.SIGKILL
                 )
+
+    def expire(self) -> None:
+        """The task's maxWallClockTime passed (on the service clock): kill the process group
+        at once; run() returns stage "timeout". Nothing happens before the process starts."""
+        self._expired.set()
 
     async def run(self, on_running: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
         """Resource files, then the process (holding a `processes` slot), then output files."""
@@ -235,7 +247,7 @@ class TaskRun:
             if isinstance(started, Outcome):
                 return started
             proc, start_time = started
-            watch = _ExitWatch(proc)
+            watch = procs.ExitWatch(proc)
             try:
                 if on_running is not None:
                     await on_running(proc.pid)
@@ -243,7 +255,7 @@ class TaskRun:
             except BaseException:
                 # Cancelled (the service stopping) or on_running failed: leave no process, and
                 # reap it so nothing is left a zombie or warns when collected.
-                _signal_group(proc.pid, signal.SIGKILL)
+                procs.signal_group(proc.pid, signal.SIGKILL)
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(watch.exited), KILL_GRACE)
                 watch.release()
@@ -295,7 +307,9 @@ class TaskRun:
     async def _make_dirs(self) -> Outcome | None:
         """Create the task's folders in a worker thread; the failure outcome, or None."""
         try:
-            await asyncio.get_running_loop().run_in_executor(_spawner(), _make_dirs, self.execution)
+            await asyncio.get_running_loop().run_in_executor(
+                procs.spawner(), procs.make_dirs, self.execution
+            )
         except OSError as exc:
             return self._dirs_failed(exc)
         return None
@@ -325,10 +339,10 @@ class TaskRun:
         env = _base_environment()
         env.update(ex.environment)
         loop = asyncio.get_running_loop()
-        starting = loop.run_in_executor(_spawner(), _popen, argv, ex, env, make_dirs)
+        starting = loop.run_in_executor(procs.spawner(), procs.popen, argv, ex, env, make_dirs)
         try:
             proc = await asyncio.shield(starting)
-        except _DirsUnmade as exc:
+        except procs.DirsUnmade as exc:
             return self._dirs_failed(exc.error)
         except FileNotFoundError:
             info = failure_info(
@@ -342,20 +356,20 @@ class TaskRun:
             )
         except OSError as exc:
             info = failure_info("CommandLaunchFailed", f"The task could not start: {exc.strerror}")
-        except _OutputUnwritable as exc:
+        except procs.OutputUnwritable as exc:
             info = failure_info(
                 "CommandLaunchFailed",
                 f"Cannot create the task's stdout.txt or stderr.txt: {exc.error.strerror}",
             )
         except asyncio.CancelledError:
             # The start goes on in its thread: whatever it starts is killed and reaped.
-            starting.add_done_callback(_abandon)
+            starting.add_done_callback(procs.abandon)
             raise
         else:
             self.pid = proc.pid
             if self._killed.is_set():  # kill() raced the start
-                _signal_group(proc.pid, signal.SIGKILL)
-            return proc, _now()
+                procs.signal_group(proc.pid, signal.SIGKILL)
+            return proc, self.clock()
         return self._outcome("failure", None, info, None, "process")
 
     async def _wait(
@@ -364,17 +378,19 @@ class TaskRun:
         """Wait for exit (WAITER), kill() or the wall clock; returns (exit code, stage)."""
         limit = self.execution.max_wall_clock_time
         killer = asyncio.ensure_future(self._killed.wait())
-        either: set[asyncio.Future[Any]] = {waiter, killer}
+        expirer = asyncio.ensure_future(self._expired.wait())
+        either: set[asyncio.Future[Any]] = {waiter, killer, expirer}
         try:
             done, _ = await asyncio.wait(either, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         finally:
             killer.cancel()
+            expirer.cancel()
         if waiter in done and not self._killed.is_set():
             return waiter.result(), "process"
         if self._killed.is_set():  # kill() wins even when the exit was seen first
             await asyncio.shield(waiter)  # kill() signalled the group; SIGKILL follows the grace
             return None, "killed"
-        _signal_group(proc.pid, signal.SIGKILL)
+        procs.signal_group(proc.pid, signal.SIGKILL)
         await asyncio.shield(waiter)
         return None, "timeout"
 
@@ -722,7 +738,7 @@ class TaskRun:
         start: datetime | None,
         stage: str,
     ) -> Outcome:
-        return Outcome(result, exit_code, info, start, _now(), stage)
+        return Outcome(result, exit_code, info, start, self.clock(), stage)
 
     def _killed_outcome(self, start: datetime | None) -> Outcome:
         return self._outcome(
@@ -742,136 +758,6 @@ def _with_query(url: str, query: str) -> str:
     parts = urllib.parse.urlsplit(url)
     merged = "&".join(q for q in (parts.query, query) if q)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, merged, ""))
-
-
-_spawn_pool: ThreadPoolExecutor | None = None
-
-
-def _spawner() -> ThreadPoolExecutor:
-    """The threads that start task processes: a fork costs about a millisecond or more, which
-    on the event loop's thread would stall dispatch and every request for that long."""
-    global _spawn_pool
-    if _spawn_pool is None:
-        _spawn_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bspec-spawn")
-    return _spawn_pool
-
-
-class _NotStarted(Exception):
-    """A step before the start failed (in the worker thread): no process was started."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _DirsUnmade(_NotStarted):
-    """The task's folders cannot be created."""
-
-
-class _OutputUnwritable(_NotStarted):
-    """stdout.txt or stderr.txt cannot be created."""
-
-
-def _make_dirs(ex: Execution) -> None:
-    ex.task_dir.mkdir(parents=True, exist_ok=True)
-    ex.working_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _popen(
-    argv: list[str], ex: Execution, env: dict[str, str], make_dirs: bool
-) -> subprocess.Popen[bytes]:
-    """Start ARGV (in a worker thread): no shell, its own session and process group."""
-    if make_dirs:
-        try:
-            _make_dirs(ex)
-        except OSError as exc:
-            raise _DirsUnmade(exc) from exc
-    try:
-        out = open(ex.task_dir / "stdout.txt", "wb")  # noqa: SIM115 - handed to the child
-    except OSError as exc:
-        raise _OutputUnwritable(exc) from exc
-    try:
-        err = open(ex.task_dir / "stderr.txt", "wb")  # noqa: SIM115
-    except OSError as exc:
-        out.close()
-        raise _OutputUnwritable(exc) from exc
-    with out, err:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            cwd=ex.working_dir,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-
-
-def _abandon(starting: Future[subprocess.Popen[bytes]] | asyncio.Future[Any]) -> None:
-    """A start whose run was cancelled meanwhile: kill what it started and reap it."""
-    if starting.cancelled() or starting.exception() is not None:
-        return
-    proc = starting.result()
-    _signal_group(proc.pid, signal.SIGKILL)
-    threading.Thread(target=proc.wait, name="bspec-reap", daemon=True).start()
-
-
-class _ExitWatch:
-    """`exited` resolves to the exit code without blocking the loop: a pidfd the loop watches
-    (Linux 5.3+), else a thread blocked in wait(). Either way the process is reaped."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self.loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[int] = self.loop.create_future()
-        self.fd = -1
-        try:
-            self.fd = os.pidfd_open(proc.pid)
-            self.loop.add_reader(self.fd, self._readable)
-        except (AttributeError, OSError, NotImplementedError, RuntimeError):
-            self._close_fd()
-            self._wait_in_thread()
-
-    def _readable(self) -> None:
-        code = self.proc.poll()
-        if code is None:
-            return  # not yet reapable
-        self._close_fd()
-        if not self.exited.done():
-            self.exited.set_result(code)
-
-    def _close_fd(self) -> None:
-        if self.fd >= 0:
-            with contextlib.suppress(Exception):
-                self.loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.fd = -1
-
-    def _wait_in_thread(self) -> None:
-        def wait() -> None:
-            code = self.proc.wait()
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to tell
-                self.loop.call_soon_threadsafe(self._resolve, code)
-
-        threading.Thread(target=wait, name="bspec-wait", daemon=True).start()
-
-    def _resolve(self, code: int) -> None:
-        if not self.exited.done():
-            self.exited.set_result(code)
-
-    def release(self) -> None:
-        """Stop watching from the loop; if the process still runs, a thread reaps it."""
-        if self.exited.done() or self.fd < 0:
-            return
-        self._close_fd()
-        self._wait_in_thread()
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the process group PID leads (start_new_session made it the leader)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 def kill_node_processes(root: Path) -> list[int]:

@@ -1,0 +1,60 @@
+"""The local Batch service without HTTP: its store, clock, resource modules and scheduler.
+
+Built bottom-up so that no module imports one above it: tasks know nothing of jobs (a job
+hears of completions through a hook), nodes nothing of pools (the same), and the scheduler
+only asks the resource modules to change rows. The HTTP layer (`rest/`) calls into this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from .clock import Clock
+from .files import Files
+from .jobs import Jobs
+from .nodes import Nodes
+from .pools import Pools
+from .runs import Runtime
+from .scheduler import Scheduler
+from .settings import Settings
+from .store import Store
+from .tasks import Tasks
+
+
+class Batch:
+    """One account's Batch service: resources, their state machines, the processes."""
+
+    def __init__(self, home: Path, account: str, settings: Settings) -> None:
+        self.home = home
+        self.account = account
+        self.settings = settings
+        self.clock = Clock(settings.clock)
+        self.store = Store(home / "batch" / "batch.sqlite")
+        self.runtime = Runtime(home / "batch" / "nodes", account, settings)
+        self.tasks = Tasks(self.store, self.clock, self.runtime)
+        self.jobs = Jobs(self.store, self.clock, self.runtime, self.tasks, settings)
+        self.nodes = Nodes(self.store, self.clock, self.runtime, self.tasks)
+        self.pools = Pools(self.store, self.clock, self.runtime, self.nodes, settings)
+        self.files = Files(self.runtime)
+        self.scheduler = Scheduler(
+            self.store,
+            self.clock,
+            self.runtime,
+            settings,
+            self.pools,
+            self.nodes,
+            self.jobs,
+            self.tasks,
+        )
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.store.commit_later(lambda commit: loop.call_later(0.005, commit))
+        await self.clock.start()
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        await self.clock.stop()
+        self.store.close()

@@ -1,0 +1,71 @@
+"""The service's run-time settings and fixed limits, apart from everything that reads them.
+
+`/_local/settings` reads and changes `Settings` while the service runs; the clock mode is
+fixed when the service starts (`--clock manual`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+MIN_API = "2023-05-01.17.0"
+MAX_API = "2025-06-01.21.0"
+FAULT_KINDS = ("500", "503", "429", "drop")
+CLOCK_MODES = ("real", "manual")
+
+
+@dataclass
+class Settings:
+    """What `/_local/settings` reads and changes at run time."""
+
+    latency_ms: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
+    delete_delay: float = 1.0
+    max_processes: int = os.cpu_count() or 1
+    clock: str = "real"  # real | manual; fixed at start
+    # nodeAgentSkuId (any case) -> ISO date: replaces the shared images table's end-of-life
+    # dates, so that what a client sees never depends on today's date.
+    image_end_of_life: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "latencyMs": self.latency_ms,
+            "faultRate": self.fault_rate,
+            "faultKinds": list(self.fault_kinds),
+            "deleteDelay": self.delete_delay,
+            "maxProcesses": self.max_processes,
+            "clock": self.clock,
+            "imageEndOfLife": dict(self.image_end_of_life),
+        }
+
+    def apply(self, data: Any) -> None:
+        """Change settings from a `/_local/settings` PUT body; ValueError names a bad key."""
+        if not isinstance(data, dict):
+            raise ValueError("settings must be a JSON object")
+        for key, value in data.items():
+            if key == "latencyMs":
+                self.latency_ms = max(0.0, float(value))
+            elif key == "faultRate":
+                self.fault_rate = min(1.0, max(0.0, float(value)))
+            elif key == "faultKinds":
+                kinds = [str(k) for k in value]
+                bad = set(kinds) - set(FAULT_KINDS)
+                if bad:
+                    raise ValueError(f"unknown fault kinds {sorted(bad)}")
+                self.fault_kinds = kinds
+            elif key == "deleteDelay":
+                self.delete_delay = max(0.0, float(value))
+            elif key == "maxProcesses":
+                self.max_processes = max(1, int(value))
+            elif key == "imageEndOfLife":
+                if not isinstance(value, dict):
+                    raise ValueError("imageEndOfLife must map node agent SKUs to dates")
+                self.image_end_of_life = {str(k): str(v) for k, v in value.items()}
+            elif key == "clock":
+                if value != self.clock:
+                    raise ValueError("the clock mode is fixed when the service starts (--clock)")
+            else:
+                raise ValueError(f"unknown setting {key!r}")

@@ -95,8 +95,7 @@ class Clock:
 
     async def start(self) -> None:
         self._changed = asyncio.Event()
-        if not self.manual:
-            self._runner = asyncio.create_task(self._run_real())
+        self._runner = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         """No more timers fire; those already firing get a few seconds to finish."""
@@ -107,19 +106,22 @@ class Clock:
         for task in list(self._running):
             task.cancel()
 
-    async def _run_real(self) -> None:
+    async def _run(self) -> None:
+        """Fire timers as they fall due: in real time, or (manual) those set for a time the
+        clock has already reached, such as a delete delay of 0."""
         assert self._changed is not None
         while True:
             self._drop_cancelled()
-            if not self._timers:
-                await self._changed.wait()
+            delay = self._timers[0].due - self.time() if self._timers else None
+            if delay is None or delay > 0:
+                timeout = None if self.manual else delay
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout)
                 self._changed.clear()
                 continue
-            delay = self._timers[0].due - time.time()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), delay)
-                self._changed.clear()
+            if self.manual:
+                async with self._advancing:
+                    await self._fire_until(self._frozen)
                 continue
             timer = heapq.heappop(self._timers)
             try:
@@ -150,16 +152,21 @@ class Clock:
             raise ValueError("the clock only goes forward")
         async with self._advancing:
             target = self._frozen + seconds
-            while True:
-                self._drop_cancelled()
-                if not self._timers or self._timers[0].due > target:
-                    break
-                timer = heapq.heappop(self._timers)
-                self._frozen = max(self._frozen, timer.due)
-                try:
-                    result = timer.action()
-                    if result is not None:
-                        await result
-                except Exception:
-                    log.exception("timer failed")
+            await self._fire_until(target)
             self._frozen = target
+
+    async def _fire_until(self, target: float) -> None:
+        """Fire the timers due by TARGET in order, the clock at each one's due time, each
+        awaited before the next (manual mode)."""
+        while True:
+            self._drop_cancelled()
+            if not self._timers or self._timers[0].due > target:
+                return
+            timer = heapq.heappop(self._timers)
+            self._frozen = max(self._frozen, timer.due)
+            try:
+                result = timer.action()
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("timer failed")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from pathlib import Path
 from typing import Any
 
 from .clock import Clock
@@ -200,9 +199,7 @@ class Jobs:
         waits = [e.aio for e in self.runtime.in_job(job_key) if e.aio]
         if waits:
             await asyncio.wait(waits)
-        dirs = [Path(r.meta["dir"]) for r in self.store.iter("task", job_key) if r.meta.get("dir")]
-        job_dirs = {d.parent.parent for d in dirs}
-        self.store.delete_children("task", job_key)
+        job_dirs = self.tasks.forget_job(job_key)
         self.store.delete("job", "", job_key)
         self._no_action.pop(job_key, None)
         if job is not None:

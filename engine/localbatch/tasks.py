@@ -13,6 +13,7 @@ import asyncio
 import shutil
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import agent
@@ -405,6 +406,12 @@ class Tasks:
         self._schedule_retention(row)
         self.store.put(row)
         self.on_complete(entry.job, True)
+
+    def forget_job(self, job_key: str) -> set[Path]:
+        """A deleted job's tasks go; returns the job's folders on the nodes, to remove."""
+        dirs = [Path(r.meta["dir"]) for r in self.store.iter("task", job_key) if r.meta.get("dir")]
+        self.store.delete_children("task", job_key)
+        return {d.parent.parent for d in dirs}
 
     # ------------------------------------------------------------------ retention
 

@@ -32,6 +32,9 @@ def _scaled(counts: Iterable[int], per_vcpu: float) -> list[tuple[object, ...]]:
     return [(n, n, n * per_vcpu) for n in counts]
 
 
+_D_V2 = [(n, c, c * 3.5) for n, c in ((1, 1), (2, 2), (3, 4), (4, 8), (5, 16))] + [
+    (n, c, c * 7) for n, c in ((11, 2), (12, 4), (13, 8), (14, 16), (15, 20))
+]
 _D_V3 = (2, 4, 8, 16, 32, 48, 64)
 _D_V5 = (2, 4, 8, 16, 32, 48, 64, 96)
 _E_V3 = [(n, n, n * 8) for n in (2, 4, 8, 16, 20, 32, 48)]
@@ -60,35 +63,13 @@ _TABLE: list[_Row] = [
         "Dv2",
         "standardDv2Family",
         "Standard_D{n}_v2",
-        [
-            (1, 1, 3.5),
-            (2, 2, 7),
-            (3, 4, 14),
-            (4, 8, 28),
-            (5, 16, 56),
-            (11, 2, 14),
-            (12, 4, 28),
-            (13, 8, 56),
-            (14, 16, 112),
-            (15, 20, 140),
-        ],
+        _D_V2,
     ),
     (
         "DSv2",
         "standardDSv2Family",
         "Standard_DS{n}_v2",
-        [
-            (1, 1, 3.5),
-            (2, 2, 7),
-            (3, 4, 14),
-            (4, 8, 28),
-            (5, 16, 56),
-            (11, 2, 14),
-            (12, 4, 28),
-            (13, 8, 56),
-            (14, 16, 112),
-            (15, 20, 140),
-        ],
+        _D_V2,
     ),
     ("Dv3", "standardDv3Family", "Standard_D{n}_v3", _scaled(_D_V3, 4)),
     ("Dsv3", "standardDSv3Family", "Standard_D{n}s_v3", _scaled(_D_V3, 4)),

@@ -4,9 +4,10 @@ What a Batch node agent does on Linux, for one task: download the resource files
 HTTP from their SAS URLs, run the command line split into words like a POSIX shell
 splits them (shlex) with no shell in between, in its own session and process group,
 with stdout.txt and stderr.txt in the task folder, kill the whole group when
-maxWallClockTime passes, then upload the output files that match each pattern and
-upload condition to their container SAS URLs. Task-level failures never raise: they
-become an `Outcome` with Batch's failure codes, which the scheduler records on the task.
+maxWallClockTime passes (`expire()`, called from the service clock), then upload the
+output files that match each pattern and upload condition to their container SAS URLs.
+Task-level failures never raise: they become an `Outcome` with Batch's failure codes, which
+the scheduler records on the task.
 
 Nothing here writes a SAS signature to a log or a file: URLs pass through `redact`.
 """

@@ -25,6 +25,8 @@ from .resources import (
     missing,
     new_etag,
     parse_iso,
+    touch,
+    transition,
 )
 from .runs import Runtime
 from .settings import Settings
@@ -233,16 +235,10 @@ class Jobs:
     # ------------------------------------------------------------------ transitions
 
     def touch(self, row: Row) -> None:
-        row.body["eTag"] = new_etag()
-        row.body["lastModified"] = self.clock.iso()
+        touch(row.body, self.clock.iso())
 
     def _set_state(self, job: Row, state: str) -> None:
-        if job.body["state"] != state:
-            job.body["previousState"] = job.body["state"]
-            job.body["previousStateTransitionTime"] = job.body["stateTransitionTime"]
-            job.body["state"] = state
-            job.body["stateTransitionTime"] = self.clock.iso()
-        self.touch(job)
+        transition(job.body, state, self.clock.iso())
         self.store.put(job)
 
     def _complete(self, job: Row, reason: str) -> None:

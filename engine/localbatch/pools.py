@@ -15,7 +15,16 @@ from typing import Any
 
 from .clock import Clock
 from .nodes import Nodes
-from .resources import BatchError, check_duration, check_id, check_int, invalid, missing, new_etag
+from .resources import (
+    BatchError,
+    check_duration,
+    check_id,
+    check_int,
+    invalid,
+    missing,
+    new_etag,
+    touch,
+)
 from .runs import BOOT_STEP, Runtime
 from .settings import Settings
 from .store import Row, Store
@@ -302,8 +311,7 @@ class Pools:
     # ------------------------------------------------------------------ transitions
 
     def touch(self, row: Row) -> None:
-        row.body["eTag"] = new_etag()
-        row.body["lastModified"] = self.clock.iso()
+        touch(row.body, self.clock.iso())
 
     def _allocation(self, row: Row, state: str) -> None:
         row.body["allocationState"] = state

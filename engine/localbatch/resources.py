@@ -97,6 +97,22 @@ def new_etag() -> str:
     return f"0x8{value:015X}"[:18]
 
 
+def touch(body: dict[str, Any], stamp: str) -> None:
+    """A change: a new ETag and lastModified."""
+    body["eTag"] = new_etag()
+    body["lastModified"] = stamp
+
+
+def transition(body: dict[str, Any], state: str, stamp: str) -> None:
+    """A new state, remembering the previous one as Batch shows it; then a change."""
+    if body["state"] != state:
+        body["previousState"] = body["state"]
+        body["previousStateTransitionTime"] = body["stateTransitionTime"]
+        body["state"] = state
+        body["stateTransitionTime"] = stamp
+    touch(body, stamp)
+
+
 def duration_seconds(text: str | None) -> float | None:
     """ISO 8601 duration (days and smaller, as Batch uses) -> seconds; None for unlimited."""
     if text is None:

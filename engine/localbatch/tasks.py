@@ -30,6 +30,8 @@ from .resources import (
     missing,
     new_etag,
     parse_iso,
+    touch,
+    transition,
 )
 from .runs import Running, Runtime
 from .store import Row, Store
@@ -285,16 +287,10 @@ class Tasks:
     # ------------------------------------------------------------------ transitions
 
     def touch(self, row: Row) -> None:
-        row.body["eTag"] = new_etag()
-        row.body["lastModified"] = self.clock.iso()
+        touch(row.body, self.clock.iso())
 
     def _set_state(self, row: Row, state: str) -> None:
-        if row.body["state"] != state:
-            row.body["previousState"] = row.body["state"]
-            row.body["previousStateTransitionTime"] = row.body["stateTransitionTime"]
-            row.body["state"] = state
-            row.body["stateTransitionTime"] = self.clock.iso()
-        self.touch(row)
+        transition(row.body, state, self.clock.iso())
 
     def requeue(self, row: Row) -> None:
         """Back to active, as after a node reboot (counted as a requeue, not a retry)."""

@@ -13,6 +13,7 @@ import asyncio
 import shutil
 from typing import Any
 
+from .base import ResourceModule
 from .clock import Clock
 from .resources import (
     MAX_DURATION,
@@ -25,7 +26,6 @@ from .resources import (
     missing,
     new_etag,
     parse_iso,
-    touch,
     transition,
 )
 from .runs import Runtime
@@ -40,13 +40,11 @@ BEING_DELETED = (
 )
 
 
-class Jobs:
+class Jobs(ResourceModule):
     def __init__(
         self, store: Store, clock: Clock, runtime: Runtime, tasks: Tasks, settings: Settings
     ) -> None:
-        self.store = store
-        self.clock = clock
-        self.runtime = runtime
+        super().__init__(store, clock, runtime)
         self.tasks = tasks
         self.settings = settings
         self._no_action: dict[str, bool] = {}  # job key -> onAllTasksComplete is noaction
@@ -233,9 +231,6 @@ class Jobs:
         self._complete(row, reason)
 
     # ------------------------------------------------------------------ transitions
-
-    def touch(self, row: Row) -> None:
-        touch(row.body, self.clock.iso())
 
     def _set_state(self, job: Row, state: str) -> None:
         transition(job.body, state, self.clock.iso())

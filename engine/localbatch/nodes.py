@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import agent
+from .base import ResourceModule
 from .bodies import resource_files
 from .clock import Clock
 from .resources import BatchError, iso
@@ -52,11 +53,9 @@ REMOVAL_ORDER = {
 }
 
 
-class Nodes:
+class Nodes(ResourceModule):
     def __init__(self, store: Store, clock: Clock, runtime: Runtime, tasks: Tasks) -> None:
-        self.store = store
-        self.clock = clock
-        self.runtime = runtime
+        super().__init__(store, clock, runtime)
         self.tasks = tasks
         self.on_count: Callable[[str], None] = lambda _pool: None  # the pools module's
         self._ran: dict[tuple[str, str], list[int]] = {}  # node -> [tasks run, succeeded]

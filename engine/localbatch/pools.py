@@ -13,6 +13,7 @@ import asyncio
 import shutil
 from typing import Any
 
+from .base import ResourceModule
 from .clock import Clock
 from .nodes import Nodes
 from .resources import (
@@ -23,7 +24,6 @@ from .resources import (
     invalid,
     missing,
     new_etag,
-    touch,
 )
 from .runs import BOOT_STEP, Runtime
 from .settings import Settings
@@ -57,13 +57,11 @@ ANY_TIME = (
 )
 
 
-class Pools:
+class Pools(ResourceModule):
     def __init__(
         self, store: Store, clock: Clock, runtime: Runtime, nodes: Nodes, settings: Settings
     ) -> None:
-        self.store = store
-        self.clock = clock
-        self.runtime = runtime
+        super().__init__(store, clock, runtime)
         self.nodes = nodes
         self.settings = settings
         nodes.on_count = self._count_nodes
@@ -309,9 +307,6 @@ class Pools:
         self.store.delete("pool", "", pool_key)
 
     # ------------------------------------------------------------------ transitions
-
-    def touch(self, row: Row) -> None:
-        touch(row.body, self.clock.iso())
 
     def _allocation(self, row: Row, state: str) -> None:
         row.body["allocationState"] = state

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import agent
+from .base import ResourceModule
 from .clock import Clock
 from .resources import (
     MAX_DURATION,
@@ -30,7 +31,6 @@ from .resources import (
     missing,
     new_etag,
     parse_iso,
-    touch,
     transition,
 )
 from .runs import Running, Runtime
@@ -39,11 +39,9 @@ from .store import Row, Store
 MAX_COLLECTION = 100
 
 
-class Tasks:
+class Tasks(ResourceModule):
     def __init__(self, store: Store, clock: Clock, runtime: Runtime) -> None:
-        self.store = store
-        self.clock = clock
-        self.runtime = runtime
+        super().__init__(store, clock, runtime)
         # Set by the jobs module: a task of JOB completed (or went); KNOWN: by an outcome.
         self.on_complete: Callable[[str, bool], None] = lambda _job, _known: None
 
@@ -285,9 +283,6 @@ class Tasks:
         self.runtime.wake()
 
     # ------------------------------------------------------------------ transitions
-
-    def touch(self, row: Row) -> None:
-        touch(row.body, self.clock.iso())
 
     def _set_state(self, row: Row, state: str) -> None:
         transition(row.body, state, self.clock.iso())

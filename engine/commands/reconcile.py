@@ -1,48 +1,33 @@
-"""`bspec plan`, `bspec apply` and `bspec destroy`: read, diff, show, (confirm, lock,) change.
+"""`bspec plan`, `bspec apply` and `bspec destroy`: flags in, bspec.operations called with
+the console reporter, the --json object out.
 
-The functions `run_plan`, `run_apply` and `run_destroy` do the work and return the
---json object; the typer commands only parse flags and print.
+`run_plan`, `run_apply` and `run_destroy` map the flags onto the operations (tests and
+benchmarks call them too); the typer commands only parse and print.
 """
 
 # ruff: noqa: B008  (typer declares options as call defaults)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from bspec import saved_plan
-from bspec.cli import JSON_HELP, app, emit_json, out
-from bspec.destroying import destroy_question, keep_containers
-from bspec.errors import StalePlanError
-from bspec.model import ActualState, Address, DesiredState, Plan
-from bspec.planning import LOGS_KEY, PlanOptions, basis, covered, plan, plan_destroy
-from bspec.providers import read_actual
-from bspec.reporting import confirm, note, plan_json, render_plan
-from bspec.spec import load, parse_var_flags
+from bspec.cli import JSON_HELP, app, emit_json
+from bspec.reporting.reporter import ConsoleReporter
 
-# The modules below import the Azure SDKs and aiohttp (~0.75 s); they are imported where
-# they are used so that `bspec validate`, `--help` and the other offline commands start fast.
+# bspec.operations imports the Azure SDKs and aiohttp (~0.75 s); it is imported where it is
+# used so that `bspec validate`, `--help` and the other offline commands start fast.
 if TYPE_CHECKING:
-    from bspec.targets import Target
-    from bspec.watching import WatchResult
+    from bspec.model import Plan
+    from bspec.operations import Outcome
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
 _TARGET_HELP = "local (default) or azure; also BSPEC_TARGET or `target:` in the spec."
 _LOCK_HELP = ("Seconds to wait for the stack's lock held by another command (the default"
               " outlasts a crashed holder's 60 s lease).")
 LOCK_TIMEOUT = 90.0
-
-
-@dataclass
-class Outcome:
-    """What a command did, for its --json object and its exit code."""
-
-    data: dict[str, Any] = field(default_factory=dict)
-    exit_code: int = 0
 
 
 def _parse_ttl(text: str) -> timedelta:
@@ -59,38 +44,15 @@ def _parse_ttl(text: str) -> timedelta:
                          code="InvalidFlag") from exc
 
 
-def _print_plan(p: Plan, *, destroy: bool = False) -> None:
-    for line in render_plan(p, destroy=destroy):
-        out.print(line, markup=False)
-
-
-_confirm = confirm  # kept for callers that imported it from here
-
-
-def _signature(p: Plan) -> list[tuple[str, str]]:
-    """The plan's changes, less the logs container that taking the lock creates."""
-    return [(c.action.value, str(c.address)) for c in p.pending()
-            if c.address != Address.container(LOGS_KEY)]
-
-
 def run_plan(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
              adopt: bool = False, out_file: Path | None = None,
              show: bool = True) -> tuple[Plan, dict[str, Any]]:
-    from bspec.targets import choose, connect
+    from bspec import operations
 
-    desired = load(spec, parse_var_flags(var))
-    name = choose(target, desired.target)
-    tgt = connect(name, desired.stack)
-    try:
-        actual = read_actual(desired, tgt.batch, tgt.storage)
-        p = plan(desired, actual, PlanOptions(name, adopt))
-        if out_file is not None:
-            saved_plan.save(out_file, p, desired, basis(actual, covered(p)), adopt=adopt)
-        if show:
-            _print_plan(p)
-        return p, plan_json(p, tgt.counter.snapshot())
-    finally:
-        tgt.close()
+    done = operations.plan(spec, ConsoleReporter(quiet=not show), vars=var, target=target,
+                           adopt=adopt, out_file=out_file)
+    assert done.plan is not None
+    return done.plan, done.data
 
 
 def run_apply(path: Path, *, var: Sequence[str] = (), target: str | None = None,
@@ -98,142 +60,21 @@ def run_apply(path: Path, *, var: Sequence[str] = (), target: str | None = None,
               sas_ttl: timedelta | None = None, lock_timeout: float = 0.0,
               show: bool = True, wait_timeout: float | None = None,
               rerun_failed: bool = False) -> Outcome:
-    from bspec.targets import choose, connect
+    from bspec import operations
 
-    saved = saved_plan.load(path) if saved_plan.is_saved_plan(path) else None
-    if saved is not None:
-        desired: DesiredState = saved.desired
-        name = saved.target
-        adopt = saved.adopt
-    else:
-        desired = load(path, parse_var_flags(var))
-        name = choose(target, desired.target)
-    tgt = connect(name, desired.stack)
-    try:
-        return _apply(tgt, desired, saved, name=name, adopt=adopt, yes=yes, no_wait=no_wait,
-                      sas_ttl=sas_ttl, lock_timeout=lock_timeout, show=show,
-                      wait_timeout=wait_timeout, rerun_failed=rerun_failed)
-    finally:
-        tgt.close()
-
-
-def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | None, *,
-           name: str, adopt: bool, yes: bool, no_wait: bool, sas_ttl: timedelta | None,
-           lock_timeout: float, show: bool, wait_timeout: float | None,
-           rerun_failed: bool = False) -> Outcome:
-    from bspec import applying
-    from bspec.locking import StackLock
-    from bspec.watching import finish
-    from bspec.watching import rerun_failed as rerun_failed_tasks
-
-    options = PlanOptions(name, adopt)
-    actual = read_actual(desired, tgt.batch, tgt.storage)
-    p = plan(desired, actual, options)
-    if saved is not None:
-        _check_fresh(saved, actual, p)
-    if show:
-        _print_plan(p)
-    result = applying.ApplyResult()
-    if not p.empty():
-        _confirm(yes, "Apply these changes?")
-        with StackLock(tgt.storage, desired.logs_container.name, lock_timeout, "apply"):
-            actual = read_actual(desired, tgt.batch, tgt.storage)
-            again = plan(desired, actual, options)
-            if saved is not None:
-                _check_fresh(saved, actual, again)
-            if _signature(again) != _signature(p) and not again.empty():
-                if not yes:
-                    # A person approved the plan shown; don't apply a different one.
-                    raise StalePlanError("the services changed while the plan was shown;"
-                                         " nothing was changed",
-                                         hint="run the command again to see the new plan")
-                if show:
-                    note("The services changed while waiting for the lock; applying the"
-                         " plan made under it:")
-                    _print_plan(again)
-                p = again
-            elif again.empty():
-                if show:
-                    note("Nothing left to change: another apply made these changes first.")
-                p = again
-            opts = applying.ApplyOptions()
-            if sas_ttl is not None:
-                opts.sas_ttl = sas_ttl
-            result = applying.apply(again, desired, tgt, opts)
-        if show:
-            s = p.summary()
-            out.print(f"Apply complete: {s['create']} created, {s['update']} updated,"
-                      f" {s['replace']} replaced, {s['delete']} deleted.", markup=False)
-    data = plan_json(p, {})
-    data["applied"] = not p.empty()
-    data["outcome"] = result.to_json()
-    exit_code = 0
-    if rerun_failed and desired.tasks:
-        again_tasks = rerun_failed_tasks(tgt.batch, desired)
-        data["outcome"]["rerun"] = again_tasks
-        if show and again_tasks:
-            note(f"Reactivated {len(again_tasks):,} failed task"
-                 f"{'s' if len(again_tasks) != 1 else ''}")
-    if not no_wait and desired.tasks:
-        finished, exit_code = finish(tgt, desired, show=show, timeout=wait_timeout,
-                                     write=lambda line: out.print(line, markup=False))
-        data["outcome"].update(finished)
-        data["outcome"]["pool"] = applying.when_idle(desired, tgt, note if show else _quiet)
-    data["requests"] = tgt.counter.snapshot()
-    return Outcome(data, exit_code)
-
-
-def _check_fresh(saved: saved_plan.SavedPlan, actual: ActualState, now: Plan) -> None:
-    keys = covered(now) | {Address.parse(a) for a in saved.basis}
-    saved_plan.check_fresh(saved, basis(actual, keys))
-
-
-def _quiet(_text: str) -> None:
-    return None
-
-
-def _tasks_json(w: WatchResult) -> dict[str, Any]:
-    return {
-        "succeeded": w.succeeded,
-        "failed": len(w.failed),
-        "failedTasks": [{"address": f"task/{f.job_id}/{f.task_id}", "exitCode": f.exit_code,
-                         "failure": f.failure} for f in w.failed],
-    }
+    return operations.apply(path, ConsoleReporter(quiet=not show), vars=var, target=target,
+                            adopt=adopt, yes=yes, wait=not no_wait, sas_ttl=sas_ttl,
+                            lock_timeout=lock_timeout, wait_timeout=wait_timeout,
+                            rerun_failed=rerun_failed)
 
 
 def run_destroy(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
                 yes: bool = False, lock_timeout: float = 0.0, show: bool = True,
                 keep_storage: bool = False) -> Outcome:
-    from bspec import applying
-    from bspec.locking import StackLock
-    from bspec.targets import choose, connect
+    from bspec import operations
 
-    desired = load(spec, parse_var_flags(var))
-    name = choose(target, desired.target)
-    tgt = connect(name, desired.stack)
-    try:
-        actual = read_actual(desired, tgt.batch, tgt.storage, tasks=False, blobs=False)
-        p = plan_destroy(desired, actual, name)
-        if keep_storage:
-            p = keep_containers(p)
-        if show:
-            _print_plan(p, destroy=True)
-        if not p.empty():
-            _confirm(yes, destroy_question(p))
-            has_logs = any(c.address.parts[0] == LOGS_KEY for c in p.pending())
-            if has_logs:
-                with StackLock(tgt.storage, desired.logs_container.name, lock_timeout,
-                               "destroy"):
-                    applying.destroy(p, tgt)
-            else:
-                applying.destroy(p, tgt)
-            if show:
-                out.print(f"Destroy complete: {len(p.pending())} deleted.", markup=False)
-        data = plan_json(p, tgt.counter.snapshot())
-        data["applied"] = not p.empty()
-        return Outcome(data)
-    finally:
-        tgt.close()
+    return operations.destroy(spec, ConsoleReporter(quiet=not show), vars=var, target=target,
+                              yes=yes, lock_timeout=lock_timeout, keep_storage=keep_storage)
 
 
 @app.command("plan")

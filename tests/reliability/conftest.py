@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bspec import services
+from bspec import local as services
 from bspec.model import FINGERPRINT_ENV, STACK_CONTAINER_METADATA, STACK_METADATA, DesiredState
 from bspec.spec import load
 

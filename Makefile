@@ -30,6 +30,7 @@ demo: install
 test: install
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -38,6 +39,7 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/ruff format --check engine tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

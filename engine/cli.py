@@ -76,8 +76,17 @@ def main(argv: list[str] | None = None) -> None:
         code = int(getattr(exc, "exit_code", 2))
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if as_json:
-            emit_json({"error": {"code": "InvalidFlag", "message": message, "file": None,
-                                 "line": None, "path": None}})
+            emit_json(
+                {
+                    "error": {
+                        "code": "InvalidFlag",
+                        "message": message,
+                        "file": None,
+                        "line": None,
+                        "path": None,
+                    }
+                }
+            )
         else:
             ctx = getattr(exc, "ctx", None)
             if ctx is not None:

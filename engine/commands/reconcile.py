@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
 _TARGET_HELP = "local (default) or azure; also BSPEC_TARGET or `target:` in the spec."
-_LOCK_HELP = ("Seconds to wait for the stack's lock held by another command (the default"
-              " outlasts a crashed holder's 60 s lease).")
+_LOCK_HELP = (
+    "Seconds to wait for the stack's lock held by another command (the default"
+    " outlasts a crashed holder's 60 s lease)."
+)
 LOCK_TIMEOUT = 90.0
 
 
@@ -40,58 +42,106 @@ def _parse_ttl(text: str) -> timedelta:
             return timedelta(seconds=float(text[:-1]) * units[text[-1]])
         return timedelta(seconds=float(text))
     except ValueError as exc:
-        raise InputError(f"--sas-ttl {text!r}: expected a duration like 7d, 12h, 30m",
-                         code="InvalidFlag") from exc
+        raise InputError(
+            f"--sas-ttl {text!r}: expected a duration like 7d, 12h, 30m", code="InvalidFlag"
+        ) from exc
 
 
-def run_plan(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
-             adopt: bool = False, out_file: Path | None = None,
-             show: bool = True) -> tuple[Plan, dict[str, Any]]:
+def run_plan(
+    spec: Path,
+    *,
+    var: Sequence[str] = (),
+    target: str | None = None,
+    adopt: bool = False,
+    out_file: Path | None = None,
+    show: bool = True,
+) -> tuple[Plan, dict[str, Any]]:
     from bspec import operations
 
-    done = operations.plan(spec, ConsoleReporter(quiet=not show), vars=var, target=target,
-                           adopt=adopt, out_file=out_file)
+    done = operations.plan(
+        spec,
+        ConsoleReporter(quiet=not show),
+        vars=var,
+        target=target,
+        adopt=adopt,
+        out_file=out_file,
+    )
     assert done.plan is not None
     return done.plan, done.data
 
 
-def run_apply(path: Path, *, var: Sequence[str] = (), target: str | None = None,
-              adopt: bool = False, yes: bool = False, no_wait: bool = False,
-              sas_ttl: timedelta | None = None, lock_timeout: float = 0.0,
-              show: bool = True, wait_timeout: float | None = None,
-              rerun_failed: bool = False) -> Outcome:
+def run_apply(
+    path: Path,
+    *,
+    var: Sequence[str] = (),
+    target: str | None = None,
+    adopt: bool = False,
+    yes: bool = False,
+    no_wait: bool = False,
+    sas_ttl: timedelta | None = None,
+    lock_timeout: float = 0.0,
+    show: bool = True,
+    wait_timeout: float | None = None,
+    rerun_failed: bool = False,
+) -> Outcome:
     from bspec import operations
 
-    return operations.apply(path, ConsoleReporter(quiet=not show), vars=var, target=target,
-                            adopt=adopt, yes=yes, wait=not no_wait, sas_ttl=sas_ttl,
-                            lock_timeout=lock_timeout, wait_timeout=wait_timeout,
-                            rerun_failed=rerun_failed)
+    return operations.apply(
+        path,
+        ConsoleReporter(quiet=not show),
+        vars=var,
+        target=target,
+        adopt=adopt,
+        yes=yes,
+        wait=not no_wait,
+        sas_ttl=sas_ttl,
+        lock_timeout=lock_timeout,
+        wait_timeout=wait_timeout,
+        rerun_failed=rerun_failed,
+    )
 
 
-def run_destroy(spec: Path, *, var: Sequence[str] = (), target: str | None = None,
-                yes: bool = False, lock_timeout: float = 0.0, show: bool = True,
-                keep_storage: bool = False) -> Outcome:
+def run_destroy(
+    spec: Path,
+    *,
+    var: Sequence[str] = (),
+    target: str | None = None,
+    yes: bool = False,
+    lock_timeout: float = 0.0,
+    show: bool = True,
+    keep_storage: bool = False,
+) -> Outcome:
     from bspec import operations
 
-    return operations.destroy(spec, ConsoleReporter(quiet=not show), vars=var, target=target,
-                              yes=yes, lock_timeout=lock_timeout, keep_storage=keep_storage)
+    return operations.destroy(
+        spec,
+        ConsoleReporter(quiet=not show),
+        vars=var,
+        target=target,
+        yes=yes,
+        lock_timeout=lock_timeout,
+        keep_storage=keep_storage,
+    )
 
 
 @app.command("plan")
 def plan_command(
     spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
     var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
-    out_file: Path | None = typer.Option(None, "-o", "--out",
-                                         help="Save the plan to apply it exactly later."),
-    detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode",
-                                           help="Exit 4 when there are changes."),
+    out_file: Path | None = typer.Option(
+        None, "-o", "--out", help="Save the plan to apply it exactly later."
+    ),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 4 when there are changes."
+    ),
     adopt: bool = typer.Option(False, "--adopt", help="Plan to take over unowned resources."),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show what apply would change, and why."""
-    p, data = run_plan(spec, var=var, target=target, adopt=adopt, out_file=out_file,
-                       show=not as_json)
+    p, data = run_plan(
+        spec, var=var, target=target, adopt=adopt, out_file=out_file, show=not as_json
+    )
     if as_json:
         emit_json(data)
     if detailed_exitcode and not p.empty():
@@ -100,26 +150,40 @@ def plan_command(
 
 @app.command("apply")
 def apply_command(
-    spec: Path = typer.Argument(..., help="The spec file, or a plan saved with plan -o.",
-                                show_default=False),
+    spec: Path = typer.Argument(
+        ..., help="The spec file, or a plan saved with plan -o.", show_default=False
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once tasks are submitted."),
     var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
-    adopt: bool = typer.Option(False, "--adopt", help="Take over resources of the same id"
-                                                      " that the stack does not own."),
+    adopt: bool = typer.Option(
+        False, "--adopt", help="Take over resources of the same id that the stack does not own."
+    ),
     sas_ttl: str = typer.Option("7d", "--sas-ttl", help="SAS lifetime (e.g. 7d, 12h)."),
     lock_timeout: float = typer.Option(LOCK_TIMEOUT, "--lock-timeout", help=_LOCK_HELP),
-    timeout: float | None = typer.Option(None, "--timeout",
-                                         help="Seconds to wait for the tasks (exit 1 after)."),
-    rerun_failed: bool = typer.Option(False, "--rerun-failed",
-                                      help="Reactivate the spec's failed tasks."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Seconds to wait for the tasks (exit 1 after)."
+    ),
+    rerun_failed: bool = typer.Option(
+        False, "--rerun-failed", help="Reactivate the spec's failed tasks."
+    ),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Make the services match the spec: show the plan, confirm, apply, wait for tasks."""
-    result = run_apply(spec, var=var, target=target, adopt=adopt, yes=yes, no_wait=no_wait,
-                       sas_ttl=_parse_ttl(sas_ttl), lock_timeout=lock_timeout,
-                       show=not as_json, wait_timeout=timeout, rerun_failed=rerun_failed)
+    result = run_apply(
+        spec,
+        var=var,
+        target=target,
+        adopt=adopt,
+        yes=yes,
+        no_wait=no_wait,
+        sas_ttl=_parse_ttl(sas_ttl),
+        lock_timeout=lock_timeout,
+        show=not as_json,
+        wait_timeout=timeout,
+        rerun_failed=rerun_failed,
+    )
     if as_json:
         emit_json(result.data)
     if result.exit_code:
@@ -132,13 +196,21 @@ def destroy_command(
     yes: bool = typer.Option(False, "--yes", "-y", help="Destroy without asking."),
     var: list[str] = typer.Option([], "--var", help=_VAR_HELP, show_default=False),
     lock_timeout: float = typer.Option(LOCK_TIMEOUT, "--lock-timeout", help=_LOCK_HELP),
-    keep_storage: bool = typer.Option(False, "--keep-storage",
-                                      help="Keep the containers and their blobs."),
+    keep_storage: bool = typer.Option(
+        False, "--keep-storage", help="Keep the containers and their blobs."
+    ),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Delete everything that carries the stack's tag, and nothing else."""
-    result = run_destroy(spec, var=var, target=target, yes=yes, lock_timeout=lock_timeout,
-                         show=not as_json, keep_storage=keep_storage)
+    result = run_destroy(
+        spec,
+        var=var,
+        target=target,
+        yes=yes,
+        lock_timeout=lock_timeout,
+        show=not as_json,
+        keep_storage=keep_storage,
+    )
     if as_json:
         emit_json(result.data)

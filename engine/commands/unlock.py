@@ -12,13 +12,20 @@ from bspec.cli import JSON_HELP, app, emit_json
 from bspec.reporting.reporter import ConsoleReporter
 
 
-def run_unlock(spec: Path, *, var: list[str] | tuple[str, ...] = (), target: str | None = None,
-               yes: bool = False, show: bool = True) -> dict[str, Any]:
+def run_unlock(
+    spec: Path,
+    *,
+    var: list[str] | tuple[str, ...] = (),
+    target: str | None = None,
+    yes: bool = False,
+    show: bool = True,
+) -> dict[str, Any]:
     """Break the lock of the stack `spec` names; the --json object."""
     from bspec import operations  # imports the Azure SDKs, which offline commands never need
 
-    done = operations.unlock(spec, ConsoleReporter(quiet=not show), vars=var, target=target,
-                             yes=yes)
+    done = operations.unlock(
+        spec, ConsoleReporter(quiet=not show), vars=var, target=target, yes=yes
+    )
     return done.data
 
 
@@ -26,8 +33,9 @@ def run_unlock(spec: Path, *, var: list[str] | tuple[str, ...] = (), target: str
 def unlock_command(
     spec: Path = typer.Argument(..., help="The spec file.", show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Break the lock without asking."),
-    var: list[str] = typer.Option([], "--var", help="Override a spec var: NAME=VALUE.",
-                                  show_default=False),
+    var: list[str] = typer.Option(
+        [], "--var", help="Override a spec var: NAME=VALUE.", show_default=False
+    ),
     target: str | None = typer.Option(None, "--target", help="local (default) or azure."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:

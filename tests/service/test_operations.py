@@ -101,8 +101,8 @@ def test_a_reporter_of_its_own_gets_every_word(
     with pytest.raises(ConfirmationError):
         operations.destroy(stack.spec, declined)
     assert declined.questions == [
-        f"Delete job {stack.job_id}, pool {stack.pool_id} and 3 containers with their blobs"
-        " (task logs included)?"
+        f"Delete job {stack.job_id}, pool {stack.pool_id} and containers {stack.name}-input,"
+        f" {stack.name}-output, {stack.name}-bspec with their blobs (task logs included)?"
     ]
     done = operations.destroy(stack.spec, Recorder())
     assert done.data["applied"] is True

@@ -4,23 +4,32 @@ with bspec.localbatch.sharedkey, and fail with a wrong key, a wrong account or a
 Both signers are written again here from their sources, independently of the verifier: the
 page ("Authenticate requests to the Azure Batch service") and the JavaScript SDK's
 BatchSharedKeyCredentials.signRequest (@azure/batch 10.2.0, api-version 2022-10-01.16.0).
-The real Python clients are driven in tests/service/test_sharedkey_clients.py.
+azure-batch 15's own policy signs requests here through a recording transport; the real
+Python clients over real sockets are in tests/service/test_sharedkey_clients.py.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 import pytest
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import AzureError
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest import HttpRequest
 from bspec.localbatch import sharedkey
 from bspec.localbatch.resources import BatchError
+from multidict import CIMultiDict, CIMultiDictProxy
 
 ACCOUNT = "localaccount"
 KEY = base64.b64encode(b"k" * 64).decode()
@@ -316,3 +325,84 @@ def test_malformed_authorization_gets_batch_errors(
     with pytest.raises(BatchError) as caught:
         _verify(Sent("GET", f"{BASE}/pools?{API}", headers))
     assert (caught.value.status, caught.value.code) == (status, code)
+
+
+# ---------------------------------------------------------------------------- azure-batch 15
+
+
+class _Handed(Exception):
+    """Raised by the recording transport once it holds the signed request."""
+
+
+class _Recorder(HttpTransport):
+    """A transport that keeps the request the pipeline hands it (signed, before any socket
+    library adds headers of its own) and sends nothing."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+    def open(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.requests.append(request)
+        raise _Handed
+
+
+def test_azure_batch_15_signs_a_missing_content_length_as_0() -> None:
+    """BatchSharedKeyAuthPolicy signs "0" when a DELETE or a bodiless POST carries no
+    Content-Length yet. Its transports then send `Content-Length: 0` (see
+    tests/service/test_sharedkey_clients.py), but one that does not would reach the service
+    with no header: the Python variant accepts exactly that, as the current server does."""
+    recorder = _Recorder()
+    client = BatchClient(
+        BASE, AzureNamedKeyCredential(ACCOUNT, KEY), transport=recorder, retry_total=0
+    )
+    for call in (
+        lambda: client.delete_task("job-1", "task-1"),
+        lambda: client.disable_pool_auto_scale("pool-1"),
+        lambda: client.get_job("job-1", service_timeout=30),
+        lambda: client.send_request(HttpRequest("GET", f"{BASE}/jobs?{API}&B=2&a=1&a=3&e=")),
+    ):
+        with contextlib.suppress(_Handed, AzureError):
+            call()
+    assert len(recorder.requests) == 4
+    names = []
+    for request in recorder.requests:
+        url = urlsplit(request.url)
+        headers = list(request.headers.items())
+        assert not any(k.lower() == "content-length" for k, _ in headers) or request.method in (
+            "GET",
+            "HEAD",
+        )
+        names.append(
+            sharedkey.verify(
+                request.method, url.path, url.query, headers, account=ACCOUNT, key=KEY
+            ).name
+        )
+        with pytest.raises(BatchError):
+            sharedkey.verify(
+                request.method, url.path, url.query, headers, account=ACCOUNT, key=WRONG_KEY
+            )
+    assert names == ["azure-batch-python"] * 4
+
+
+def test_aiohttp_headers_verify_as_a_mapping() -> None:
+    """The HTTP layer hands aiohttp's CIMultiDictProxy straight in."""
+    signed = page_sign(REQUESTS["ocp-range"], KEY)
+    proxy = CIMultiDictProxy(CIMultiDict(signed.headers))
+    assert (
+        sharedkey.verify(
+            signed.method, signed.path, signed.query, proxy, account=ACCOUNT, key=KEY, now=NOW
+        ).name
+        == "page"
+    )

@@ -133,19 +133,7 @@ def js_sign(sent: Sent, key: str, body: bytes | None = None, account: str = ACCO
         + value("Content-Language")
         + length
         + "\n"
-        + "".join(
-            value(h)
-            for h in (
-                "Content-MD5",
-                "Content-Type",
-                "Date",
-                "If-Modified-Since",
-                "If-Match",
-                "If-None-Match",
-                "If-Unmodified-Since",
-                "Range",
-            )
-        )
+        + "".join(value(h) for h in PAGE_HEADERS[3:])  # Content-MD5 to Range, as the page
     )
     for name in sorted(k for k in given if k.startswith("ocp-")):
         if given[name]:

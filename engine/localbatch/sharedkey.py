@@ -206,12 +206,14 @@ def verify(
     account: str,
     key: str | bytes,
     now: dt.datetime | None = None,
+    require_date: bool = True,
 ) -> Variant:
     """Check a SharedKey request; return the variant that matched or raise Batch's error.
 
     The Authorization header must be `SharedKey <account>:<signature>` for `account`, the
     signature must match one of `VARIANTS`, and with `now` given the request must carry
-    ocp-date or Date within 15 minutes of it (Batch's replay guard).
+    ocp-date or Date within 15 minutes of it (Batch's replay guard; `require_date=False`
+    lets an undated request through, as the service did before this module).
     """
     auth = dict(_header_pairs(headers)).get("authorization", "")
     if not auth:
@@ -253,10 +255,18 @@ def verify(
     if now is not None:
         when = request_time(headers)
         if when is None:
-            raise _failed("The request must carry an ocp-date or a Date header.")
-        if abs(now - when) > MAX_CLOCK_SKEW:
-            raise _failed(
-                f"Request date {when.strftime('%a, %d %b %Y %H:%M:%S GMT')} is outside the "
-                "allowed clock skew of 15 minutes."
+            if require_date:
+                raise _failed("The request must carry an ocp-date or a Date header.")
+        elif abs(now - when) > MAX_CLOCK_SKEW:
+            raw = dict(_header_pairs(headers))
+            raise BatchError(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. The request date is more than 15 "
+                "minutes away from the server's time.",
+                {
+                    "AuthenticationErrorDetail": f"Request date {raw.get('ocp-date') or raw.get('date')} "
+                    "is outside the allowed clock skew of 15 minutes."
+                },
             )
     return matched

@@ -56,12 +56,12 @@ VERSIONS: tuple[ApiVersion, ...] = (
     _v("2021-01-01.13.0"),  # published; no Python or JavaScript generation pinned it
     _v("2021-06-01.14.0", "azure-batch 11.0.0 (Python; Microsoft's Python quickstart)"),
     _v("2022-01-01.15.0", "azure-batch 12.0.0 (Python; Microsoft's azure-batch-samples)"),
-    _v("2022-10-01.16.0", "azure-batch 13.0.0 (Python)", "@azure/batch 10.x (JavaScript)"),
+    _v("2022-10-01.16.0", "azure-batch 13.0.0 (Python)", "@azure/batch 10.2.0 (JavaScript)"),
     _v("2023-05-01.17.0", "azure-batch 14.0.0 (Python)"),
     _v("2023-11-01.18.0", "azure-batch 14.1.0 (Python)"),
     _v("2024-02-01.19.0", "azure-batch 14.2.0, 15.0.0b1 (Python)"),
     _v("2024-07-01.20.0", "azure-batch 15.0.0b2 (Python)"),
-    _v("2025-06-01", "azure-batch 15.1.0 (Python)", "@azure/batch 11+ (JavaScript)"),
+    _v("2025-06-01", "azure-batch 15.1.0 (Python)"),
 )
 OLDEST = VERSIONS[0]
 CURRENT = VERSIONS[-1]

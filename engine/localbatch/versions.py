@@ -53,7 +53,7 @@ def _v(text: str, *clients: str) -> ApiVersion:
 
 VERSIONS: tuple[ApiVersion, ...] = (
     _v("2020-09-01.12.0", "azure-batch 10.0.0 (Python)"),
-    _v("2021-01-01.13.0"),  # published; no Python or JavaScript generation pinned it
+    _v("2021-01-01.13.0"),  # published; no Python generation pinned it (11.0.0 went 12 to 14)
     _v("2021-06-01.14.0", "azure-batch 11.0.0 (Python; Microsoft's Python quickstart)"),
     _v("2022-01-01.15.0", "azure-batch 12.0.0 (Python; Microsoft's azure-batch-samples)"),
     _v("2022-10-01.16.0", "azure-batch 13.0.0 (Python)", "@azure/batch 10.2.0 (JavaScript)"),

@@ -399,3 +399,25 @@ def response_adapter(v: ApiVersion, operation_id: str, body: Any) -> Any:
             for spelling in wanted:
                 _respell(spec, spelling.path, spelling.new, spelling.old)
     return out
+
+
+def differences(v: ApiVersion) -> tuple[str, ...]:
+    """What a client of version `v` meets that differs from the current definition, one line
+    each, for docs/local-target.md and for people."""
+    lines = [
+        f"{op.method} {op.path} ({op.operation_id}): refused with 501 OperationNotSupported"
+        for op in OPERATIONS
+        if op.last is not None and op.exists_in(v)
+    ]
+    if v <= version(REMOVED_PROPERTIES[0].last):
+        for prop in REMOVED_PROPERTIES:
+            answer = "dropped when empty, else refused" if prop.empty_ok else "refused"
+            lines.append(f"pool specification {prop.name}: {answer} (400 UnsupportedProperty)")
+    lines += [
+        f"{s.path.rsplit('.', 1)[-1]} {s.old!r}: read as {s.new!r}, answered as {s.old!r}"
+        for s in ENUM_SPELLINGS
+        if v <= version(s.last)
+    ]
+    if v < version("2024-07-01.20.0"):
+        lines.append("query names timeout and starttime: read as timeOut and startTime")
+    return tuple(lines)

@@ -284,3 +284,20 @@ def test_responses_of_other_operations_pass_unchanged() -> None:
     body = {"id": "t", "state": "active"}
     assert response_adapter(OLDEST, "Tasks_GetTask", body) is body
     assert response_adapter(CURRENT, "Pools_GetPool", body) is body
+
+
+def test_each_version_describes_its_differences() -> None:
+    counts = {v.text: len(versions.differences(v)) for v in VERSIONS}
+    assert counts == {
+        "2020-09-01.12.0": 7,
+        "2021-01-01.13.0": 7,
+        "2021-06-01.14.0": 7,
+        "2022-01-01.15.0": 7,
+        "2022-10-01.16.0": 7,
+        "2023-05-01.17.0": 5,
+        "2023-11-01.18.0": 5,
+        "2024-02-01.19.0": 5,
+        "2024-07-01.20.0": 0,
+        "2025-06-01": 0,
+    }
+    assert any("cloudServiceConfiguration" in line for line in versions.differences(OLDEST))

@@ -90,7 +90,7 @@ def capture() -> Iterator[tuple[str, list[Captured]]]:
     seen: list[Captured] = []
     handler = type("Capture", (_Capture,), {"seen": seen})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", seen

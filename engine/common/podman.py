@@ -196,7 +196,7 @@ def _containers_conf(storage: Storage) -> str:
         "default_ulimits = []\n"
         'log_driver = "passthrough"\n'
         "\n[network]\n"
-        'network_backend = "cni"\n'
+        f'network_backend = "{_network_backend()}"\n'
         f"network_config_dir = {_toml(base / 'networks')}\n"
         "\n[engine]\n"
         'cgroup_manager = "cgroupfs"\n'
@@ -206,6 +206,15 @@ def _containers_conf(storage: Storage) -> str:
         f"tmp_dir = {_toml(storage.tmp)}\n"
         f"image_copy_tmp_dir = {_toml(storage.tmp)}\n"
     )
+
+
+def _network_backend() -> str:
+    """CNI when its plugins are installed (it keeps nothing outside the state folder); else
+    netavark, podman's other network stack (it keeps an empty /run/containers/networks)."""
+    for folder in ("/usr/lib/cni", "/usr/libexec/cni", "/opt/cni/bin"):
+        if Path(folder, "bridge").exists():
+            return "cni"
+    return "netavark"
 
 
 def _storage_conf(storage: Storage) -> str:

@@ -64,6 +64,15 @@ class Image:
     size: int  # bytes
     created: str  # ISO 8601, as podman reports it
 
+    def to_json(self) -> dict[str, object]:
+        """The `--json` shape of `bspec local images list`: one object per image."""
+        return {
+            "id": self.id,
+            "names": list(self.names),
+            "size": self.size,
+            "created": self.created,
+        }
+
 
 def _which(name: str) -> str | None:
     """Find NAME on PATH or in the sbin folders (runc lives in /usr/sbin on Debian)."""
@@ -186,6 +195,15 @@ def _private_folder(folder: Path) -> None:
         raise PodmanError(f"{folder} is not a folder of this user: remove it and retry")
     if info.st_mode & 0o077:
         folder.chmod(0o700)
+
+
+def open_storage(state_dir: Path) -> Storage:
+    """The private storage of STATE_DIR, configured and ready; PodmanError (with how to
+    install podman as the hint) where podman cannot run. What `bspec local images` opens."""
+    reason = available()
+    if reason is not None:
+        raise PodmanError(reason.split(": ", 1)[0], hint=INSTALL_HINT)
+    return ensure_config(state_dir)
 
 
 def _containers_conf(storage: Storage) -> str:

@@ -343,6 +343,22 @@ def pull(
     return full
 
 
+def prepare_image(
+    storage: Storage, settings: ContainerSettings, registries: Iterable[Registry] = ()
+) -> tuple[str, str] | None:
+    """Before a container task starts: its image present (pulled with the task's registry,
+    else the pool's), or (Batch failure code, message) to fail the task with."""
+    candidates = ((settings.registry,) if settings.registry else ()) + tuple(registries)
+    try:
+        pull(storage, settings.image_name, candidates)
+    except PodmanError as exc:
+        return (
+            CONTAINER_INVALID_IMAGE,
+            f"The image {settings.image_name} is not available: {exc.message}",
+        )
+    return None
+
+
 def ensure_images(
     storage: Storage, refs: Iterable[str], registries: Iterable[Registry] = ()
 ) -> dict[str, str]:

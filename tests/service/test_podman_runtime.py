@@ -235,14 +235,19 @@ def test_a_missing_image_is_a_clear_failure(storage: common.Storage, node: dict[
     assert failure[0] == podman.CONTAINER_INVALID_IMAGE
     assert "no-such-image" in failure[1]
     assert not common.image_exists(storage, "localhost/no-such-image:1")
-    with pytest.raises(common.PodmanError, match="no-such-image"):
-        podman.pull(storage, "localhost:1/no-such-image:1")
+    settings = podman.ContainerSettings("localhost:1/no-such-image:1")  # no registry there
+    failed = podman.prepare_image(storage, settings)
+    assert failed is not None and failed[0] == podman.CONTAINER_INVALID_IMAGE
+    assert "no-such-image" in failed[1]
+    assert podman.prepare_image(storage, podman.ContainerSettings(IMAGE)) is None
 
 
 def test_images_list_and_import(
     storage: common.Storage, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    assert any(IMAGE in image.names for image in common.list_images(storage))
+    listed = [image.to_json() for image in common.list_images(storage)]
+    assert any(IMAGE in row["names"] for row in listed)
+    assert common.open_storage(storage.state_dir) == storage
     assert podman.pull(storage, IMAGE) == IMAGE  # present: no registry needed
     other = common.ensure_config(tmp_path / "other")
     request.addfinalizer(lambda: _discard(other))

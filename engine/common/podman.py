@@ -212,6 +212,7 @@ def _containers_conf(storage: Storage) -> str:
         "# Written by bspec: the local Batch service's private podman (see docs/containers.md).\n"
         "[containers]\n"
         "default_ulimits = []\n"
+        "http_proxy = false\n"  # the service's proxy settings are not the task's
         'log_driver = "passthrough"\n'
         "\n[network]\n"
         f'network_backend = "{_network_backend()}"\n'

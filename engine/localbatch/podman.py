@@ -66,11 +66,12 @@ PODMAN_ERROR_EXIT = 125  # podman's own failure (bad option, no image), not the 
 PULL_TIMEOUT = 900.0
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Variables podman itself reads: passing one by name would reconfigure podman, so these go
-# on the command line as NAME=VALUE (they are settings, not secrets).
+# Variables podman itself reads (or the loader, or Go's runtime): passing one by name would
+# change how podman runs, so these go on the command line as NAME=VALUE (settings, not secrets).
 _PODMAN_OWN = re.compile(
-    r"(PATH|HOME|TMPDIR|USER|LOGNAME|SHELL|CONTAINERS_.*|CONTAINER_.*|REGISTRY_AUTH_FILE"
-    r"|XDG_.*|STORAGE_.*|BUILDAH_.*|PODMAN_.*|DOCKER_.*|NOTIFY_SOCKET|LISTEN_.*|_CONTAINERS_.*)"
+    r"PATH|HOME|TMPDIR|USER|LOGNAME|SHELL|NOTIFY_SOCKET|REGISTRY_AUTH_FILE"
+    r"|(CONTAINERS|CONTAINER|XDG|STORAGE|BUILDAH|PODMAN|DOCKER|LISTEN|LD|GO|_CONTAINERS)_.*"
+    r"|GODEBUG|GOMAXPROCS|GOGC|GOTRACEBACK|(?i:(https?|ftp|all|no)_proxy)"
 )
 # containerHostBatchBindMounts sources -> the variable naming the host folder (Linux).
 _MOUNT_SOURCES = {

@@ -75,9 +75,17 @@ def test_podman_own_variables_go_by_value() -> None:
         node_id="n",
         task="t",
         command_line="",
-        environment={"PATH": "/opt/bin:/bin", "CONTAINERS_CONF": "/x"},
+        environment={
+            "PATH": "/opt/bin:/bin",
+            "CONTAINERS_CONF": "/x",
+            "LD_LIBRARY_PATH": "/opt/lib",
+            "https_proxy": "http://p:3128",
+        },
     )
-    assert "PATH=/opt/bin:/bin" in cmd.argv and "CONTAINERS_CONF=/x" in cmd.argv
+    for pair in ("PATH=/opt/bin:/bin", "CONTAINERS_CONF=/x", "LD_LIBRARY_PATH=/opt/lib"):
+        assert pair in cmd.argv
+    assert "https_proxy=http://p:3128" in cmd.argv
+    assert cmd.env.get("LD_LIBRARY_PATH") != "/opt/lib"
     assert cmd.env["CONTAINERS_CONF"] == "/state/containers/containers.conf"
     assert cmd.argv[-1] == "docker.io/library/alpine:latest"  # empty: the image's ENTRYPOINT
 

@@ -245,30 +245,6 @@ def task_command(
     return TaskCommand(argv, storage.environment(by_name), name)
 
 
-def run_argv(
-    storage: Storage,
-    settings: ContainerSettings,
-    *,
-    pool_id: str,
-    node_id: str,
-    task: str,
-    command_line: str,
-    environment: Mapping[str, str],
-    name: str | None = None,
-) -> list[str]:
-    """`task_command(...).argv`: the command alone (start it with `task_command`'s env)."""
-    return task_command(
-        storage,
-        settings,
-        pool_id=pool_id,
-        node_id=node_id,
-        task=task,
-        command_line=command_line,
-        environment=environment,
-        name=name,
-    ).argv
-
-
 def _is_option(word: str, *names: str) -> bool:
     return any(word == n or word.startswith(n + "=") for n in names)
 

@@ -331,6 +331,20 @@ def error_text(stderr: str) -> str:
     return lines[-1] if lines else "no message"
 
 
+def qualify(ref: str) -> str:
+    """The full reference Batch means: docker.io (and library/) when no registry is named,
+    :latest when no tag or digest is given."""
+    first, _, rest = ref.partition("/")
+    if not rest:
+        ref = f"docker.io/library/{ref}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        ref = f"docker.io/{ref}"
+    last = ref.rsplit("/", 1)[-1]
+    if "@" not in last and ":" not in last:
+        ref += ":latest"
+    return ref
+
+
 def image_exists(storage: Storage, ref: str) -> bool:
     """Whether REF (a name or an id) is in the private storage."""
     argv = storage.command("image", "exists", ref)
@@ -365,9 +379,11 @@ def import_tarball(storage: Storage, path: Path, ref: str | None = None) -> str:
 
     An image archive (what `podman save` or `docker save` write) is loaded as it is, and
     tagged REF if given; any other tarball is a root file system, imported as the image REF
-    (required then), as `podman import` does.
+    (required then), as `podman import` does. REF is qualified as a task's imageName is
+    (`mytool` is docker.io/library/mytool:latest), so a task finds it by the same name.
     """
     path = Path(path)
+    ref = qualify(ref) if ref else None
     if not path.is_file():
         raise PodmanError(f"no such file: {path}")
     if _is_image_archive(path):
@@ -418,6 +434,7 @@ def import_from_user_storage(
 
     `podman save REF | podman --root <ours> load`, without a file in between. The user's
     podman runs with the user's own configuration: none of this storage's variables.
+    Returns REF qualified as a task's imageName is, the name the copy is found by.
     """
     if source is not None:
         save_argv = source.command("save", "--format", "oci-archive", ref)
@@ -467,9 +484,10 @@ def import_from_user_storage(
     if load.returncode != 0:
         raise PodmanError(f"`podman load` failed: {error_text(load.stderr)}")
     loaded = _loaded_names(load.stdout)
-    if loaded and loaded[0] != ref and not image_exists(storage, ref):
-        run(storage, "tag", loaded[0], ref)
-    return ref
+    full = qualify(ref)
+    if loaded and not image_exists(storage, full):
+        run(storage, "tag", loaded[0], full)
+    return full
 
 
 def remove_image(storage: Storage, ref: str) -> None:

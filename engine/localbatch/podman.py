@@ -39,6 +39,7 @@ from bspec.common.podman import (
     import_from_user_storage,
     import_tarball,
     list_images,
+    qualify,
     run,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "import_from_user_storage",
     "import_tarball",
     "list_images",
+    "qualify",
 ]
 
 # Batch's TaskFailureInfo codes for container tasks (category usererror).
@@ -138,20 +140,6 @@ class TaskCommand:
     argv: list[str]
     env: dict[str, str]
     name: str
-
-
-def qualify(ref: str) -> str:
-    """The full reference Batch means: docker.io (and library/) when no registry is named,
-    :latest when no tag or digest is given."""
-    first, _, rest = ref.partition("/")
-    if not rest:
-        ref = f"docker.io/library/{ref}"
-    elif "." not in first and ":" not in first and first != "localhost":
-        ref = f"docker.io/{ref}"
-    last = ref.rsplit("/", 1)[-1]
-    if "@" not in last and ":" not in last:
-        ref += ":latest"
-    return ref
 
 
 def container_name(node_id: str, task: str) -> str:

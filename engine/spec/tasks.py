@@ -262,15 +262,17 @@ class JobTasks:
             (int(p.id), p.id) for p in self.pending if p.id.isascii() and p.id.isdigit()
         )
         numbers = [n for n, _ in numeric]
-        ids = {lower: p.id for lower, p in self.by_lower.items()}
-        for p in self.pending:
-            if p.raw_deps:
-                try:
-                    p.deps, p.ranges = expand_dependencies(
-                        p.id, p.raw_deps, ids, numbers, self.job_id
-                    )
-                except Failure as f:
-                    self.r.problem(f.path, f.message + p.origin)
+        if any(p.raw_deps for p in self.pending):
+            ids = {lower: p.id for lower, p in self.by_lower.items()}  # only while expanding
+            for p in self.pending:
+                if p.raw_deps:
+                    try:
+                        p.deps, p.ranges = expand_dependencies(
+                            p.id, p.raw_deps, ids, numbers, self.job_id
+                        )
+                    except Failure as f:
+                        self.r.problem(f.path, f.message + p.origin)
+            del ids
         if self.r.problems:
             return []
         return self._fingerprints(numeric, numbers)

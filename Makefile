@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The strict editable install links each module file: a module added or moved (a folder's
+# mtime changes) needs it again, or imports of the new module fail after a pull.
+EDITABLE := $(VENV)/.editable
+PACKAGE_DIRS := $(shell find engine schema templates -type d -not -name __pycache__ 2>/dev/null)
 NODE_STAMP := node_modules/.installed
 COMPAT := $(VENV)/compat
 COMPAT_STAMP := $(COMPAT)/.installed
@@ -15,6 +19,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
+	touch $@
+
+$(EDITABLE): $(STAMP) $(PACKAGE_DIRS)
 	$(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
@@ -29,7 +36,7 @@ $(COMPAT_STAMP): requirements-compat.lock
 	$(COMPAT)/bin/pip install --quiet -r requirements-compat.lock
 	touch $@
 
-install: $(STAMP) $(NODE_STAMP) $(COMPAT_STAMP)
+install: $(EDITABLE) $(NODE_STAMP) $(COMPAT_STAMP)
 
 demo: install
 	$(BIN)/bspec apply specs/topwords.yaml --yes
@@ -41,22 +48,22 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-unit: $(STAMP)
+unit: $(EDITABLE)
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP)
+lint: $(EDITABLE)
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/ruff format --check engine tests bench
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP)
+typecheck: $(EDITABLE)
 	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m bench
 
 # docs/spec.md is generated from the schema's descriptions; a test checks it is current.
-docs: $(STAMP)
+docs: $(EDITABLE)
 	$(BIN)/python -m bspec.docgen -o docs/spec.md
 
 clean:

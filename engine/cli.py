@@ -9,6 +9,7 @@ Exit codes follow DESIGN.md: 0 ok, 1 service/task failure, 2 bad input, 3 refuse
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from typing import Any, NoReturn
@@ -58,10 +59,22 @@ def _wants_json(argv: list[str]) -> bool:
     return "--json" in argv
 
 
+def _collect_garbage_less_often() -> None:
+    """The CLI process is the collector's owner, not a library call: rendering a large spec
+    allocates millions of small acyclic objects, and the young-generation collections they
+    trigger cost about 20% of the render time at 100,000 tasks. Freezing what start-up
+    allocated and collecting a hundred times less often gets that back, while cycles are
+    still collected during hours of waiting (the library never touches the collector)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Never lets a traceback reach a user for a known error."""
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
+    if argv is None:  # the console script owns its process; a caller of main(argv) keeps its own
+        _collect_garbage_less_often()
     try:
         app(args=args, prog_name="bspec", standalone_mode=False)
     except BspecError as exc:

@@ -40,6 +40,8 @@ from bspec.localbatch.autoscale.examples import (
     TIME_BASED,
 )
 from bspec.localbatch.autoscale.values import format_double, format_interval
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # A Tuesday, 10:00 UTC (working hours on a weekday).
 NOW = dt.datetime(2026, 12, 1, 10, 0, 0, tzinfo=dt.UTC)
@@ -420,6 +422,9 @@ def test_ternary_evaluates_only_the_chosen_branch() -> None:
             "Operator '+' needs vectors of one length, not 3 and 2",
         ),
         ("$PendingTasks.GetSample(3) < 1", "Operator '<' does not apply to doubleVec and double"),
+        ("time() + TimeInterval_Year * 10000", "The timestamp is out of range"),
+        ("TimeInterval_Year * 1e300", "The timeinterval is out of range"),
+        ("1e300 * TimeInterval_Year", "The timeinterval is out of range"),
     ],
 )
 def test_type_errors_fail_at_run_time_with_their_position(expression: str, detail: str) -> None:
@@ -459,6 +464,8 @@ def test_a_run_time_error_reports_the_operator_column_and_keeps_earlier_results(
         ("range(4, 1, 9)", "8"),
         ("std(2, 4, 4, 4, 5, 5, 7, 9)", "2.138089935299395"),
         ("std(5)", "0"),
+        ("std(1e300, -1e300)", "Infinity"),
+        ("sum(1 / 0, -1 / 0)", "NaN"),
         ("norm(3, 4)", "5"),
         ("lg(8)", "3"),
         ("ln(1)", "0"),
@@ -877,3 +884,37 @@ def test_schedule_rules() -> None:
     assert not schedule.evaluations_due(NOW, five, NOW, NOW + dt.timedelta(minutes=4))
     assert schedule.evaluations_due(NOW, five, NOW, NOW + five)
     assert schedule.evaluations_due(NOW, five, NOW + five, NOW + 3 * five)
+
+
+# ---- no traceback for any input ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "x = " + "(" * 3000 + "1" + ")" * 3000 + ";",
+        "x = " + "-" * 5000 + "1;",
+        "x = " + "!" * 5000 + "1;",
+    ],
+)
+def test_deep_nesting_is_a_syntax_error(formula: str) -> None:
+    code, message = failure(formula)
+    assert (code, message) == (SYNTAX_ERROR, "Line 1, Col 1: The formula nests too deeply")
+
+
+PIECES = [
+    *'$xyTt01.5 ;=+-*/!<>?:(),"&|\n',
+    "GetSample",
+    "$ActiveTasks",
+    "TimeInterval_Minute",
+    "avg",
+    "time()",
+    "stop()",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join))
+def test_any_text_ends_in_an_outcome_never_an_exception(text: str) -> None:
+    outcome = run(text)
+    assert (outcome.error is None) == (outcome.target_dedicated is not None)

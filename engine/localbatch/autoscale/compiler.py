@@ -126,7 +126,10 @@ def compile_formula(text: str) -> CompiledFormula:
                 f"The formula has {len(text)} characters; the limit is {MAX_FORMULA_CHARS}",
             )
         )
-    statements = syntax.parse(text)
+    try:
+        statements = syntax.parse(text)
+    except RecursionError:
+        raise syntax_error("The formula nests too deeply", 1, 1) from None
     if len(statements) > MAX_STATEMENTS:
         extra = statements[MAX_STATEMENTS]
         raise FormulaError(
@@ -139,7 +142,10 @@ def compile_formula(text: str) -> CompiledFormula:
             )
         )
     compiler = _Compiler()
-    runs = tuple(compiler.statement(s) for s in statements)
+    try:
+        runs = tuple(compiler.statement(s) for s in statements)
+    except RecursionError:
+        raise syntax_error("The formula nests too deeply", 1, 1) from None
     names = tuple(compiler.user_slots)
     order = sorted(range(len(names)), key=lambda i: (names[i].lower(), names[i]))
     return CompiledFormula(text, runs, names, tuple(FIRST_USER_SLOT + i for i in order))
@@ -473,10 +479,10 @@ def _arithmetic(node: syntax.Binary, op: str, a: Value, b: Value) -> Value:
             return TimeInterval(_ticks(node, a.ticks * b if op == "*" else a.ticks / b))
         if tb is TimeInterval and op in ("+", "-"):
             assert isinstance(b, TimeInterval)
-            return TimeInterval(a.ticks + b.ticks if op == "+" else a.ticks - b.ticks)
+            return TimeInterval(_ticks(node, a.ticks + b.ticks if op == "+" else a.ticks - b.ticks))
         if tb is Timestamp and op == "+":
             assert isinstance(b, Timestamp)
-            return Timestamp(a.ticks + b.ticks)
+            return _timestamp(node, a.ticks + b.ticks)
     if ta is float and tb is TimeInterval and op == "*":
         assert isinstance(a, float) and isinstance(b, TimeInterval)
         return TimeInterval(_ticks(node, a * b.ticks))
@@ -484,10 +490,10 @@ def _arithmetic(node: syntax.Binary, op: str, a: Value, b: Value) -> Value:
         assert isinstance(a, Timestamp)
         if tb is TimeInterval and op == "+":
             assert isinstance(b, TimeInterval)
-            return Timestamp(a.ticks + b.ticks)
+            return _timestamp(node, a.ticks + b.ticks)
         if tb is Timestamp and op == "-":
             assert isinstance(b, Timestamp)
-            return TimeInterval(a.ticks - b.ticks)
+            return TimeInterval(a.ticks - b.ticks)  # within range: both timestamps are
     raise _fail(node, f"Operator '{op}' does not apply to {type_name(a)} and {type_name(b)}")
 
 
@@ -496,9 +502,22 @@ def _vector_op(op: str, a: float, b: float) -> float:
 
 
 def _ticks(node: syntax.Binary, value: float) -> int:
-    if not math.isfinite(value):
+    """A timeinterval's ticks, within .NET TimeSpan's range."""
+    if not math.isfinite(value) or abs(value) > _MAX_TICKS:
         raise _fail(node, "The timeinterval is out of range")
     return round(value)
+
+
+def _timestamp(node: syntax.Binary, ticks: int) -> Timestamp:
+    """A timestamp within .NET DateTime's range (years 1 to 9999)."""
+    if not _MIN_TIMESTAMP <= ticks <= _MAX_TIMESTAMP:
+        raise _fail(node, "The timestamp is out of range")
+    return Timestamp(ticks)
+
+
+_MAX_TICKS = 2**63 - 1
+_MIN_TIMESTAMP = Timestamp.from_datetime(dt.datetime(1, 1, 1, tzinfo=dt.UTC)).ticks
+_MAX_TIMESTAMP = Timestamp.from_datetime(dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)).ticks
 
 
 # ---- functions -------------------------------------------------------------------------------
@@ -542,8 +561,8 @@ def _std(values: list[float]) -> float:
     n = len(values)
     if n < 2:
         return 0.0
-    mean = math.fsum(values) / n
-    return math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (n - 1))
+    mean = sum(values) / n
+    return math.sqrt(sum((x - mean) * (x - mean) for x in values) / (n - 1))
 
 
 def _log(base: float | None) -> Callable[[float], float]:
@@ -666,6 +685,11 @@ def _time(node: syntax.Call, args: tuple[Code, ...]) -> Code:
     return run
 
 
+def _sum(values: list[float]) -> float:
+    """Plain IEEE addition (math.fsum raises on inf + -inf; .NET gives NaN)."""
+    return sum(values, 0.0)
+
+
 def _len(values: list[float]) -> float:
     return float(len(values))
 
@@ -675,11 +699,11 @@ def _range(values: list[float]) -> float:
 
 
 def _norm(values: list[float]) -> float:
-    return math.sqrt(math.fsum(x * x for x in values))
+    return math.sqrt(sum(x * x for x in values))
 
 
 def _avg(values: list[float]) -> float:
-    return math.fsum(values) / len(values)
+    return sum(values) / len(values)
 
 
 _FUNCTIONS: dict[str, tuple[int, int, Builder]] = {
@@ -691,7 +715,7 @@ _FUNCTIONS: dict[str, tuple[int, int, Builder]] = {
     "norm": (1, _MANY, _reducer(_norm, 0.0)),
     "range": (1, _MANY, _reducer(_range, None)),
     "std": (1, _MANY, _reducer(_std, 0.0)),
-    "sum": (1, _MANY, _reducer(math.fsum, 0.0)),
+    "sum": (1, _MANY, _reducer(_sum, 0.0)),
     "lg": (1, _MANY, _logarithm(2.0)),
     "ln": (1, _MANY, _logarithm(None)),
     "log": (1, _MANY, _logarithm(10.0)),

@@ -96,8 +96,10 @@ def evaluate(
         stopped = True
     except EvaluationError as exc:
         return AutoScaleOutcome(now, None, None, None, _results(formula, frame), exc.error)
-    except RecursionError:
-        error = AutoScaleError(EVALUATION_ERROR, EVALUATION_MESSAGE, "The formula nests too deeply")
+    except (RecursionError, ArithmeticError, ValueError) as exc:
+        # A guard, not a path the tests know: no formula should reach it.
+        detail = "The formula nests too deeply" if isinstance(exc, RecursionError) else str(exc)
+        error = AutoScaleError(EVALUATION_ERROR, EVALUATION_MESSAGE, detail)
         return AutoScaleOutcome(now, None, None, None, _results(formula, frame), error)
     results = _results(formula, frame)
     try:

@@ -5,9 +5,10 @@
     PoolSnapshot: counts and sample histories;  SampleRecorder: records them every 30 s
     schedule: Batch's interval and enable-spacing rules
 
-Modules: syntax (tokenizer, parser, AST), compiler (names, operators, functions, sample
-methods, to closures), values (types and Batch's number formats), snapshot, evaluation,
-errors, schedule. docs/autoscale.md describes the language as supported here.
+Modules: syntax (tokenizer, parser, AST), compiler (names and operators, to closures),
+builtins (functions and sample methods), runtime (the frame closures run on), values (types
+and Batch's number formats), snapshot, evaluation, errors, schedule, examples (Microsoft's
+documented formulas). docs/autoscale.md describes the language as supported here.
 """
 
 from .compiler import DEALLOCATION_OPTIONS, CompiledFormula, compile_formula

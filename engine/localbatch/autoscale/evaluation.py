@@ -24,12 +24,10 @@ from .compiler import (
     LOW_PRIORITY,
     LOW_PRIORITY_ALIAS,
     CompiledFormula,
-    EvaluationError,
-    Frame,
-    Stop,
     compile_formula,
 )
 from .errors import EVALUATION_ERROR, EVALUATION_MESSAGE, AutoScaleError, FormulaError
+from .runtime import EvaluationError, Frame, Stop
 from .snapshot import PoolSnapshot
 from .values import Timestamp, Value, format_value, type_name
 
@@ -123,9 +121,8 @@ def _final(frame: Frame, slot: int, alias: int) -> Value:
 def _target(frame: Frame, name: str, slot: int, alias: int) -> int:
     """A target node count: a finite, non-negative double, truncated toward zero."""
     value = _final(frame, slot, alias)
-    if type(value) is not float:
+    if not isinstance(value, float):
         raise _invalid(f"{name} must be a double, not {type_name(value)}")
-    assert isinstance(value, float)
     if not math.isfinite(value) or value < 0:
         raise _invalid(f"{name} must be a non-negative number, not {format_value(value)}")
     return int(value)
@@ -133,8 +130,7 @@ def _target(frame: Frame, name: str, slot: int, alias: int) -> int:
 
 def _option(frame: Frame) -> str:
     value = frame.slots[DEALLOCATION]
-    if type(value) is str:
-        assert isinstance(value, str)
+    if isinstance(value, str):
         option = value.lower()
         if option in DEALLOCATION_OPTIONS:
             return option
@@ -168,7 +164,6 @@ def _results(formula: CompiledFormula, frame: Frame) -> str:
 
 def _option_text(value: Value | None) -> str:
     assert value is not None
-    if type(value) is str:
-        assert isinstance(value, str)
+    if isinstance(value, str):
         return value.lower() if value.lower() in DEALLOCATION_OPTIONS else value
     return format_value(value)

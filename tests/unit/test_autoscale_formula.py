@@ -861,7 +861,7 @@ def test_length_and_statement_limits() -> None:
 def test_outcome_as_autoscale_run() -> None:
     run_ = ok("$TargetDedicatedNodes = 1;").to_autoscale_run()
     assert run_ == {
-        "timestamp": "2026-12-01T10:00:00.0000000Z",
+        "timestamp": "2026-12-01T10:00:00.000000Z",
         "results": "$TargetDedicatedNodes=1;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue",
     }
 

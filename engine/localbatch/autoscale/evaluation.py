@@ -58,8 +58,9 @@ class AutoScaleOutcome:
 
 
 def _iso(when: dt.datetime) -> str:
+    """As the local service writes every timestamp (resources.iso)."""
     when = when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond:06d}0Z"
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @functools.lru_cache(maxsize=256)

@@ -918,3 +918,21 @@ PIECES = [
 def test_any_text_ends_in_an_outcome_never_an_exception(text: str) -> None:
     outcome = run(text)
     assert (outcome.error is None) == (outcome.target_dedicated is not None)
+
+
+def test_recorder_catches_up_after_a_clock_step() -> None:
+    recorder = SampleRecorder()
+    assert recorder.catch_up(NOW, PoolSnapshot(active_tasks=1)) == 1
+    assert recorder.catch_up(NOW + dt.timedelta(seconds=20), PoolSnapshot()) == 0
+    later = NOW + dt.timedelta(minutes=10, seconds=5)
+    assert recorder.catch_up(later, PoolSnapshot(active_tasks=7)) == 20
+    series = recorder.series()["$ActiveTasks"]
+    assert series.values == [1.0] + [7.0] * 20
+    assert series.times[-1] == (NOW + dt.timedelta(minutes=10)).timestamp()
+    snapshot = PoolSnapshot(samples=recorder.series())
+    outcome = ok("$v = $ActiveTasks.GetSamplePercent(TimeInterval_Minute * 10);", snapshot, later)
+    assert results(outcome)["$v"] == "100"
+    # A jump beyond the retention records only what is kept.
+    recorder = SampleRecorder(retention_seconds=3600)
+    recorder.catch_up(NOW, PoolSnapshot())
+    assert recorder.catch_up(NOW + dt.timedelta(days=2), PoolSnapshot()) <= 121

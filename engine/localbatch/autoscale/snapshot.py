@@ -13,6 +13,7 @@ one per autoscale pool and calls `record` on its clock, every SAMPLE_PERIOD seco
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -140,6 +141,28 @@ class SampleRecorder:
             keep = next(i for i, t in enumerate(self._times) if t >= horizon)
             self._times = self._times[keep:]
             self._values = {n: v[keep:] for n, v in self._values.items()}
+
+    def catch_up(
+        self, at: dt.datetime, snapshot: PoolSnapshot, period: float = SAMPLE_PERIOD_SECONDS
+    ) -> int:
+        """Record every sample owed up to `at`, one per period after the last, all from
+        `snapshot` (a stepped clock that jumped held that state throughout); the first sample
+        is taken at `at` itself. Returns how many were recorded."""
+        now = at.timestamp()
+        last = self.last_time
+        if last is None:
+            self.record(at, snapshot)
+            return 1
+        count = 0
+        t = last + period
+        horizon = now - self.retention_seconds
+        if t < horizon:  # samples older than the retention would be dropped at once
+            t += math.ceil((horizon - t) / period) * period
+        while t <= now:
+            self.record(dt.datetime.fromtimestamp(t, dt.UTC), snapshot)
+            t += period
+            count += 1
+        return count
 
     def series(self) -> dict[str, SampleSeries]:
         """Every metric's history, for PoolSnapshot.samples (no copy)."""

@@ -328,12 +328,7 @@ class _Compiler:
         if spec is None:
             raise syntax_error(f"Unknown function '{node.name}'", node.line, node.column)
         low, high, build = spec
-        if not low <= len(node.args) <= high:
-            raise syntax_error(
-                f"Function '{node.name}' takes {_arity(low, high)}, not {len(node.args)}",
-                node.line,
-                node.column,
-            )
+        _check_arity("Function", node, low, high)
         return build(node, tuple(self.expr(a) for a in node.args))
 
     def method(self, node: syntax.Method) -> Code:
@@ -351,13 +346,17 @@ class _Compiler:
         if spec is None:
             raise syntax_error(f"Unknown method '{node.name}'", node.line, node.column)
         low, high, build = spec
-        if not low <= len(node.args) <= high:
-            raise syntax_error(
-                f"Method '{node.name}' takes {_arity(low, high)}, not {len(node.args)}",
-                node.line,
-                node.column,
-            )
+        _check_arity("Method", node, low, high)
         return build(node, variable, tuple(self.expr(a) for a in node.args))
+
+
+def _check_arity(kind: str, node: syntax.Call | syntax.Method, low: int, high: int) -> None:
+    if not low <= len(node.args) <= high:
+        raise syntax_error(
+            f"{kind} '{node.name}' takes {_arity(low, high)}, not {len(node.args)}",
+            node.line,
+            node.column,
+        )
 
 
 def _arity(low: int, high: int) -> str:

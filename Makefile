@@ -3,7 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The strict editable install links each module file: a module added or moved (a folder's
+# mtime changes) needs it again, or imports of the new module fail after a pull.
+EDITABLE := $(VENV)/.editable
+PACKAGE_DIRS := $(shell find engine schema templates -type d -not -name __pycache__ 2>/dev/null)
 NODE_STAMP := node_modules/.installed
+COMPAT := $(VENV)/compat
+COMPAT_STAMP := $(COMPAT)/.installed
 
 .PHONY: all install demo test unit lint typecheck bench docs clean
 
@@ -13,6 +19,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
+	touch $@
+
+$(EDITABLE): $(STAMP) $(PACKAGE_DIRS)
 	$(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
@@ -21,7 +30,13 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(STAMP) $(NODE_STAMP)
+# An older client generation (azure-batch 12, msrest) in its own venv, for the compatibility tests.
+$(COMPAT_STAMP): requirements-compat.lock
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install --quiet -r requirements-compat.lock
+	touch $@
+
+install: $(EDITABLE) $(NODE_STAMP) $(COMPAT_STAMP)
 
 demo: install
 	$(BIN)/bspec apply specs/topwords.yaml --yes
@@ -30,23 +45,25 @@ demo: install
 test: install
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-unit: $(STAMP)
+unit: $(EDITABLE)
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP)
+lint: $(EDITABLE)
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/ruff format --check engine tests bench
+	$(BIN)/lint-imports
 
-typecheck: $(STAMP)
+typecheck: $(EDITABLE)
 	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m bench
 
 # docs/spec.md is generated from the schema's descriptions; a test checks it is current.
-docs: $(STAMP)
+docs: $(EDITABLE)
 	$(BIN)/python -m bspec.docgen -o docs/spec.md
 
 clean:

@@ -1,4 +1,4 @@
-"""The `bspec` command: parse flags, call the library, map errors to exit codes.
+"""The `bspec` command: parse flags, call bspec.operations, map errors to exit codes.
 
 Commands live in `bspec.commands.*` and register themselves on `app` / `local_app`.
 Every command takes `--json`; with it, stdout carries exactly one JSON object (the
@@ -9,13 +9,14 @@ Exit codes follow DESIGN.md: 0 ok, 1 service/task failure, 2 bad input, 3 refuse
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from typing import Any, NoReturn
 
 import typer
 from bspec.errors import BspecError
-from rich.console import Console
+from bspec.reporting.console import err, out
 
 FORMAT_VERSION = 1
 
@@ -33,9 +34,7 @@ local_app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 
-# Human output goes to stdout; progress, prompts and diagnostics to stderr.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+__all__ = ["JSON_HELP", "app", "emit_json", "err", "fail", "local_app", "main", "out"]
 
 JSON_HELP = "Print one JSON object on stdout (see schema/output.schema.json)."
 
@@ -60,10 +59,22 @@ def _wants_json(argv: list[str]) -> bool:
     return "--json" in argv
 
 
+def _collect_garbage_less_often() -> None:
+    """The CLI process is the collector's owner, not a library call: rendering a large spec
+    allocates millions of small acyclic objects, and the young-generation collections they
+    trigger cost about 20% of the render time at 100,000 tasks. Freezing what start-up
+    allocated and collecting a hundred times less often gets that back, while cycles are
+    still collected during hours of waiting (the library never touches the collector)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Never lets a traceback reach a user for a known error."""
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
+    if argv is None:  # the console script owns its process; a caller of main(argv) keeps its own
+        _collect_garbage_less_often()
     try:
         app(args=args, prog_name="bspec", standalone_mode=False)
     except BspecError as exc:
@@ -78,8 +89,17 @@ def main(argv: list[str] | None = None) -> None:
         code = int(getattr(exc, "exit_code", 2))
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if as_json:
-            emit_json({"error": {"code": "InvalidFlag", "message": message, "file": None,
-                                 "line": None, "path": None}})
+            emit_json(
+                {
+                    "error": {
+                        "code": "InvalidFlag",
+                        "message": message,
+                        "file": None,
+                        "line": None,
+                        "path": None,
+                    }
+                }
+            )
         else:
             ctx = getattr(exc, "ctx", None)
             if ctx is not None:

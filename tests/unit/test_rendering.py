@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from bspec.errors import SpecError
 from bspec.spec import load
-from bspec.spec.rendering import batchid, make_environment, parse_duration
+from bspec.spec.environment import batchid, make_environment
+from bspec.spec.tree import parse_duration
 from spec_helpers import POOL, render, write
 
 REPO = Path(__file__).resolve().parents[2]

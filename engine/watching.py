@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bspec.applying import reactivate_tasks
 from bspec.errors import NotFoundError, TaskFailedError, WaitTimeoutError
 from bspec.model import DesiredState
 from bspec.providers import inspection
@@ -404,7 +405,7 @@ def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
         for t in failed:
             tid = str(t.get("id"))
             if tid in wanted:
-                inspection.reactivate_task(batch, job.id, tid)
+                reactivate_tasks(batch, job.id, [tid])  # the write is the applier's
                 done.append(f"task/{job.id}/{tid}")
     return done
 

@@ -159,7 +159,7 @@ def _apply(tgt: Target, desired: DesiredState, saved: saved_plan.SavedPlan | Non
             opts = applying.ApplyOptions()
             if sas_ttl is not None:
                 opts.sas_ttl = sas_ttl
-            result = applying.apply(again, desired, tgt, opts)
+            result = applying.apply(again, tgt, opts)
         if show:
             s = p.summary()
             out.print(f"Apply complete: {s['create']} created, {s['update']} updated,"

@@ -31,7 +31,7 @@ from bspec.model import FINGERPRINT_ENV, STACK_METADATA, Resource
 from bspec.providers.errors import BEING_DELETED, sdk_errors
 
 PAGE = 1000
-UNLIMITED = "P10675199DT2H48M5.4775807S"  # Batch's "no limit" duration
+UNLIMITED = durations.MAX_DURATION  # Batch's "no limit"
 API_VERSION = "2025-06-01"  # the azure-batch SDK's own default, for the requests sent raw
 MAX_CHUNK_TASKS = 100
 MAX_CHUNK_BYTES = 900_000  # Batch refuses bodies of 1 MB and more
@@ -414,7 +414,7 @@ class BatchProvider:
         p = job.props
         constraints: dict[str, Any] = {"maxTaskRetryCount": p["maxTaskRetryCount"]}
         if p["maxWallClockTime"] is not None:
-            constraints["maxWallClockTime"] = _iso_seconds(p["maxWallClockTime"])
+            constraints["maxWallClockTime"] = durations.format(p["maxWallClockTime"])
         return {
             "id": job.address.parts[0],
             "poolInfo": {"poolId": p["poolId"]},
@@ -460,9 +460,9 @@ class BatchProvider:
         p = task.props
         constraints: dict[str, Any] = {"maxTaskRetryCount": p["maxTaskRetryCount"]}
         if p["maxWallClockTime"] is not None:
-            constraints["maxWallClockTime"] = _iso_seconds(p["maxWallClockTime"])
+            constraints["maxWallClockTime"] = durations.format(p["maxWallClockTime"])
         if p["retentionTime"] != DEFAULT_RETENTION_SECONDS:
-            constraints["retentionTime"] = _iso_seconds(p["retentionTime"])
+            constraints["retentionTime"] = durations.format(p["retentionTime"])
         logs_url = sas(p["logsContainer"], None, "cw")
         outputs = [_of_body(o, sas) for o in p["outputFiles"]] + [
             {
@@ -504,10 +504,10 @@ class BatchProvider:
         p = task.props
         constraints: dict[str, Any] = {
             "maxTaskRetryCount": p["maxTaskRetryCount"],
-            "maxWallClockTime": _iso_seconds(p["maxWallClockTime"])
+            "maxWallClockTime": durations.format(p["maxWallClockTime"])
             if p["maxWallClockTime"] is not None
             else UNLIMITED,
-            "retentionTime": _iso_seconds(p["retentionTime"] or DEFAULT_RETENTION_SECONDS),
+            "retentionTime": durations.format(p["retentionTime"] or DEFAULT_RETENTION_SECONDS),
         }
         self._call(
             f"update task {job_id}/{task_id}",
@@ -673,10 +673,6 @@ def _of_body(o: Mapping[str, Any], sas: SasMaker) -> dict[str, Any]:
         "destination": {"container": dest},
         "uploadOptions": {"uploadCondition": f"task{o['when']}"},
     }
-
-
-def _iso_seconds(secs: float) -> str:
-    return iso_duration(timedelta(seconds=secs))
 
 
 def _pause(err: TransientServiceError, default: float) -> float:

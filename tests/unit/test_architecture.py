@@ -113,7 +113,6 @@ def test_common_imports_nothing_of_bspec() -> None:
     assert bad == []
 
 
-
 def _private_uses(source: str, name: str) -> list[str]:
     """`x._name` where x is not self/cls: a private attribute of another object (an SDK
     client, a provider), e.g. `client._delete_pool_internal` or `batch._raw_list`."""

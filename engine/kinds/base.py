@@ -81,12 +81,16 @@ class KindDef:
     destroyed: bool = False  # `destroy` deletes it (others go with what holds them)
     destroy_reasons: Callable[[Resource], tuple[Reason, ...]] = lambda _r: ()
 
-    def compared(self) -> tuple[str, ...]:
-        return tuple(f for f, r in self.fields.items() if r is not Rule.IGNORE)
+    compared: tuple[str, ...] = field(init=False)  # the fields a diff compares, in order
+
+    def __post_init__(self) -> None:
+        compared = tuple(f for f, r in self.fields.items() if r is not Rule.IGNORE)
+        object.__setattr__(self, "compared", compared)
 
     def diff(self, want: Mapping[str, Any], have: Mapping[str, Any]) -> list[str]:
         """The compared fields that differ, in the order `fields` lists them."""
-        return [f for f in self.compared() if want.get(f) != have.get(f)]
+        get, had = want.get, have.get
+        return [f for f in self.compared if get(f) != had(f)]
 
     def with_rule(self, fields: Iterable[str], rule: Rule) -> tuple[str, ...]:
         return tuple(f for f in fields if self.fields.get(f) is rule)

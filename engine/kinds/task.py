@@ -4,13 +4,16 @@
     for add   {"commandLine", "resourceFiles", "outputFiles", "environment", "dependsOn",
                "displayName", "elevated", "requiredSlots", "logsContainer"}
 
-Durations are seconds (None unlimited; retention defaults to 7 days). A listed task's owner
+A planned task that is added (create, replace) holds the whole normal form; one kept or
+updated in place holds the compared fields only, as a listed one does (its update needs no
+more). Durations are seconds (None unlimited; retention defaults to 7 days). A listed task's owner
 is its job's owner when it carries BSPEC_FINGERPRINT, else None. Batch tasks are immutable:
 any change but the constraints is a delete and add.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -60,13 +63,21 @@ FIELDS = {
 }
 
 
-def props_of(t: TaskSpec, names: Mapping[str, str], logs: str) -> dict[str, Any]:
+def compared_props(t: TaskSpec) -> dict[str, Any]:
+    """The compared fields only: what a listed task has, and all a kept task's plan needs."""
     c = t.constraints
     return {
         "fingerprint": t.fingerprint,
         "maxWallClockTime": seconds(c.max_wall_clock_time),
         "retentionTime": seconds(c.retention_time, DEFAULT_RETENTION_SECONDS),
         "maxTaskRetryCount": c.max_task_retry_count,
+    }
+
+
+def props_of(t: TaskSpec, names: Mapping[str, str], logs: str) -> dict[str, Any]:
+    """The whole normal form: the compared fields and what adding the task needs."""
+    return {
+        **compared_props(t),
         "commandLine": t.command_line,
         "resourceFiles": [resource_file_ref(rf, names) for rf in t.resource_files],
         "outputFiles": [
@@ -186,46 +197,46 @@ def plan(ctx: PlanContext) -> list[Change]:
     logs = d.logs_container.name
     inputs = _Inputs(ctx)
     new = (reason("new", noun="task"),)
-    replaced: dict[str, set[str]] = {}  # job id -> ids of its tasks whose runs start over
+    replaced: defaultdict[str, set[str]] = defaultdict(set)  # job id -> ids run again
+    stack = ctx.stack
+
+    def added(t: TaskSpec) -> Resource:
+        return Resource(t.address, props_of(t, names, logs), owner=stack)
+
     for t in d.tasks:
-        after = Resource(t.address, props_of(t, names, logs), owner=ctx.stack)
-        before = a.get(t.address)
-        again = replaced.setdefault(t.job_id, set())
+        addr = t.address
+        before = a.get(addr)
+        again = replaced[t.job_id]
         if t.job_id in fresh_jobs:
             again.add(t.id)
             if absent(a.get(Address.job(t.job_id))) or before is None:
-                changes.append(Change(Action.CREATE, t.address, None, after, reasons=new))
+                changes.append(Change(Action.CREATE, addr, None, added(t), reasons=new))
             else:
-                changes.append(_replace(before, after, "job", reason("jobReplacesTask")))
+                changes.append(_replace(before, added(t), "job", reason("jobReplacesTask")))
             continue
         if before is None:
             again.add(t.id)
-            changes.append(Change(Action.CREATE, t.address, None, after, reasons=new))
+            changes.append(Change(Action.CREATE, addr, None, added(t), reasons=new))
             continue
-        if before.owner != ctx.stack:
+        if before.owner != stack:
             if not ctx.check_owner(before, "task"):
                 continue
             again.add(t.id)
-            changes.append(_replace(before, after, "fingerprint", reason("adoptedRunsAgain")))
+            changes.append(_replace(before, added(t), "fingerprint", reason("adoptedRunsAgain")))
             continue
         if before.props.get("fingerprint") != t.fingerprint:
             again.add(t.id)
+            after = added(t)
             changes.append(_replace(before, after, "fingerprint", inputs.why(t, after, again)))
             continue
-        fields = DEF.diff(after.props, before.props)
+        # Kept or changed in place: the compared fields are all it needs (as a listed task).
+        kept = Resource(addr, compared_props(t), owner=stack)
+        fields = DEF.diff(kept.props, before.props)
         if fields:
-            changes.append(
-                Change(
-                    Action.UPDATE,
-                    t.address,
-                    before,
-                    after,
-                    fields=tuple(fields),
-                    reasons=(reason("taskConstraintsChanged", fields=fields),),
-                )
-            )
+            why = (reason("taskConstraintsChanged", fields=fields),)
+            changes.append(Change(Action.UPDATE, addr, before, kept, tuple(fields), reasons=why))
         else:
-            changes.append(Change(Action.NOOP, t.address, before, after))
+            changes.append(Change(Action.NOOP, addr, before, kept))
     return changes
 
 

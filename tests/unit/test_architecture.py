@@ -88,7 +88,15 @@ def test_planning_is_pure() -> None:
 def test_kinds_are_pure() -> None:
     """The kinds (issue 9) do no I/O and import no Azure SDK: only the model, each other,
     the shared pure package and the stdlib's pure parts."""
-    allowed = {"__future__", "collections.abc", "dataclasses", "datetime", "enum", "typing"}
+    allowed = {
+        "__future__",
+        "collections",
+        "collections.abc",
+        "dataclasses",
+        "datetime",
+        "enum",
+        "typing",
+    }
     bad = [
         f"{_rel(p)} imports {name}"
         for p in _sources()
@@ -149,3 +157,15 @@ def test_the_private_call_check_catches_sdk_and_provider_calls() -> None:
         "probe.py:2: ._delete_pool_internal",
         "probe.py:3: ._raw_list",
     ]
+
+
+def test_every_kind_has_words_and_an_apply_step() -> None:
+    """Adding a kind is its module plus the line in `kinds.KINDS`; the applier and the
+    reports must know it too (issue 9), or the kind is half added."""
+    from bspec import applying
+    from bspec.kinds import KINDS
+    from bspec.model import Kind
+
+    assert [k.kind for k in KINDS] == list(Kind)
+    assert set(applying._STEPS) == set(Kind)
+    assert all(k.heading and k.noun and k.nouns for k in KINDS)

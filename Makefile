@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+COMPAT := $(VENV)/compat
+COMPAT_STAMP := $(COMPAT)/.installed
 
 .PHONY: all install demo test unit lint typecheck bench docs clean
 
@@ -21,7 +23,13 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(STAMP) $(NODE_STAMP)
+# An older client generation (azure-batch 12, msrest) in its own venv, for the compatibility tests.
+$(COMPAT_STAMP): requirements-compat.lock
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install --quiet -r requirements-compat.lock
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP) $(COMPAT_STAMP)
 
 demo: install
 	$(BIN)/bspec apply specs/topwords.yaml --yes
@@ -30,6 +38,7 @@ demo: install
 test: install
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -38,6 +47,7 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/ruff format --check engine tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import bspec.cli  # noqa: F401  (loads every command module, as `bspec` does)
-from bspec import services
+from bspec import local as services
 from bspec.applying import _Sas
 from bspec.commands.reconcile import run_apply
 from bspec.kinds import task as task_kind

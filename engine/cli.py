@@ -1,4 +1,4 @@
-"""The `bspec` command: parse flags, call the library, map errors to exit codes.
+"""The `bspec` command: parse flags, call bspec.operations, map errors to exit codes.
 
 Commands live in `bspec.commands.*` and register themselves on `app` / `local_app`.
 Every command takes `--json`; with it, stdout carries exactly one JSON object (the
@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import typer
 from bspec.errors import BspecError
-from rich.console import Console
+from bspec.reporting.console import err, out
 
 FORMAT_VERSION = 1
 
@@ -33,9 +33,7 @@ local_app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 
-# Human output goes to stdout; progress, prompts and diagnostics to stderr.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+__all__ = ["JSON_HELP", "app", "emit_json", "err", "fail", "local_app", "main", "out"]
 
 JSON_HELP = "Print one JSON object on stdout (see schema/output.schema.json)."
 
@@ -78,8 +76,17 @@ def main(argv: list[str] | None = None) -> None:
         code = int(getattr(exc, "exit_code", 2))
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if as_json:
-            emit_json({"error": {"code": "InvalidFlag", "message": message, "file": None,
-                                 "line": None, "path": None}})
+            emit_json(
+                {
+                    "error": {
+                        "code": "InvalidFlag",
+                        "message": message,
+                        "file": None,
+                        "line": None,
+                        "path": None,
+                    }
+                }
+            )
         else:
             ctx = getattr(exc, "ctx", None)
             if ctx is not None:

@@ -91,7 +91,7 @@ def connect(name: str, stack: str, *, home: Path | None = None) -> Target:
     counter = RequestCounter()
     storage_policy = [CountingPolicy(counter, "storage")]
     if name == "local":
-        from bspec import services
+        from bspec import local as services
 
         ep = services.ensure_running(home)
         batch_client = BatchClient(

@@ -6,31 +6,27 @@ can lag and include tasks bspec does not own. While tasks wait and no node can r
 it says why ("waiting for 2 nodes to start") instead of sitting silent, and a node whose
 start task failed is named with its stderr. A failed task is reported with its exit code,
 failure info and the tail of its stderr, read from its node while the node has it and
-from the stack's logs container after. Off a terminal (CI logs), progress is plain
-periodic lines with no control characters.
+from the stack's logs container after. Progress goes to a display (bspec.reporting);
+what happens after the wait (outputs, reruns) is bspec.operations' business.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bspec.applying import reactivate_tasks
 from bspec.errors import NotFoundError, TaskFailedError, WaitTimeoutError
 from bspec.model import DesiredState
 from bspec.providers import inspection
 from bspec.providers.batch import BatchProvider
 from bspec.providers.storage import StorageProvider
-from bspec.targets import Target
+from bspec.reporting.progress import Display, ProgressDisplay
+from bspec.reporting.tasks import render_node_failure
 
 STDERR_LINES = 20
 DETAILED_FAILURES = 20  # tasks whose stderr is fetched and shown; the rest are counted
-PLAIN_INTERVAL = 10.0  # seconds between plain progress lines when nothing changes
 READY_NODE_STATES = frozenset({"idle", "running"})
 FAILED_NODE_STATES = frozenset({"starttaskfailed", "unusable"})
 
@@ -100,86 +96,6 @@ class WatchResult:
         return data
 
 
-# --------------------------------------------------------------------------- display
-
-
-class Display:
-    """Where progress goes: rich bars on a terminal, plain periodic lines elsewhere,
-    nothing when quiet. `say` prints a line above the bars."""
-
-    def __init__(
-        self, *, quiet: bool = False, tty: bool | None = None, interval: float = PLAIN_INTERVAL
-    ) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty() if tty is None else tty
-        self.interval = interval
-        self._bars: Any = None
-        self._ids: dict[str, Any] = {}
-        self._last: dict[str, tuple[int, ...]] = {}
-        self._printed_at: dict[str, float] = {}
-
-    @contextmanager
-    def running(self) -> Iterator[Display]:
-        if self.quiet or not self.tty:
-            yield self
-            return
-        from bspec.cli import err
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            console=err,
-            transient=False,
-        ) as bars:
-            self._bars = bars
-            try:
-                yield self
-            finally:
-                self._bars = None
-
-    def say(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self._bars is not None:
-            self._bars.console.print(text, markup=False, highlight=False)
-        else:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-
-    def update(
-        self, job_id: str, total: int, counts: dict[str, int], *, final: bool = False
-    ) -> None:
-        if self.quiet:
-            return
-        done = min(counts["completed"], total)
-        detail = (
-            f"active {counts['active']}  running {counts['running']}  succeeded "
-            f"{counts['succeeded']}  failed {counts['failed']}"
-        )
-        if self._bars is not None:
-            if job_id not in self._ids:
-                self._ids[job_id] = self._bars.add_task(job_id, total=total, detail=detail)
-            self._bars.update(self._ids[job_id], completed=done, total=total, detail=detail)
-            return
-        key = (done, counts["active"], counts["running"], counts["succeeded"], counts["failed"])
-        now = time.monotonic()
-        last_key, last_at = self._last.get(job_id), self._printed_at.get(job_id)
-        changed = key != last_key
-        if (
-            last_at is None
-            or (final and changed)
-            or (changed and now - last_at >= 2.0)
-            or now - last_at >= self.interval
-        ):
-            self._last[job_id] = key
-            self._printed_at[job_id] = now
-            sys.stderr.write(f"{job_id}: {done}/{total} completed ({detail.replace('  ', ', ')})\n")
-            sys.stderr.flush()
-
-
 # --------------------------------------------------------------------------- waiting
 
 
@@ -197,7 +113,7 @@ def wait_for_tasks(
     *,
     timeout: float | None = None,
     poll: float = 1.0,
-    display: Display | None = None,
+    display: ProgressDisplay | None = None,
     storage: StorageProvider | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> WatchResult:
@@ -251,7 +167,7 @@ def wait_for_tasks(
 
 
 def _check_nodes(
-    batch: BatchProvider, pool_id: str, watch: _NodeWatch, shown: Display
+    batch: BatchProvider, pool_id: str, watch: _NodeWatch, shown: ProgressDisplay
 ) -> list[NodeFailure]:
     """Say why tasks are waiting: nodes still starting, or nodes whose start task failed."""
     pool = inspection.get_pool(batch, pool_id)
@@ -387,109 +303,3 @@ def stderr_tail(
 ) -> list[str]:
     data, _ = read_task_stream(batch, storage, desired, job_id, task_id)
     return inspection.lines_tail(data or b"", STDERR_LINES)
-
-
-def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
-    """Reactivate the spec's failed tasks (`--rerun-failed`); returns their addresses."""
-    done: list[str] = []
-    for job in desired.jobs:
-        wanted = {t.id for t in desired.tasks_of(job.id)}
-        if not wanted:
-            continue
-        failed = inspection.list_tasks(
-            batch,
-            job.id,
-            flt="state eq 'completed' and executionInfo/result eq 'failure'",
-            select="id",
-        )
-        for t in failed:
-            tid = str(t.get("id"))
-            if tid in wanted:
-                reactivate_tasks(batch, job.id, [tid])  # the write is the applier's
-                done.append(f"task/{job.id}/{tid}")
-    return done
-
-
-# --------------------------------------------------------------------------- text
-
-
-def render_node_failure(n: NodeFailure) -> list[str]:
-    lines = [
-        f"Start task failed on node {n.node_id} of pool {n.pool_id}"
-        f" (exit code {n.exit_code})" + (f": {n.failure}" if n.failure else "")
-    ]
-    lines.extend(_tail_lines(n.stderr_tail))
-    return lines
-
-
-def _tail_lines(tail: list[str]) -> list[str]:
-    if not tail:
-        return ["    (stderr is empty)"]
-    return [f"    stderr (last {len(tail)} line{'s' if len(tail) != 1 else ''}):"] + [
-        f"    | {line}" for line in tail
-    ]
-
-
-def render_result(w: WatchResult) -> list[str]:
-    """The outcome as lines: counts, then each failed task with its stderr tail."""
-    lines = [f"Tasks: {w.succeeded:,} succeeded, {w.failed_count:,} failed."]
-    for f in w.failed:
-        lines.append(
-            f"  failed: task/{f.job_id}/{f.task_id} (exit code {f.exit_code})"
-            + (f" on node {f.node_id}" if f.node_id else "")
-            + (f": {f.failure}" if f.failure else "")
-        )
-        lines.extend(_tail_lines(f.stderr_tail))
-    more = w.failed_count - len(w.failed)
-    if more > 0:
-        lines.append(f"  ... and {more:,} more failed tasks (bspec status SPEC lists them)")
-    if w.failed_count:
-        lines.append(
-            "Rerun them with `bspec apply SPEC --rerun-failed` once fixed; read a"
-            " task's output with `bspec logs SPEC TASK`."
-        )
-    return lines
-
-
-# --------------------------------------------------------------------------- after apply
-
-
-def finish(
-    target: Target,
-    desired: DesiredState,
-    *,
-    show: bool = True,
-    timeout: float | None = None,
-    base: Path | None = None,
-    write: Callable[[str], None] | None = None,
-) -> tuple[dict[str, Any], int]:
-    """What `apply` (and `bspec wait`) do once tasks are submitted: wait with progress,
-    report failed tasks with their stderr, download the declared outputs and show them.
-    Returns the outcome's --json members and the exit code (1 when any of the spec's tasks
-    failed, also on an earlier apply)."""
-    from bspec.downloads import download_outputs, render_outputs
-
-    def emit(line: str) -> None:
-        if write is not None:
-            write(line)
-        else:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    display = Display(quiet=not show)
-    total = len(desired.tasks)
-    display.say(f"Waiting for {total:,} task{'s' if total != 1 else ''} to complete")
-    watched = wait_for_tasks(
-        target.batch, desired, timeout=timeout, display=display, storage=target.storage
-    )
-    data: dict[str, Any] = {"tasks": watched.to_json()}
-    if show:
-        for line in render_result(watched):
-            emit(line)
-    if any(j.outputs for j in desired.jobs):
-        got = download_outputs(target.storage, desired)
-        data["outputs"] = got.to_json()
-        if show:
-            for line in render_outputs(got, base=base or Path.cwd()):
-                emit(line)
-    return data, 1 if watched.failed_count else 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bspec import services
+from bspec import local as services
 
 SERVICE_FIXTURES = {"local_services", "batch_client", "blob_service", "azurite"}
 

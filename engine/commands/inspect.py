@@ -1,27 +1,24 @@
 """`bspec status`, `bspec logs`, `bspec wait` and `bspec outputs`: look at a stack's work.
 
-Thin layers over `bspec.api`'s `run_*` functions, which return the --json objects.
+Thin layers over bspec.operations, called with the console reporter (quiet under
+--json, whose object they print).
 """
 
 # ruff: noqa: B008  (typer declares options as call defaults)
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
-from bspec.cli import JSON_HELP, app, emit_json, out
+from bspec.cli import JSON_HELP, app, emit_json
 from bspec.errors import InputError
+from bspec.reporting.reporter import ConsoleReporter
 
-# bspec.api and bspec.downloads import the Azure SDKs and aiohttp (~0.75 s); each command
-# imports them when it runs so that the offline commands and `--help` start fast.
+# bspec.operations imports the Azure SDKs and aiohttp (~0.75 s); each command imports it
+# when it runs so that the offline commands and `--help` start fast.
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
 _TARGET_HELP = "local (default) or azure; also BSPEC_TARGET or `target:` in the spec."
-
-
-def _print(line: str) -> None:
-    out.print(line, markup=False)
 
 
 @app.command("status")
@@ -32,19 +29,11 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show the pool (allocation, nodes by state), the jobs, task counts and failed tasks."""
-    from bspec.api import render_status, run_status
+    from bspec import operations
 
-    data = run_status(spec, var=var, target=target)
+    done = operations.status(spec, ConsoleReporter(quiet=as_json), vars=var, target=target)
     if as_json:
-        emit_json(data)
-        return
-    for line in render_status(data):
-        _print(line)
-
-
-def _write_raw(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+        emit_json(done.data)
 
 
 @app.command("logs")
@@ -65,27 +54,25 @@ def logs_command(
 ) -> None:
     """Print a task's stdout (or stderr): from its node while the node has it, from the
     stack's logs container after."""
-    from bspec.api import run_logs
+    from bspec import operations
 
     if tail is not None and tail < 0:
         raise InputError(f"--tail {tail}: expected 0 or more lines", code="InvalidFlag")
     if as_json and follow:
         raise InputError("--follow and --json do not go together", code="InvalidFlag")
-    data = run_logs(
+    done = operations.logs(
         spec,
         task,
+        ConsoleReporter(quiet=as_json),
         job=job,
         stderr=stderr,
         tail=tail,
         follow=follow,
-        var=var,
+        vars=var,
         target=target,
-        write=None if as_json else _write_raw,
     )
     if as_json:
-        emit_json(data)
-    elif data["text"] and not data["text"].endswith("\n") and not follow:
-        _write_raw("\n")
+        emit_json(done.data)
 
 
 @app.command("wait")
@@ -99,15 +86,15 @@ def wait_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Wait for the spec's tasks as apply does, report failures, download the outputs."""
-    from bspec.api import run_wait
+    from bspec import operations
 
-    data, code = run_wait(
-        spec, var=var, target=target, timeout=timeout, show=not as_json, write=_print
+    done = operations.wait(
+        spec, ConsoleReporter(quiet=as_json), vars=var, target=target, timeout=timeout
     )
     if as_json:
-        emit_json(data)
-    if code:
-        raise SystemExit(code)
+        emit_json(done.data)
+    if done.exit_code:
+        raise SystemExit(done.exit_code)
 
 
 @app.command("outputs")
@@ -118,17 +105,8 @@ def outputs_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Download the jobs' declared outputs again: only files that are new or changed."""
-    from bspec.api import run_outputs
-    from bspec.downloads import OutputFile, OutputsResult, render_outputs
+    from bspec import operations
 
-    data = run_outputs(spec, var=var, target=target)
+    done = operations.outputs(spec, ConsoleReporter(quiet=as_json), vars=var, target=target)
     if as_json:
-        emit_json(data)
-        return
-    files = [
-        OutputFile(Path(f["path"]), f["container"], f["blob"], f["downloaded"], f["size"])
-        for f in data["outputs"]["files"]
-    ]
-    result = OutputsResult(files, list(data["outputs"]["skipped"]))
-    for line in render_outputs(result, base=Path.cwd(), show_content=False):
-        _print(line)
+        emit_json(done.data)

@@ -13,7 +13,7 @@ import urllib.error
 from typing import Annotated, Any
 
 import typer
-from bspec import services
+from bspec import local as services
 from bspec.cli import JSON_HELP, emit_json, err, local_app, out
 
 JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bspec import services
+from bspec import local as services
 
 pytestmark = pytest.mark.service
 

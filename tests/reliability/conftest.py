@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bspec import services
+from bspec import local as services
 from bspec.model import FINGERPRINT_ENV, STACK_CONTAINER_METADATA, STACK_METADATA, DesiredState
 from bspec.spec import load
 
@@ -63,8 +63,10 @@ class Run:
         return data
 
     def __str__(self) -> str:
-        return (f"bspec {' '.join(self.args)} -> {self.returncode}\n--- stdout\n"
-                f"{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}")
+        return (
+            f"bspec {' '.join(self.args)} -> {self.returncode}\n--- stdout\n"
+            f"{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}"
+        )
 
 
 class Bspec:
@@ -76,21 +78,26 @@ class Bspec:
         self.runs: list[Run] = []
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AZURE_", "BSPEC_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "BSPEC_"))}
         env.update(self.local.env)
         env["NO_COLOR"] = "1"
         env.update(extra or {})
         return env
 
-    def popen(self, args: Sequence[str], extra_env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen([*BSPEC, *args], env=self.env(extra_env), cwd=cwd,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    def popen(
+        self, args: Sequence[str], extra_env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*BSPEC, *args],
+            env=self.env(extra_env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
-    def finish(self, args: Sequence[str], proc: subprocess.Popen[str],
-               timeout: float = 120) -> Run:
+    def finish(self, args: Sequence[str], proc: subprocess.Popen[str], timeout: float = 120) -> Run:
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -104,8 +111,13 @@ class Bspec:
         assert "Traceback (most recent call last)" not in stderr or proc.returncode < 0, str(run)
         return run
 
-    def __call__(self, *args: str, extra_env: dict[str, str] | None = None,
-                 timeout: float = 120, cwd: Path | None = None) -> Run:
+    def __call__(
+        self,
+        *args: str,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = 120,
+        cwd: Path | None = None,
+    ) -> Run:
         return self.finish(args, self.popen(args, extra_env, cwd), timeout)
 
 
@@ -114,10 +126,19 @@ def bspec(local_services: Any) -> Bspec:
     return Bspec(local_services)
 
 
-def write_spec(folder: Path, name: str, *, files: int = 3, tasks: int = 30, nodes: int = 0,
-               pool_id: str | None = None, job_id: str | None = None,
-               container_names: dict[str, str] | None = None,
-               outputs: bool = False, extra: dict[str, Any] | None = None) -> Path:
+def write_spec(
+    folder: Path,
+    name: str,
+    *,
+    files: int = 3,
+    tasks: int = 30,
+    nodes: int = 0,
+    pool_id: str | None = None,
+    job_id: str | None = None,
+    container_names: dict[str, str] | None = None,
+    outputs: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """A small stack: `files` input blobs each read by one task, `tasks` in all (the rest
     `/bin/true` over a range), a pool of `nodes` nodes, an output container."""
     data = folder / "data"
@@ -126,26 +147,36 @@ def write_spec(folder: Path, name: str, *, files: int = 3, tasks: int = 30, node
         (data / f"in{i}.txt").write_text(f"file {i}\n" + "word " * (i + 1) + "\n")
     task_list: list[dict[str, Any]] = []
     if files:
-        task_list.append({
-            "foreach": {"files": "input"},
-            "id": "wc-{{ item.stem | batchid }}",
-            "commands": ["wc -w {{ item.name | shquote }} > {{ item.stem }}_OUTPUT.txt"],
-            "resourceFiles": [{"blob": "input/{{ item.name }}"}],
-            "outputFiles": [{"pattern": "*_OUTPUT.txt", "container": "output"}],
-        })
+        task_list.append(
+            {
+                "foreach": {"files": "input"},
+                "id": "wc-{{ item.stem | batchid }}",
+                "commands": ["wc -w {{ item.name | shquote }} > {{ item.stem }}_OUTPUT.txt"],
+                "resourceFiles": [{"blob": "input/{{ item.name }}"}],
+                "outputFiles": [{"pattern": "*_OUTPUT.txt", "container": "output"}],
+            }
+        )
     if tasks - files > 0:
-        task_list.append({"foreach": {"range": [0, tasks - files]}, "id": "r{{ item }}",
-                          "commandLine": "/bin/true"})
-    containers: dict[str, Any] = {"input": {"files": ["data/*.txt"]} if files else {},
-                                  "output": {}}
+        task_list.append(
+            {
+                "foreach": {"range": [0, tasks - files]},
+                "id": "r{{ item }}",
+                "commandLine": "/bin/true",
+            }
+        )
+    containers: dict[str, Any] = {"input": {"files": ["data/*.txt"]} if files else {}, "output": {}}
     for key, real in (container_names or {}).items():
         containers[key]["name"] = real
     spec: dict[str, Any] = {
         "apiVersion": "bspec/v1",
         "name": name,
         "storage": {"containers": containers},
-        "pool": {"id": pool_id or f"{name}-pool", "vmSize": "standard_d2s_v3", "image": IMAGE,
-                 "nodes": nodes},
+        "pool": {
+            "id": pool_id or f"{name}-pool",
+            "vmSize": "standard_d2s_v3",
+            "image": IMAGE,
+            "nodes": nodes,
+        },
         "jobs": [{"id": job_id or f"{name}-job", "tasks": task_list}],
     }
     if outputs:
@@ -186,11 +217,16 @@ def _meta(items: Any) -> dict[str, str]:
 
 def snapshot(batch: Any, blobs: Any, stack: str) -> Snapshot:
     """Read, through the SDKs, every pool, job, task and container tagged with `stack`."""
-    pools = {p.id: {"vmSize": p.vm_size, "nodes": p.target_dedicated_nodes,
-                    "state": str(p.state)}
-             for p in batch.list_pools() if _meta(p.metadata).get(STACK_METADATA) == stack}
-    jobs = {j.id: {"poolId": j.pool_info.pool_id, "state": str(j.state)}
-            for j in batch.list_jobs() if _meta(j.metadata).get(STACK_METADATA) == stack}
+    pools = {
+        p.id: {"vmSize": p.vm_size, "nodes": p.target_dedicated_nodes, "state": str(p.state)}
+        for p in batch.list_pools()
+        if _meta(p.metadata).get(STACK_METADATA) == stack
+    }
+    jobs = {
+        j.id: {"poolId": j.pool_info.pool_id, "state": str(j.state)}
+        for j in batch.list_jobs()
+        if _meta(j.metadata).get(STACK_METADATA) == stack
+    }
     tasks: dict[str, list[tuple[str, str | None]]] = {}
     for job_id in jobs:
         rows = []
@@ -204,8 +240,11 @@ def snapshot(batch: Any, blobs: Any, stack: str) -> Snapshot:
             continue
         cc = blobs.get_container_client(c.name)
         containers[c.name] = {
-            b.name: (bytes(b.content_settings.content_md5).hex()
-                     if b.content_settings.content_md5 else None)
+            b.name: (
+                bytes(b.content_settings.content_md5).hex()
+                if b.content_settings.content_md5
+                else None
+            )
             for b in cc.list_blobs()
         }
     return Snapshot(pools, jobs, tasks, containers)
@@ -225,12 +264,15 @@ def assert_converged(snap: Snapshot, desired: DesiredState) -> None:
         got = snap.tasks[job.id]
         ids = [i for i, _ in got]
         assert len(ids) == len({i.lower() for i in ids}), "duplicate task ids"
-        assert got == want, f"tasks differ: missing {sorted(set(want) - set(got))[:5]},"\
-                            f" extra {sorted(set(got) - set(want))[:5]}"
+        assert got == want, (
+            f"tasks differ: missing {sorted(set(want) - set(got))[:5]},"
+            f" extra {sorted(set(got) - set(want))[:5]}"
+        )
     want_containers = {c.name for c in desired.containers} | {desired.logs_container.name}
     # The logs container exists once the lock was taken; the spec's containers always.
-    assert {c.name for c in desired.containers} <= set(snap.containers) <= want_containers, \
-        sorted(snap.containers)
+    assert {c.name for c in desired.containers} <= set(snap.containers) <= want_containers, sorted(
+        snap.containers
+    )
     for b in desired.blobs:
         name = desired.container(b.container).name
         assert snap.containers[name].get(b.name) == b.md5, (name, b.name)
@@ -280,9 +322,10 @@ def faults(local_services: Any) -> Iterator[Callable[..., dict[str, Any]]]:
     try:
         yield set_
     finally:
-        local_services.set_settings(faultRate=before.get("faultRate", 0.0),
-                                    faultKinds=before.get("faultKinds", ["500", "503", "429",
-                                                                         "drop"]))
+        local_services.set_settings(
+            faultRate=before.get("faultRate", 0.0),
+            faultKinds=before.get("faultKinds", ["500", "503", "429", "drop"]),
+        )
 
 
 def batch_requests(local: Any) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from typing import Any
 
 import bspec.cli  # noqa: F401  (loads every command module first, as `bspec` does)
 import pytest
-from bspec.commands.reconcile import Outcome, run_apply, run_destroy, run_plan
+from bspec.commands.reconcile import run_apply, run_destroy, run_plan
 from bspec.model import Plan
+from bspec.operations import Outcome
 
 IMAGE = {
     "publisher": "canonical",

@@ -20,7 +20,7 @@ from azure.storage.blob import (
     generate_blob_sas,
     generate_container_sas,
 )
-from bspec import services
+from bspec import local as services
 from bspec.localbatch.agent import (
     Execution,
     Outcome,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bspec import services
+from bspec import local as services
 from engine_support import Stack, changes, writes
 
 TOKEN = "test-token-0123456789"

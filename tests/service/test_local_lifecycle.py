@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bspec import services
+from bspec import local as services
 from bspec.errors import LocalServiceError
+from bspec.local import azurite as azurite_finder
 
 pytestmark = pytest.mark.service
 
@@ -103,7 +104,7 @@ def test_a_dead_daemon_is_started_again(home: Path) -> None:
 
 def test_two_commands_starting_at_once_share_one_azurite(home: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from bspec import services; "
+        "import sys; from pathlib import Path; from bspec import local as services; "
         "print(services.ensure_storage(Path(sys.argv[1]), port=0).pid)"
     )
     procs = [
@@ -124,7 +125,7 @@ def test_stop_when_nothing_runs_is_quiet(home: Path) -> None:
 def test_missing_azurite_says_what_to_install(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "_checkout_root", lambda: tmp_path / "no-checkout")
+    monkeypatch.setattr(azurite_finder, "_checkout_root", lambda: tmp_path / "no-checkout")
     monkeypatch.delenv("BSPEC_AZURITE", raising=False)
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + "/usr/bin:/bin")
     with pytest.raises(LocalServiceError) as info:
@@ -136,7 +137,7 @@ def test_missing_azurite_says_what_to_install(
 def test_missing_node_says_to_install_it(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "_checkout_root", lambda: tmp_path / "no-checkout")
+    monkeypatch.setattr(azurite_finder, "_checkout_root", lambda: tmp_path / "no-checkout")
     azurite = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "azurite-blob"
     monkeypatch.setenv("BSPEC_AZURITE", str(azurite))
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -153,7 +154,7 @@ def test_a_checkout_without_azurite_installs_it_with_npm_ci(
     checkout.mkdir()
     for name in ("package.json", "package-lock.json"):
         (checkout / name).write_bytes((repo / name).read_bytes())
-    monkeypatch.setattr(services, "_checkout_root", lambda: checkout)
+    monkeypatch.setattr(azurite_finder, "_checkout_root", lambda: checkout)
     monkeypatch.delenv("BSPEC_AZURITE", raising=False)
     said: list[str] = []
     ep = services.ensure_storage(home, port=0, progress=said.append)
@@ -166,7 +167,7 @@ def test_a_checkout_without_azurite_installs_it_with_npm_ci(
 def test_when_azurite_cannot_start_the_batch_service_is_still_recorded(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "_checkout_root", lambda: tmp_path / "no-checkout")
+    monkeypatch.setattr(azurite_finder, "_checkout_root", lambda: tmp_path / "no-checkout")
     monkeypatch.delenv("BSPEC_AZURITE", raising=False)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     with pytest.raises(LocalServiceError, match="Azurite"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bspec import services
+from bspec import local as services
 
 
 @pytest.mark.parametrize(

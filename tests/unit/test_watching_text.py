@@ -7,10 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from bspec.destroying import destroy_question, keep_containers
-from bspec.downloads import OutputFile, OutputsResult, _inside, preview, render_outputs
+from bspec.destroying import keep_containers
+from bspec.downloads import OutputFile, OutputsResult, _inside
 from bspec.model import Action, Address, Change, Plan, Resource
-from bspec.watching import Display, NodeFailure, TaskOutcome, WatchResult, render_result
+from bspec.reporting.destroy import destroy_question
+from bspec.reporting.outputs import preview, render_outputs
+from bspec.reporting.progress import Display
+from bspec.reporting.tasks import render_result
+from bspec.watching import NodeFailure, TaskOutcome, WatchResult
 
 
 def _delete(addr: Address, name: str | None = None) -> Change:
@@ -143,11 +147,11 @@ def test_on_a_terminal_each_job_gets_a_bar_with_its_counts(
 ) -> None:
     import io
 
-    import bspec.cli
+    from bspec.reporting import console
     from rich.console import Console
 
     screen = io.StringIO()
-    monkeypatch.setattr(bspec.cli, "err", Console(file=screen, force_terminal=True, width=120))
+    monkeypatch.setattr(console, "err", Console(file=screen, force_terminal=True, width=120))
     shown = Display(tty=True)
     with shown.running():
         shown.say("Waiting for 1 node to start (nodes starting)")

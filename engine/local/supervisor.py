@@ -32,17 +32,16 @@ from typing import Any
 from bspec.common import proctree
 from bspec.common.account import load_or_create_account
 from bspec.errors import LocalServiceError
-
-Progress = Callable[[str], None]
-
-DEFAULT_BATCH_PORT = 10080
-DEFAULT_AZURITE_PORT = 10000
-HOST = "127.0.0.1"
-
-# Azurite's documented development account: public, the same on every machine.
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+from bspec.local.azurite import Progress, azurite_command
+from bspec.local.endpoints import (
+    AZURITE_ACCOUNT,
+    DEFAULT_AZURITE_PORT,
+    DEFAULT_BATCH_PORT,
+    HOST,
+    Endpoints,
+    connection_string,
+    http_json,
+    state_home,
 )
 
 START_TIMEOUT = 60.0
@@ -54,50 +53,6 @@ _LOCK_FILE = "services.lock"
 
 # Daemons this process started, so stop() can reap them (no zombies, no ResourceWarning).
 _children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where the local services listen and how to authenticate; what targets.py needs."""
-
-    home: Path
-    batch_url: str
-    account: str
-    key: str = field(repr=False)
-    storage_connection_string: str = field(repr=False)
-    blob_url: str
-    batch_pid: int | None = None
-    storage_pid: int | None = None
-
-
-def state_home(home: Path | None = None) -> Path:
-    """The per-user state folder: HOME, else BSPEC_HOME, else XDG_STATE_HOME/bspec, created 0700."""
-    if home is None:
-        env = os.environ.get("BSPEC_HOME")
-        if env:
-            home = Path(env)
-        else:
-            xdg = os.environ.get("XDG_STATE_HOME")
-            base = Path(xdg) if xdg else Path.home() / ".local" / "state"
-            home = base / "bspec"
-    home = home.expanduser().absolute()
-    try:
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (home / "logs").mkdir(exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise LocalServiceError(
-            f"cannot create the state folder {home}: {exc.strerror}",
-            hint="set BSPEC_HOME to a writable folder",
-        ) from exc
-    return home
-
-
-def connection_string(blob_url: str) -> str:
-    """Azurite's connection string for a blob endpoint URL (which ends in the account name)."""
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
-        f"AccountKey={AZURITE_KEY};BlobEndpoint={blob_url};"
-    )
 
 
 # ---------------------------------------------------------------------------- processes
@@ -224,17 +179,6 @@ def _tail(log: Path, lines: int = 15) -> str:
 # ---------------------------------------------------------------------------- HTTP probes
 
 
-def http_json(method: str, url: str, body: Any | None = None, timeout: float = 5.0) -> Any:
-    """A small JSON request to a loopback-only `/_local/*` path of the Batch service."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
-
-
 def _batch_ready(url: str, pid: int) -> bool:
     try:
         health = http_json("GET", f"{url}/_local/health", timeout=2.0)
@@ -256,89 +200,6 @@ def _azurite_ready(blob_url: str) -> bool:
         return True
     except OSError:
         return False
-
-
-# ---------------------------------------------------------------------------- programs
-
-
-def _checkout_root() -> Path:
-    """bspec's own checkout (engine/..), where `npm ci` puts node_modules in development."""
-    return Path(__file__).resolve().parent.parent
-
-
-def _on_path(name: str) -> str | None:
-    """NAME on PATH, looking only in absolute folders: never the current one."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        if not folder or not os.path.isabs(folder):
-            continue
-        candidate = os.path.join(folder, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def _npm_ci(root: Path, log: Path, progress: Progress | None) -> bool:
-    """Install the pinned Azurite with `npm ci` in bspec's checkout; whether it worked."""
-    npm = _on_path("npm")
-    if (
-        npm is None
-        or not (root / "package.json").exists()
-        or not (root / "package-lock.json").exists()
-    ):
-        return False
-    if progress is not None:
-        progress(f"Installing Azurite with `npm ci` in {root} (once)")
-    with open(log, "ab") as fh:
-        try:
-            done = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=root,
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                timeout=900,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-    return done.returncode == 0
-
-
-def azurite_command(home: Path | None = None, progress: Progress | None = None) -> list[str]:
-    """How to run azurite-blob: the checkout's node_modules (installed with `npm ci` when
-    npm is there and it is missing), else BSPEC_AZURITE, else PATH; never the current folder."""
-    root = _checkout_root()
-    local = root / "node_modules" / ".bin" / "azurite-blob"
-    missing = not local.exists() and not os.environ.get("BSPEC_AZURITE")
-    if missing and _on_path("azurite-blob") is None and _on_path("node") and home is not None:
-        _npm_ci(root, home / "logs" / "npm.log", progress)
-    candidates = [str(local)] if local.exists() else []
-    env = os.environ.get("BSPEC_AZURITE")
-    if env:
-        candidates.append(env)
-    found = _on_path("azurite-blob")
-    if found:
-        candidates.append(found)
-    for candidate in candidates:
-        if not Path(candidate).exists():
-            continue
-        if _on_path("node") is None:
-            raise LocalServiceError(
-                "Node.js is missing: Azurite, the local Blob Storage emulator, needs it",
-                hint="install Node.js 18 or newer (with npm), e.g. `apt-get install nodejs npm`",
-            )
-        return [candidate]
-    has_npm = _on_path("npm") is not None
-    raise LocalServiceError(
-        "Azurite (the local Blob Storage emulator) is not installed",
-        hint=(
-            f"run `make install` (or `npm ci`) in {root}, or set BSPEC_AZURITE "
-            "to an azurite-blob executable"
-            if has_npm
-            else "install Node.js 18 or newer with npm, then run `make install` "
-            f"(or `npm ci`) in {root}"
-        ),
-    )
 
 
 # ---------------------------------------------------------------------------- state

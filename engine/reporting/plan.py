@@ -1,14 +1,11 @@
-"""Plans for people (Terraform-like text) and for machines (the --json shape), and progress.
+"""Plans for people (Terraform-like text) and for machines (the --json shape).
 
-`render_plan` is pure: a Plan in, lines out. Progress goes to stderr: rich bars on a
-terminal, plain lines otherwise.
+`render_plan` is pure: a Plan in, lines out.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bspec.kinds import KINDS
@@ -166,59 +163,3 @@ def plan_json(plan: Plan, requests: Mapping[str, Mapping[str, int]]) -> dict[str
     if plan.warnings:
         data["warnings"] = list(plan.warnings)
     return data
-
-
-# --------------------------------------------------------------------------- progress
-
-
-def _tty() -> bool:
-    return sys.stderr.isatty()
-
-
-@contextlib.contextmanager
-def progress(description: str, total: int, unit: str = "") -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr; yields `advance(n)`. Plain start/end lines off a terminal."""
-    if total <= 0:
-        yield lambda n: None
-        return
-    if not _tty():
-        sys.stderr.write(f"{description} ({total:,}{' ' + unit if unit else ''})...\n")
-        yield lambda n: None
-        sys.stderr.write(f"{description}: done\n")
-        return
-    from bspec.cli import err
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def confirm(yes: bool, question: str) -> None:
-    """Ask on the terminal unless `yes`; ConfirmationError (exit 3) when declined or when
-    there is no terminal to ask."""
-    from bspec.errors import ConfirmationError
-
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise ConfirmationError(
-            "no terminal to ask for confirmation", hint="pass --yes to go ahead without asking"
-        )
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
-    answer = sys.stdin.readline()
-    if answer.strip().lower() not in ("y", "yes"):
-        raise ConfirmationError("declined; nothing was changed")
-
-
-def note(text: str) -> None:
-    """A progress line on stderr."""
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()

@@ -28,7 +28,8 @@ import bspec.cli  # noqa: F401  (loads every command module, as `bspec` does)
 from bspec import local as services
 from bspec.applying import _Sas
 from bspec.commands.reconcile import run_apply
-from bspec.planning import LOGS_KEY, PlanOptions, plan
+from bspec.kinds import task as task_kind
+from bspec.planning import PlanOptions, plan
 from bspec.providers import read_actual
 from bspec.spec import load
 from bspec.targets import connect
@@ -189,8 +190,10 @@ def bench_submit(ep: services.Endpoints, root: Path, n: int) -> str:
         try:
             job = desired.jobs[0].id
             tgt.batch.delete_task(job, "r0")
-            sas = _Sas(tgt, desired, __import__("datetime").timedelta(days=1))
-            bodies = [tgt.batch.task_body(t, sas, LOGS_KEY) for t in desired.tasks]
+            sas = _Sas(tgt, __import__("datetime").timedelta(days=1))
+            bodies = [
+                tgt.batch.task_body(task_kind.from_spec(t, desired), sas) for t in desired.tasks
+            ]
             _latency(ep, latency)
             try:
                 if sequential:

@@ -16,20 +16,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from bspec.model import (
-    Action,
-    BlobSpec,
-    Change,
-    ContainerSpec,
-    DesiredState,
-    JobSpec,
-    Kind,
-    Plan,
-    PoolSpec,
-    TaskSpec,
-    WhenIdle,
-)
-from bspec.planning import LOGS_KEY, POOL_RESIZE_FIELDS, container_names
+from bspec.kinds import KINDS
+from bspec.kinds import task as task_kind
+from bspec.model import LOGS_KEY, Action, Change, DesiredState, Kind, Plan, Resource, WhenIdle
+from bspec.providers.batch import BatchProvider
 from bspec.providers.storage import DEFAULT_SAS_TTL
 from bspec.reporting import note, progress
 from bspec.targets import Target
@@ -70,148 +60,131 @@ def _parallel(fn: Callable[[T], Any], items: Sequence[T], workers: int = 8) -> N
 class _Sas:
     """Fresh least-privilege SAS URLs for this apply, made once per (container, blob, perm)."""
 
-    def __init__(self, target: Target, desired: DesiredState, ttl: timedelta) -> None:
+    def __init__(self, target: Target, ttl: timedelta) -> None:
         self.target = target
-        self.names = container_names(desired)
         self.ttl = ttl
         self.cache: dict[tuple[str, str | None, str], str] = {}
         self.lock = threading.Lock()
 
-    def __call__(self, key: str, blob: str | None, perm: str) -> str:
-        k = (key, blob, perm)
+    def __call__(self, container: str, blob: str | None, perm: str) -> str:
+        k = (container, blob, perm)
         with self.lock:
             if k not in self.cache:
-                self.cache[k] = self.target.storage.sas_url(
-                    self.names.get(key, key), blob, perm, self.ttl
-                )
+                self.cache[k] = self.target.storage.sas_url(container, blob, perm, self.ttl)
             return self.cache[k]
 
 
-def apply(
-    plan: Plan, desired: DesiredState, target: Target, options: ApplyOptions | None = None
-) -> ApplyResult:
-    """Carry out `plan` (made from `desired`) against `target`."""
+@dataclass
+class _Run:
+    """One apply's state, handed to each kind's step."""
+
+    target: Target
+    sas: _Sas
+    opts: ApplyOptions
+    result: ApplyResult
+    say: Callable[[str], None]
+
+
+def _afters(changes: Sequence[Change], *actions: Action) -> list[Resource]:
+    return [c.after for c in changes if c.action in actions and c.after is not None]
+
+
+def apply(plan: Plan, target: Target, options: ApplyOptions | None = None) -> ApplyResult:
+    """Carry out `plan` against `target`: kind by kind in dependency order. The plan holds
+    everything needed (each change's `after` props), so nothing else is read."""
     opts = options or ApplyOptions()
-    result = ApplyResult()
-    sas = _Sas(target, desired, opts.sas_ttl)
+    run = _Run(
+        target,
+        _Sas(target, opts.sas_ttl),
+        opts,
+        ApplyResult(),
+        (lambda _t: None) if opts.quiet else note,
+    )
     by_kind: dict[Kind, list[Change]] = defaultdict(list)
     for c in plan.pending():
         by_kind[c.address.kind].append(c)
-    say = (lambda _t: None) if opts.quiet else note
-
-    _containers(by_kind[Kind.CONTAINER], target)
-    _blobs(by_kind[Kind.BLOB], desired, target, opts, result, say)
-    _pools(by_kind[Kind.POOL], target, sas, say)
-    _jobs(by_kind[Kind.JOB], target, say)
-    _tasks(by_kind[Kind.TASK], by_kind[Kind.JOB], target, sas, result, say)
-    return result
+    for k in KINDS:
+        _STEPS[k.kind](by_kind[k.kind], run)
+    return run.result
 
 
-def _containers(changes: list[Change], target: Target) -> None:
-    ensure = [c.after for c in changes if c.action in (Action.CREATE, Action.UPDATE)]
-    _parallel(
-        lambda spec: target.storage.ensure_container(spec.name),
-        [s for s in ensure if isinstance(s, ContainerSpec)],
-    )
+def _containers(changes: list[Change], run: _Run) -> None:
+    ensure = _afters(changes, Action.CREATE, Action.UPDATE)
+    _parallel(lambda r: run.target.storage.ensure_container(str(r.props["name"])), ensure)
 
 
-def _blobs(
-    changes: list[Change],
-    desired: DesiredState,
-    target: Target,
-    opts: ApplyOptions,
-    result: ApplyResult,
-    say: Callable[[str], None],
-) -> None:
-    names = container_names(desired)
+def _blobs(changes: list[Change], run: _Run) -> None:
+    storage = run.target.storage
     deletes: dict[str, list[str]] = defaultdict(list)
     for c in changes:
-        if c.action is Action.DELETE:
+        if c.action is Action.DELETE and c.before is not None:
             key, name = c.address.parts
-            deletes[names.get(key, key)].append(name)
+            deletes[_container_of(c.before, key)].append(name)
     for container, blob_names in deletes.items():
-        target.storage.delete_blobs(container, blob_names)
-    uploads = [
-        c.after
-        for c in changes
-        if c.action in (Action.CREATE, Action.UPDATE) and isinstance(c.after, BlobSpec)
-    ]
+        storage.delete_blobs(container, blob_names)
+    uploads = _afters(changes, Action.CREATE, Action.UPDATE)
     if not uploads:
         return
-    items = [(names[b.container], b.name, b.path, b.md5) for b in uploads]
-    total = sum(b.size for b in uploads)
+    items = [
+        (b.props["container"], b.address.parts[1], b.props["path"], b.props["md5"]) for b in uploads
+    ]
+    total = sum(int(b.props["size"]) for b in uploads)
     noun = "file" if len(items) == 1 else "files"
     with progress(f"Uploading {len(items):,} {noun}", total, "bytes") as advance:
-        result.bytes_uploaded += target.storage.upload_many(
-            items, progress=advance, parallel=opts.parallel_uploads
+        run.result.bytes_uploaded += storage.upload_many(
+            items, progress=advance, parallel=run.opts.parallel_uploads
         )
-    result.blobs_uploaded += len(items)
+    run.result.blobs_uploaded += len(items)
 
 
-def _pools(changes: list[Change], target: Target, sas: _Sas, say: Callable[[str], None]) -> None:
-    batch = target.batch
+def _container_of(blob: Resource, key: str) -> str:
+    """The real container name of a listed blob (its props), else its key."""
+    return str(blob.props.get("container") or key)
+
+
+def _pools(changes: list[Change], run: _Run) -> None:
+    batch = run.target.batch
     gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
     if gone:
         _parallel(batch.delete_pool, gone)
-        say(f"Waiting for pool{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted")
+        run.say(f"Waiting for pool{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted")
         batch.wait_gone("pool", gone)
     for c in changes:
-        spec = c.after
-        if not isinstance(spec, PoolSpec):
+        if c.after is None:
             continue
         if c.action in (Action.CREATE, Action.REPLACE):
-            batch.create_pool(spec, sas)
+            batch.create_pool(c.after, run.sas)
         elif c.action is Action.UPDATE:
-            patch = [f for f in c.fields if f not in POOL_RESIZE_FIELDS]
-            if patch:
-                batch.patch_pool(spec, patch, sas)
-            if any(f in c.fields for f in POOL_RESIZE_FIELDS):
-                batch.resize_pool(
-                    spec.id, spec.target_dedicated_nodes, spec.target_low_priority_nodes
-                )
+            batch.update_pool(c.after, c.fields, run.sas)
 
 
-def _jobs(changes: list[Change], target: Target, say: Callable[[str], None]) -> None:
-    batch = target.batch
+def _jobs(changes: list[Change], run: _Run) -> None:
+    batch = run.target.batch
     gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
     if gone:
         _parallel(batch.delete_job, gone)
-        say(f"Waiting for job{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted")
+        run.say(f"Waiting for job{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted")
         batch.wait_gone("job", gone)
-    creates = [c.after for c in changes if c.action in (Action.CREATE, Action.REPLACE)]
-    _parallel(batch.create_job, [j for j in creates if isinstance(j, JobSpec)])
-    updates = [c.after for c in changes if c.action is Action.UPDATE]
-    _parallel(batch.update_job, [j for j in updates if isinstance(j, JobSpec)])
+    _parallel(batch.create_job, _afters(changes, Action.CREATE, Action.REPLACE))
+    _parallel(batch.update_job, _afters(changes, Action.UPDATE))
 
 
-def _tasks(
-    changes: list[Change],
-    job_changes: list[Change],
-    target: Target,
-    sas: _Sas,
-    result: ApplyResult,
-    say: Callable[[str], None],
-) -> None:
-    batch = target.batch
-    fresh_jobs = {
-        c.address.parts[0] for c in job_changes if c.action in (Action.CREATE, Action.REPLACE)
-    }
+def _tasks(changes: list[Change], run: _Run) -> None:
+    batch = run.target.batch
     # Deletes first: tasks gone from the spec, and the old runs of replaced tasks (a
     # replaced job already took its tasks with it).
     deletes = [
         c.address.parts
         for c in changes
         if c.action is Action.DELETE
-        or (c.action is Action.REPLACE and c.address.parts[0] not in fresh_jobs)
+        or (c.action is Action.REPLACE and not task_kind.deleted_with_job(c))
     ]
     _parallel(lambda p: batch.delete_task(p[0], p[1]), deletes)
-    result.tasks_deleted += len(deletes)
-    updates = [c.after for c in changes if c.action is Action.UPDATE]
-    _parallel(batch.update_task_constraints, [t for t in updates if isinstance(t, TaskSpec)])
-    adds: dict[str, list[TaskSpec]] = defaultdict(list)
-    for c in changes:
-        if c.action in (Action.CREATE, Action.REPLACE) and isinstance(c.after, TaskSpec):
-            adds[c.after.job_id].append(c.after)
+    run.result.tasks_deleted += len(deletes)
+    _parallel(batch.update_task_constraints, _afters(changes, Action.UPDATE))
+    adds: dict[str, list[Resource]] = defaultdict(list)
+    for t in _afters(changes, Action.CREATE, Action.REPLACE):
+        adds[t.address.parts[0]].append(t)
     total = sum(len(v) for v in adds.values())
     if not total:
         return
@@ -219,39 +192,46 @@ def _tasks(
     with progress(f"Submitting {total:,} {noun}", total) as advance:
         for job_id, tasks in adds.items():
             for wave in _waves(tasks):
-                bodies = [batch.task_body(t, sas, LOGS_KEY) for t in wave]
-                batch.add_tasks(job_id, bodies)
+                batch.add_tasks(job_id, [batch.task_body(t, run.sas) for t in wave])
                 advance(len(wave))
-    result.tasks_submitted += total
+    run.result.tasks_submitted += total
 
 
-def _waves(tasks: list[TaskSpec]) -> list[list[TaskSpec]]:
+_STEPS: dict[Kind, Callable[[list[Change], _Run], None]] = {
+    Kind.CONTAINER: _containers,
+    Kind.BLOB: _blobs,
+    Kind.POOL: _pools,
+    Kind.JOB: _jobs,
+    Kind.TASK: _tasks,
+}
+
+
+def _waves(tasks: list[Resource]) -> list[list[Resource]]:
     """Tasks in submission waves: a task goes after the tasks it depends on that are being
     submitted too, so Batch never sees a dependency on a task it has not been given."""
-    ids = {t.id for t in tasks}
+    by_id = {t.address.parts[1]: t for t in tasks}
     level: dict[str, int] = {}
-    by_id = {t.id: t for t in tasks}
 
-    def depth(t: TaskSpec, seen: frozenset[str] = frozenset()) -> int:
-        if t.id in level:
-            return level[t.id]
-        deps = [d for d in _deps(t) if d in ids and d not in seen and d != t.id]
-        lv = 0 if not deps else 1 + max(depth(by_id[d], seen | {t.id}) for d in deps)
-        level[t.id] = lv
+    def depth(tid: str, seen: frozenset[str] = frozenset()) -> int:
+        if tid in level:
+            return level[tid]
+        deps = [
+            d for d in task_kind.dependencies(by_id[tid].props, by_id) if d not in seen and d != tid
+        ]
+        lv = 0 if not deps else 1 + max(depth(d, seen | {tid}) for d in deps)
+        level[tid] = lv
         return lv
 
-    waves: dict[int, list[TaskSpec]] = defaultdict(list)
+    waves: dict[int, list[Resource]] = defaultdict(list)
     for t in tasks:
-        waves[depth(t)].append(t)
+        waves[depth(t.address.parts[1])].append(t)
     return [waves[k] for k in sorted(waves)]
 
 
-def _deps(t: TaskSpec) -> list[str]:
-    out = list(t.depends_on)
-    for a, b in t.depends_on_ranges:
-        if b - a <= 100_000:
-            out.extend(str(i) for i in range(a, b + 1))
-    return out
+def reactivate_tasks(batch: BatchProvider, job_id: str, task_ids: Sequence[str]) -> None:
+    """Run failed tasks again (`--rerun-failed`): a write, so it lives in the applier."""
+    for task_id in task_ids:
+        batch.reactivate_task(job_id, task_id)
 
 
 def destroy(plan: Plan, target: Target, say: Callable[[str], None] = note) -> None:

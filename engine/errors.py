@@ -9,16 +9,21 @@
     │   ├── LockHeldError           3          the stack's lock is held past --lock-timeout
     │   └── ConfirmationError       3          a declined prompt, or no terminal and no --yes
     ├── ServiceError                1          a Batch or Storage request failed
-    │   ├── NotFoundError           1
-    │   ├── ConflictError           1          exists / being deleted / condition not met
-    │   └── TransientServiceError   1          retryable (5xx, 429, dropped connection)
+    │   ├── NotFoundError           1          404
+    │   ├── ConflictError           1          409/412, or a being-deleted code (exists,
+    │   │                                      being deleted, condition not met)
+    │   └── TransientServiceError   1          5xx, 429, dropped connection: still failing
+    │                                          after the SDK's retries; polling loops poll
+    │                                          again (after `retry_after` when given)
     ├── TaskFailedError             1          one of the spec's tasks failed
     ├── WaitTimeoutError            1          --timeout passed before the tasks completed
     └── LocalServiceError           1          the local services could not start or stop
 
-SDK exceptions are translated into this tree in exactly one place per SDK
-(`providers/`), always chained with `raise ... from exc`. The CLI maps `exit_code` to the
-process's exit status and `to_json()` to the `--json` error shape of DESIGN.md.
+SDK exceptions become this tree at one boundary, `providers.errors.sdk_errors(service,
+what)`: a context manager around every SDK call that maps the SDK's exception to the most
+specific ServiceError (most specific first), chained with `from`. Code above the providers
+decides on these types and `service_code` only. The CLI maps `exit_code` to the process's
+exit status and `to_json()` to the `--json` error shape of DESIGN.md.
 """
 
 from __future__ import annotations
@@ -107,7 +112,9 @@ class SpecError(InputError):
     code = "InvalidSpec"
 
     def __init__(self, problems: list[Problem] | Problem, *, hint: str | None = None) -> None:
-        self.problems: list[Problem] = [problems] if isinstance(problems, Problem) else list(problems)
+        self.problems: list[Problem] = (
+            [problems] if isinstance(problems, Problem) else list(problems)
+        )
         if not self.problems:
             raise ValueError("SpecError needs at least one problem")
         first = self.problems[0]
@@ -132,7 +139,13 @@ class SpecError(InputError):
         data = super().to_json()
         data["message"] = "\n".join(str(p) for p in self.problems)
         data["problems"] = [
-            {"message": p.message, "file": p.file, "line": p.line, "column": p.column, "path": p.path}
+            {
+                "message": p.message,
+                "file": p.file,
+                "line": p.line,
+                "column": p.column,
+                "path": p.path,
+            }
             for p in self.problems
         ]
         return data

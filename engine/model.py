@@ -7,7 +7,8 @@ Everything here is plain, frozen data with no I/O. The flow is:
     planning.plan(desired, actual, options) --------> Plan   (pure)
     applying.apply(plan, ...) changes the world.
 
-A `Change` follows Terraform's plans.Change:
+A `Change` follows Terraform's plans.Change; `before` and `after` are both `Resource`s whose
+props are in the kind's one normal form (`bspec.kinds.<kind>`):
 
     action    before            after
     NOOP      actual resource   desired resource (equal in every diffed field)
@@ -16,7 +17,9 @@ A `Change` follows Terraform's plans.Change:
     REPLACE   actual resource   desired resource (delete then create; `forced_by` says why)
     DELETE    actual resource   None
 
-`reason` is for people; applying never reads it.
+A desired resource's props hold everything its create needs, so a plan is self-sufficient.
+`reasons` are data (a code and values, as Terraform's ResourceInstanceChangeActionReason),
+put into words only by `reporting.reason_text`; applying never reads them.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ class Kind(str, enum.Enum):
     TASK = "task"
 
 
-KIND_ORDER: tuple[Kind, ...] = (Kind.CONTAINER, Kind.BLOB, Kind.POOL, Kind.JOB, Kind.TASK)
+KIND_ORDER: tuple[Kind, ...] = tuple(Kind)
+LOGS_KEY = "_bspec"  # the key of the stack's own container (task logs, the lock blob)
 
 
 @dataclass(frozen=True, order=True)
@@ -266,7 +270,7 @@ class DesiredState:
     @property
     def logs_container(self) -> ContainerSpec:
         """The stack's own container for task logs and the lock blob."""
-        return ContainerSpec(key="_bspec", name=f"{self.stack.lower()}-bspec")
+        return ContainerSpec(key=LOGS_KEY, name=f"{self.stack.lower()}-bspec")
 
 
 # --------------------------------------------------------------------------- actual state
@@ -314,16 +318,29 @@ class Action(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why a change is planned: a stable code and the values its words need (JSON values).
+    `reporting.reason_text` turns a change's reasons into the words users read."""
+
+    code: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+def reason(code: str, **values: Any) -> Reason:
+    return Reason(code, values)
+
+
+@dataclass(frozen=True)
 class Change:
     """One resource's change. See the module docstring for what before/after hold."""
 
     action: Action
     address: Address
     before: Resource | None
-    after: Any  # the desired spec object (BlobSpec, PoolSpec, ...) or None
+    after: Resource | None
     fields: tuple[str, ...] = ()  # fields that differ
     forced_by: tuple[str, ...] = ()  # fields that made an update a replace
-    reason: str = ""  # for people; apply never reads it
+    reasons: tuple[Reason, ...] = ()  # for people; apply never reads them
 
 
 @dataclass(frozen=True)

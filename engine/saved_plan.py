@@ -23,7 +23,7 @@ from bspec.model import DesiredState, Plan
 from bspec.reporting import change_json
 
 PLAN_FORMAT = "bspec-plan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: kinds' normal forms (blob props name their container)
 
 
 def to_data(obj: Any) -> Any:

@@ -155,7 +155,7 @@ def _apply(
             opts = applying.ApplyOptions()
             if sas_ttl is not None:
                 opts.sas_ttl = sas_ttl
-            result = applying.apply(again, desired, tgt, opts)
+            result = applying.apply(again, tgt, opts)
         s = p.summary()
         reporter.show(
             f"Apply complete: {s['create']} created, {s['update']} updated,"

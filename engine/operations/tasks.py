@@ -113,6 +113,6 @@ def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
         for t in failed:
             tid = str(t.get("id"))
             if tid in wanted:
-                inspection.reactivate_task(batch, job.id, tid)
+                applying.reactivate_tasks(batch, job.id, [tid])  # the write is the applier's
                 done.append(f"task/{job.id}/{tid}")
     return done

@@ -6,8 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from bspec.errors import NotFoundError
-from bspec.model import ActualState, Address, DesiredState, Kind, Resource
-from bspec.planning import LOGS_KEY
+from bspec.model import LOGS_KEY, ActualState, Address, DesiredState, Kind, Resource
 
 if TYPE_CHECKING:
     from bspec.providers.batch import BatchProvider

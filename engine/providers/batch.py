@@ -2,7 +2,8 @@
 
 Reads are paged list calls `$select`ed to what the planner diffs (planning.py's module
 docstring lists the shapes), never a GET per resource. Every SDK exception leaves this
-module as a bspec error through `errors.translate`.
+module as a bspec error through the boundary `errors.sdk_errors`. Only the SDK's public API
+is used: requests the SDK offers only as pollers (delete, resize) go through `send_request`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,26 +20,19 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from azure.batch import BatchClient, models
-from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest
 from bspec.common import durations
-from bspec.errors import ConflictError, ServiceError
-from bspec.model import (
-    FINGERPRINT_ENV,
-    STACK_METADATA,
-    Address,
-    JobSpec,
-    OutputFileSpec,
-    PoolSpec,
-    Resource,
-    ResourceFileSpec,
-    StartTaskSpec,
-    TaskSpec,
-)
-from bspec.planning import seconds
-from bspec.providers.errors import BEING_DELETED, translate
+from bspec.errors import ConflictError, NotFoundError, ServiceError, TransientServiceError
+from bspec.kinds import job as job_kind
+from bspec.kinds import pool as pool_kind
+from bspec.kinds import task as task_kind
+from bspec.kinds.base import DEFAULT_RETENTION_SECONDS
+from bspec.model import FINGERPRINT_ENV, STACK_METADATA, Resource
+from bspec.providers.errors import BEING_DELETED, sdk_errors
 
 PAGE = 1000
+UNLIMITED = durations.MAX_DURATION  # Batch's "no limit"
+API_VERSION = "2025-06-01"  # the azure-batch SDK's own default, for the requests sent raw
 MAX_CHUNK_TASKS = 100
 MAX_CHUNK_BYTES = 900_000  # Batch refuses bodies of 1 MB and more
 POOL_SELECT = [
@@ -66,7 +60,7 @@ JOB_SELECT = [
 ]
 TASK_SELECT = ["id", "state", "environmentSettings", "constraints"]
 
-# Makes a SAS URL for a resource file or an output container: (container key, blob or None,
+# Makes a SAS URL for a resource file or an output container: (container name, blob or None,
 # permission) -> URL. Supplied by the storage provider at apply time; never stored.
 SasMaker = Callable[[str, "str | None", str], str]
 
@@ -107,77 +101,46 @@ class BatchProvider:
 
     # ------------------------------------------------------------------ reads
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        try:
+        with sdk_errors("batch", what):
             return fn(*args, **kw)
-        except AzureError as exc:
-            raise translate(exc, "batch", what) from exc
 
     def _list(
         self, what: str, fn: Callable[..., Iterable[Any]], *args: Any, **kw: Any
     ) -> list[Any]:
-        try:
+        with sdk_errors("batch", what):
             return list(fn(*args, max_results=PAGE, **kw))
-        except AzureError as exc:
-            raise translate(exc, "batch", what) from exc
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """One request through the client's public `send_request` (its pipeline: auth,
+        retries, counting); raises the SDK's HttpResponseError on an error answer (call it
+        inside `sdk_errors`). Returns the response."""
+        headers = {"Accept": "application/json"}
+        content = None
+        if body is not None:
+            headers["Content-Type"] = "application/json; odata=minimalmetadata"
+            content = json.dumps(body)
+        request = HttpRequest(
+            method,
+            path if "://" in path else "/" + path.lstrip("/"),
+            params={**(params or {}), "api-version": API_VERSION},
+            headers=headers,
+            content=content,
+        )
+        resp = self.client.send_request(request)
+        resp.raise_for_status()
+        return resp
 
     def read_pools(self) -> list[Resource]:
-        pools = self._list("list pools", self.client.list_pools, select=POOL_SELECT)
-        return [self._pool_resource(p) for p in pools]
-
-    def _pool_resource(self, p: Any) -> Resource:
-        meta = _meta(p.metadata)
-        owner = meta.pop(STACK_METADATA, None)
-        vmc = p.virtual_machine_configuration
-        img = vmc.image_reference if vmc else None
-        props = {
-            "vmSize": (p.vm_size or "").lower(),
-            "image": {
-                "publisher": getattr(img, "publisher", None),
-                "offer": getattr(img, "offer", None),
-                "sku": getattr(img, "sku", None),
-                "version": getattr(img, "version", None) or "latest",
-                "nodeAgentSku": getattr(vmc, "node_agent_sku_id", None),
-            },
-            "taskSlotsPerNode": p.task_slots_per_node or 1,
-            "targetDedicatedNodes": p.target_dedicated_nodes or 0,
-            "targetLowPriorityNodes": p.target_low_priority_nodes or 0,
-            "startTask": self._start_task_props(p.start_task),
-            "metadata": meta,
-        }
-        return Resource(
-            Address.pool(p.id),
-            props,
-            owner=owner,
-            state=_state(p.state),
-            info={
-                "currentDedicatedNodes": p.current_dedicated_nodes or 0,
-                "currentLowPriorityNodes": p.current_low_priority_nodes or 0,
-                "allocationState": _state(p.allocation_state),
-            },
+        pools = self.list_raw(
+            "list pools", "pools", {"$select": ",".join(POOL_SELECT), "maxresults": str(PAGE)}
         )
-
-    def _start_task_props(self, st: Any) -> dict[str, Any] | None:
-        if st is None:
-            return None
-        auto = getattr(getattr(st, "user_identity", None), "auto_user", None)
-        elevated = _state(getattr(auto, "elevation_level", None)) == "admin"
-        return {
-            "commandLine": st.command_line,
-            "resourceFiles": [self._rf_ref(rf) for rf in (st.resource_files or ())],
-            "environment": _env(st.environment_settings),
-            "elevated": elevated,
-            "waitForSuccess": bool(st.wait_for_success),
-            "maxTaskRetryCount": st.max_task_retry_count or 0,
-        }
-
-    def _rf_ref(self, rf: Any) -> dict[str, Any]:
-        url = rf.storage_container_url or rf.http_url or ""
-        return {
-            "source": self.source_of(url),
-            "prefix": rf.blob_prefix,
-            "filePath": rf.file_path,
-            "fileMode": rf.file_mode,
-        }
+        return [pool_kind.from_rest(p, self.source_of) for p in pools]
 
     def source_of(self, url: str) -> str:
         """`<container>[/<blob>]` from a (SAS) URL under the storage account."""
@@ -188,71 +151,35 @@ class BatchProvider:
         return path.lstrip("/")
 
     def read_jobs(self) -> list[Resource]:
-        jobs = self._list("list jobs", self.client.list_jobs, select=JOB_SELECT)
-        out = []
-        for j in jobs:
-            meta = _meta(j.metadata)
-            owner = meta.pop(STACK_METADATA, None)
-            c = j.constraints
-            props = {
-                "poolId": getattr(j.pool_info, "pool_id", None),
-                "priority": j.priority or 0,
-                "maxWallClockTime": seconds(getattr(c, "max_wall_clock_time", None)),
-                "maxTaskRetryCount": getattr(c, "max_task_retry_count", None) or 0,
-                "usesTaskDependencies": bool(j.uses_task_dependencies),
-                "metadata": meta,
-            }
-            out.append(Resource(Address.job(j.id), props, owner=owner, state=_state(j.state)))
-        return out
+        jobs = self.list_raw(
+            "list jobs", "jobs", {"$select": ",".join(JOB_SELECT), "maxresults": str(PAGE)}
+        )
+        return [job_kind.from_rest(j) for j in jobs]
 
     def read_tasks(self, job_id: str, job_owner: str | None) -> list[Resource]:
         """A job's tasks, read as raw JSON pages: building SDK models for 10,000 tasks
         costs more than the requests themselves."""
-        tasks = self._raw_list(
+        tasks = self.list_raw(
             f"list tasks of job {job_id}",
             f"jobs/{quote(job_id, safe='')}/tasks",
             {"$select": ",".join(TASK_SELECT), "maxresults": str(PAGE)},
         )
-        return [self._task_resource(job_id, t, job_owner) for t in tasks]
+        return [task_kind.from_rest(job_id, t, job_owner) for t in tasks]
 
-    def _raw_list(self, what: str, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """GET a Batch list through the client's own pipeline (auth, retries, counting),
-        following odata.nextLink, yielding the items as JSON."""
-        base = str(self.client._config.endpoint).rstrip("/")
-        version = str(self.client._config.api_version)
-        url, query = f"{base}/{path}", {**params, "api-version": version}
+    def list_raw(self, what: str, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """GET a Batch list (`path` relative to the account, e.g. `pools`) through the
+        client's pipeline, following odata.nextLink, yielding the items as JSON."""
+        url, query = path, dict(params)
         while True:
-            try:
-                resp = self.client.send_request(HttpRequest("GET", url, params=query))
-                resp.raise_for_status()
-                body = resp.json()
-            except AzureError as exc:
-                raise translate(exc, "batch", what) from exc
+            with sdk_errors("batch", what):
+                body = self._send("GET", url, query).json()
             yield from body.get("value", ())
             nxt = body.get("odata.nextLink")
             if not nxt:
                 return
             parts = urlsplit(nxt)
             url = f"{parts.scheme}://{parts.netloc}{parts.path}"
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            query["api-version"] = version
-
-    def _task_resource(self, job_id: str, t: dict[str, Any], job_owner: str | None) -> Resource:
-        env = {e.get("name"): e.get("value") for e in t.get("environmentSettings") or ()}
-        fp = env.get(FINGERPRINT_ENV)
-        c = t.get("constraints") or {}
-        props = {
-            "fingerprint": fp,
-            "maxWallClockTime": seconds(parse_duration(c.get("maxWallClockTime"))),
-            "retentionTime": seconds(parse_duration(c.get("retentionTime")), 7 * 24 * 3600.0),
-            "maxTaskRetryCount": int(c.get("maxTaskRetryCount") or 0),
-        }
-        return Resource(
-            Address.task(job_id, str(t["id"])),
-            props,
-            owner=job_owner if fp else None,
-            state=_state(t.get("state")),
-        )
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items() if k != "api-version"}
 
     def task_counts(self, job_id: str) -> dict[str, int]:
         r = self._call(f"task counts of job {job_id}", self.client.get_job_task_counts, job_id)
@@ -284,64 +211,67 @@ class BatchProvider:
         delay = 0.2
         while True:
             try:
-                return fn()
-            except AzureError as exc:
-                err = translate(exc, "batch", what)
+                with sdk_errors("batch", what):
+                    return fn()
+            except ServiceError as err:
                 if err.service_code in BEING_DELETED and time.monotonic() < deadline:
                     time.sleep(delay)
                     delay = min(delay * 1.5, 5.0)
                     continue
-                raise err from exc
+                raise
 
-    def pool_body(self, spec: PoolSpec, sas: SasMaker) -> dict[str, Any]:
-        img = spec.image
+    def pool_body(self, pool: Resource, sas: SasMaker) -> dict[str, Any]:
+        """The create body of a pool from its props (`kinds.pool`)."""
+        p = pool.props
+        img = p["image"]
         body: dict[str, Any] = {
-            "id": spec.id,
-            "vmSize": spec.vm_size,
+            "id": pool.address.parts[0],
+            "vmSize": p["vmSize"],
             "virtualMachineConfiguration": {
                 "imageReference": {
-                    "publisher": img.publisher,
-                    "offer": img.offer,
-                    "sku": img.sku,
-                    "version": img.version,
+                    "publisher": img["publisher"],
+                    "offer": img["offer"],
+                    "sku": img["sku"],
+                    "version": img["version"],
                 },
-                "nodeAgentSKUId": img.node_agent_sku,
+                "nodeAgentSKUId": img["nodeAgentSku"],
             },
-            "targetDedicatedNodes": spec.target_dedicated_nodes,
-            "targetLowPriorityNodes": spec.target_low_priority_nodes,
-            "taskSlotsPerNode": spec.task_slots_per_node,
-            "metadata": self._metadata(spec.metadata),
+            "targetDedicatedNodes": p["targetDedicatedNodes"],
+            "targetLowPriorityNodes": p["targetLowPriorityNodes"],
+            "taskSlotsPerNode": p["taskSlotsPerNode"],
+            "metadata": self._metadata(p["metadata"]),
         }
-        if spec.start_task is not None:
-            body["startTask"] = self._start_task_body(spec.start_task, sas)
+        if p["startTask"] is not None:
+            body["startTask"] = self._start_task_body(p["startTask"], sas)
         return body
 
-    def _metadata(self, user: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    def _metadata(self, user: Mapping[str, str]) -> list[dict[str, str]]:
         return [
             {"name": STACK_METADATA, "value": self.stack},
-            *({"name": k, "value": v} for k, v in user),
+            *({"name": k, "value": v} for k, v in user.items()),
         ]
 
-    def _start_task_body(self, st: StartTaskSpec, sas: SasMaker) -> dict[str, Any]:
+    def _start_task_body(self, st: Mapping[str, Any], sas: SasMaker) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "commandLine": st.command_line,
-            "resourceFiles": [_rf_body(rf, sas) for rf in st.resource_files],
-            "environmentSettings": [{"name": k, "value": v} for k, v in st.environment],
-            "waitForSuccess": st.wait_for_success,
-            "maxTaskRetryCount": st.max_task_retry_count,
+            "commandLine": st["commandLine"],
+            "resourceFiles": [_rf_body(rf, sas) for rf in st["resourceFiles"]],
+            "environmentSettings": [{"name": k, "value": v} for k, v in st["environment"].items()],
+            "waitForSuccess": st["waitForSuccess"],
+            "maxTaskRetryCount": st["maxTaskRetryCount"],
         }
-        if st.elevated:
+        if st["elevated"]:
             body["userIdentity"] = {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}
         return body
 
-    def create_pool(self, spec: PoolSpec, sas: SasMaker) -> None:
-        body = models.BatchPoolCreateOptions(self.pool_body(spec, sas))
+    def create_pool(self, pool: Resource, sas: SasMaker) -> None:
+        pool_id = pool.address.parts[0]
+        body = models.BatchPoolCreateOptions(self.pool_body(pool, sas))
         try:
             self._retry_being_deleted(
-                f"create pool {spec.id}", lambda: self.client.create_pool(body)
+                f"create pool {pool_id}", lambda: self.client.create_pool(body)
             )
         except ConflictError as err:
-            if err.service_code != "PoolExists" or not self._ours("pool", spec.id):
+            if err.service_code != "PoolExists" or not self._ours("pool", pool_id):
                 raise
 
     def _ours(self, kind: str, rid: str) -> bool:
@@ -353,8 +283,19 @@ class BatchProvider:
         )
         return bool(found) and _meta(found[0].metadata).get(STACK_METADATA) == self.stack
 
-    def patch_pool(self, spec: PoolSpec, fields: Sequence[str], sas: SasMaker) -> None:
-        full = self.pool_body(spec, sas)
+    def update_pool(self, pool: Resource, fields: Sequence[str], sas: SasMaker) -> None:
+        """Change a live pool in place: PATCH what Batch patches, resize the node counts."""
+        pool_id = pool.address.parts[0]
+        self._patch_pool(pool, [f for f in fields if f not in pool_kind.RESIZE_FIELDS], sas)
+        if any(f in fields for f in pool_kind.RESIZE_FIELDS):
+            p = pool.props
+            self.resize_pool(pool_id, p["targetDedicatedNodes"], p["targetLowPriorityNodes"])
+
+    def _patch_pool(self, pool: Resource, fields: Sequence[str], sas: SasMaker) -> None:
+        if not fields:
+            return
+        pool_id = pool.address.parts[0]
+        full = self.pool_body(pool, sas)
         body: dict[str, Any] = {}
         if "vmSize" in fields:
             body["vmSize"] = full["vmSize"]
@@ -362,12 +303,12 @@ class BatchProvider:
             body["virtualMachineConfiguration"] = full["virtualMachineConfiguration"]
         if "taskSlotsPerNode" in fields:
             body["taskSlotsPerNode"] = full["taskSlotsPerNode"]
-        if "startTask" in fields and spec.start_task is None:
+        if "startTask" in fields and pool.props["startTask"] is None:
             # PATCH cannot remove a start task; replacing the properties without one does.
             self._call(
-                f"update pool {spec.id}",
+                f"update pool {pool_id}",
                 self.client.replace_pool_properties,
-                spec.id,
+                pool_id,
                 models.BatchPoolReplaceOptions(
                     {
                         "certificateReferences": [],
@@ -384,51 +325,52 @@ class BatchProvider:
             body["metadata"] = full["metadata"]
         if body:
             self._call(
-                f"update pool {spec.id}",
+                f"update pool {pool_id}",
                 self.client.update_pool,
-                spec.id,
+                pool_id,
                 models.BatchPoolUpdateOptions(body),
             )
 
     def resize_pool(self, pool_id: str, dedicated: int, low: int) -> None:
         """Resize, stopping a resize in progress first (Batch refuses to resize twice)."""
-        body = models.BatchPoolResizeOptions(
-            {"targetDedicatedNodes": dedicated, "targetLowPriorityNodes": low}
-        )
+        body = {"targetDedicatedNodes": dedicated, "targetLowPriorityNodes": low}
+        path = f"pools/{quote(pool_id, safe='')}"
         for attempt in range(60):
             try:
-                self.client._resize_pool_internal(pool_id, body)
+                with sdk_errors("batch", f"resize pool {pool_id}"):
+                    self._send("POST", f"{path}/resize", body=body)
                 return
-            except AzureError as exc:
-                err = translate(exc, "batch", f"resize pool {pool_id}")
+            except ServiceError as err:
                 if err.service_code == "PoolBeingResized" or (
                     err.service_code is None and err.status == 409 and attempt == 0
                 ):
-                    self._call(
-                        f"stop resize of pool {pool_id}",
-                        self.client._stop_pool_resize_internal,
-                        pool_id,
-                    )
+                    with sdk_errors("batch", f"stop resize of pool {pool_id}"):
+                        self._send("POST", f"{path}/stopresize")
                     self.wait_pool_steady(pool_id)
                     continue
-                raise err from exc
+                raise
 
     def wait_pool_steady(self, pool_id: str, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pools = self._list(
-                "list pools",
-                self.client.list_pools,
-                filter=f"id eq '{pool_id}'",
-                select=["id", "allocationState"],
-            )
+            try:
+                pools = self._list(
+                    "list pools",
+                    self.client.list_pools,
+                    filter=f"id eq '{pool_id}'",
+                    select=["id", "allocationState"],
+                )
+            except TransientServiceError as err:
+                time.sleep(_pause(err, 0.5))  # a poll: the next one asks again
+                continue
             if not pools or _state(pools[0].allocation_state) == "steady":
                 return
             time.sleep(0.5)
 
     def delete_pool(self, pool_id: str) -> None:
         self._ignore_missing(
-            f"delete pool {pool_id}", lambda: self.client._delete_pool_internal(pool_id)
+            f"delete pool {pool_id}",
+            lambda: self._send("DELETE", f"pools/{quote(pool_id, safe='')}"),
         )
 
     def wait_gone(self, kind: str, ids: Sequence[str], timeout: float = 600.0) -> None:
@@ -441,11 +383,14 @@ class BatchProvider:
         lister = self.client.list_pools if kind == "pool" else self.client.list_jobs
         while True:
             flt = " or ".join(f"id eq '{i}'" for i in sorted(want))
-            present = {
-                x.id
-                for x in self._list(f"list {kind}s", lister, filter=flt, select=["id", "state"])
-            }
-            want &= present
+            try:
+                listed = self._list(f"list {kind}s", lister, filter=flt, select=["id", "state"])
+            except TransientServiceError as err:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(_pause(err, delay))  # a poll: the next one asks again
+                continue
+            want &= {x.id for x in listed}
             if not want:
                 return
             if time.monotonic() > deadline:
@@ -457,68 +402,75 @@ class BatchProvider:
 
     def _ignore_missing(self, what: str, fn: Callable[[], Any]) -> None:
         try:
-            fn()
-        except AzureError as exc:
-            err = translate(exc, "batch", what)
-            if err.status == 404 or err.service_code in BEING_DELETED:
+            with sdk_errors("batch", what):
+                fn()
+        except ServiceError as err:
+            if isinstance(err, NotFoundError) or err.service_code in BEING_DELETED:
                 return
-            raise err from exc
+            raise
 
-    def job_body(self, spec: JobSpec) -> dict[str, Any]:
-        constraints: dict[str, Any] = {"maxTaskRetryCount": spec.constraints.max_task_retry_count}
-        if spec.constraints.max_wall_clock_time is not None:
-            constraints["maxWallClockTime"] = iso_duration(spec.constraints.max_wall_clock_time)
+    def job_body(self, job: Resource) -> dict[str, Any]:
+        """The create body of a job from its props (`kinds.job`)."""
+        p = job.props
+        constraints: dict[str, Any] = {"maxTaskRetryCount": p["maxTaskRetryCount"]}
+        if p["maxWallClockTime"] is not None:
+            constraints["maxWallClockTime"] = durations.format(p["maxWallClockTime"])
         return {
-            "id": spec.id,
-            "poolInfo": {"poolId": spec.pool_id},
-            "priority": spec.priority,
+            "id": job.address.parts[0],
+            "poolInfo": {"poolId": p["poolId"]},
+            "priority": p["priority"],
             "constraints": constraints,
-            "usesTaskDependencies": spec.uses_task_dependencies,
+            "usesTaskDependencies": p["usesTaskDependencies"],
             "onAllTasksComplete": "noaction",
-            "metadata": self._metadata(spec.metadata),
+            "metadata": self._metadata(p["metadata"]),
         }
 
-    def create_job(self, spec: JobSpec) -> None:
-        body = models.BatchJobCreateOptions(self.job_body(spec))
+    def create_job(self, job: Resource) -> None:
+        job_id = job.address.parts[0]
+        body = models.BatchJobCreateOptions(self.job_body(job))
         try:
-            self._retry_being_deleted(f"create job {spec.id}", lambda: self.client.create_job(body))
+            self._retry_being_deleted(f"create job {job_id}", lambda: self.client.create_job(body))
         except ConflictError as err:
-            if err.service_code != "JobExists" or not self._ours("job", spec.id):
+            if err.service_code != "JobExists" or not self._ours("job", job_id):
                 raise
 
-    def update_job(self, spec: JobSpec) -> None:
-        full = self.job_body(spec)
+    def update_job(self, job: Resource) -> None:
+        job_id = job.address.parts[0]
+        full = self.job_body(job)
         body = {k: full[k] for k in ("priority", "constraints", "metadata")}
         if "maxWallClockTime" not in body["constraints"]:
-            body["constraints"]["maxWallClockTime"] = "P10675199DT2H48M5.4775807S"
+            body["constraints"]["maxWallClockTime"] = UNLIMITED
         self._call(
-            f"update job {spec.id}",
+            f"update job {job_id}",
             self.client.update_job,
-            spec.id,
+            job_id,
             models.BatchJobUpdateOptions(body),
         )
 
     def delete_job(self, job_id: str) -> None:
         self._ignore_missing(
-            f"delete job {job_id}", lambda: self.client._delete_job_internal(job_id)
+            f"delete job {job_id}", lambda: self._send("DELETE", f"jobs/{quote(job_id, safe='')}")
         )
 
     # ------------------------------------------------------------------ tasks
-    def task_body(self, t: TaskSpec, sas: SasMaker, logs_key: str) -> dict[str, Any]:
-        c = t.constraints
-        constraints: dict[str, Any] = {"maxTaskRetryCount": c.max_task_retry_count}
-        if c.max_wall_clock_time is not None:
-            constraints["maxWallClockTime"] = iso_duration(c.max_wall_clock_time)
-        if c.retention_time is not None:
-            constraints["retentionTime"] = iso_duration(c.retention_time)
-        logs_url = sas(logs_key, None, "cw")
-        outputs = [_of_body(o, sas) for o in t.output_files] + [
+    # ------------------------------------------------------------------ tasks
+    def task_body(self, task: Resource, sas: SasMaker) -> dict[str, Any]:
+        """The add body of a task from its props (`kinds.task`)."""
+        job_id, task_id = task.address.parts
+        p = task.props
+        constraints: dict[str, Any] = {"maxTaskRetryCount": p["maxTaskRetryCount"]}
+        if p["maxWallClockTime"] is not None:
+            constraints["maxWallClockTime"] = durations.format(p["maxWallClockTime"])
+        if p["retentionTime"] != DEFAULT_RETENTION_SECONDS:
+            constraints["retentionTime"] = durations.format(p["retentionTime"])
+        logs_url = sas(p["logsContainer"], None, "cw")
+        outputs = [_of_body(o, sas) for o in p["outputFiles"]] + [
             {
                 "filePattern": f"../{name}",
                 "destination": {
                     "container": {
                         "containerUrl": logs_url,
-                        "path": f"logs/{t.job_id}/{t.id}/{name}",
+                        "path": f"logs/{job_id}/{task_id}/{name}",
                     }
                 },
                 "uploadOptions": {"uploadCondition": "taskcompletion"},
@@ -526,41 +478,48 @@ class BatchProvider:
             for name in ("stdout.txt", "stderr.txt")
         ]
         body: dict[str, Any] = {
-            "id": t.id,
-            "commandLine": t.command_line,
-            "resourceFiles": [_rf_body(rf, sas) for rf in t.resource_files],
+            "id": task_id,
+            "commandLine": p["commandLine"],
+            "resourceFiles": [_rf_body(rf, sas) for rf in p["resourceFiles"]],
             "outputFiles": outputs,
-            "environmentSettings": [{"name": k, "value": v} for k, v in t.environment]
-            + [{"name": FINGERPRINT_ENV, "value": t.fingerprint}],
+            "environmentSettings": [{"name": k, "value": v} for k, v in p["environment"].items()]
+            + [{"name": FINGERPRINT_ENV, "value": p["fingerprint"]}],
             "constraints": constraints,
-            "requiredSlots": t.required_slots,
+            "requiredSlots": p["requiredSlots"],
         }
-        if t.display_name:
-            body["displayName"] = t.display_name
-        if t.elevated:
+        if p["displayName"]:
+            body["displayName"] = p["displayName"]
+        if p["elevated"]:
             body["userIdentity"] = {"autoUser": {"scope": "task", "elevationLevel": "admin"}}
-        if t.depends_on or t.depends_on_ranges:
+        if p["dependsOn"]:
+            dep = p["dependsOn"]
             body["dependsOn"] = {
-                "taskIds": list(t.depends_on),
-                "taskIdRanges": [{"start": a, "end": b} for a, b in t.depends_on_ranges],
+                "taskIds": list(dep["taskIds"]),
+                "taskIdRanges": [{"start": a, "end": b} for a, b in dep["taskIdRanges"]],
             }
         return body
 
-    def update_task_constraints(self, t: TaskSpec) -> None:
-        c = t.constraints
+    def update_task_constraints(self, task: Resource) -> None:
+        job_id, task_id = task.address.parts
+        p = task.props
         constraints: dict[str, Any] = {
-            "maxTaskRetryCount": c.max_task_retry_count,
-            "maxWallClockTime": iso_duration(c.max_wall_clock_time)
-            if c.max_wall_clock_time is not None
-            else "P10675199DT2H48M5.4775807S",
-            "retentionTime": iso_duration(c.retention_time or timedelta(days=7)),
+            "maxTaskRetryCount": p["maxTaskRetryCount"],
+            "maxWallClockTime": durations.format(p["maxWallClockTime"])
+            if p["maxWallClockTime"] is not None
+            else UNLIMITED,
+            "retentionTime": durations.format(p["retentionTime"] or DEFAULT_RETENTION_SECONDS),
         }
         self._call(
-            f"update task {t.job_id}/{t.id}",
+            f"update task {job_id}/{task_id}",
             self.client.replace_task,
-            t.job_id,
-            t.id,
+            job_id,
+            task_id,
             models.BatchTask({"constraints": constraints}),
+        )
+
+    def reactivate_task(self, job_id: str, task_id: str) -> None:
+        self._call(
+            f"reactivate task {job_id}/{task_id}", self.client.reactivate_task, job_id, task_id
         )
 
     def delete_task(self, job_id: str, task_id: str) -> None:
@@ -600,19 +559,9 @@ class BatchProvider:
     def _post_collection(self, job_id: str, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One AddTaskCollection as raw JSON through the client's pipeline (auth, retries,
         counting): the SDK's model serialization costs more CPU than the request."""
-        base = str(self.client._config.endpoint).rstrip("/")
-        request = HttpRequest(
-            "POST",
-            f"{base}/jobs/{quote(job_id, safe='')}/addtaskcollection",
-            params={"api-version": str(self.client._config.api_version)},
-            headers={
-                "Content-Type": "application/json; odata=minimalmetadata",
-                "Accept": "application/json",
-            },
-            content=json.dumps({"value": chunk}),
+        resp = self._send(
+            "POST", f"jobs/{quote(job_id, safe='')}/addtaskcollection", body={"value": chunk}
         )
-        resp = self.client.send_request(request)
-        resp.raise_for_status()
         values: list[dict[str, Any]] = resp.json().get("value", [])
         return values
 
@@ -698,30 +647,37 @@ def _chunks(bodies: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
-def _rf_body(rf: ResourceFileSpec, sas: SasMaker) -> dict[str, Any]:
+def _rf_body(rf: Mapping[str, Any], sas: SasMaker) -> dict[str, Any]:
+    """A resource file body from its ref (`<container>[/<blob>]`), with a fresh SAS."""
+    container, _, blob = rf["source"].partition("/")
     body: dict[str, Any]
-    if rf.blob is None:
-        body = {"storageContainerUrl": sas(rf.container, None, "rl")}
-        if rf.prefix:
-            body["blobPrefix"] = rf.prefix
+    if not blob:
+        body = {"storageContainerUrl": sas(container, None, "rl")}
+        if rf["prefix"]:
+            body["blobPrefix"] = rf["prefix"]
+        if rf["filePath"]:
+            body["filePath"] = rf["filePath"]
     else:
-        body = {"httpUrl": sas(rf.container, rf.blob, "r"), "filePath": rf.file_path or rf.blob}
-    if rf.blob is None and rf.file_path:
-        body["filePath"] = rf.file_path
-    if rf.file_mode:
-        body["fileMode"] = rf.file_mode
+        body = {"httpUrl": sas(container, blob, "r"), "filePath": rf["filePath"] or blob}
+    if rf["fileMode"]:
+        body["fileMode"] = rf["fileMode"]
     return body
 
 
-def _of_body(o: OutputFileSpec, sas: SasMaker) -> dict[str, Any]:
-    dest: dict[str, Any] = {"containerUrl": sas(o.container, None, "cw")}
-    if o.path:
-        dest["path"] = o.path
+def _of_body(o: Mapping[str, Any], sas: SasMaker) -> dict[str, Any]:
+    dest: dict[str, Any] = {"containerUrl": sas(o["container"], None, "cw")}
+    if o["path"]:
+        dest["path"] = o["path"]
     return {
-        "filePattern": o.pattern,
+        "filePattern": o["pattern"],
         "destination": {"container": dest},
-        "uploadOptions": {"uploadCondition": f"task{o.when.value}"},
+        "uploadOptions": {"uploadCondition": f"task{o['when']}"},
     }
+
+
+def _pause(err: TransientServiceError, default: float) -> float:
+    """How long to wait before polling again: the service's Retry-After when it gave one."""
+    return min(err.retry_after, 30.0) if err.retry_after is not None else default
 
 
 def _state(value: Any) -> str | None:

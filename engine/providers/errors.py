@@ -1,13 +1,20 @@
-"""The one place SDK exceptions become bspec errors (DESIGN.md: one boundary, one translation)."""
+"""The one place SDK exceptions become bspec errors (DESIGN.md: one boundary, one translation).
+
+Providers wrap every SDK call in `sdk_errors(service, what)`, a context manager in the manner
+of httpx's `map_httpcore_exceptions`: any azure-core exception raised inside leaves as the most
+specific bspec `ServiceError`, chained with `from`. Code above the providers decides on bspec
+types only (`NotFoundError`, `ConflictError` and its `service_code`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -48,13 +55,27 @@ def service_code(exc: BaseException) -> str | None:
         header = response.headers.get("x-ms-error-code") if response.headers else None
         if header:
             return str(header)
-    return None
+    code = _body(exc).get("code")
+    return str(code) if code else None
+
+
+def _body(exc: BaseException) -> dict[str, Any]:
+    """The Batch error body of a request sent raw (`send_request`): the SDK parsed none."""
+    response = getattr(exc, "response", None)
+    try:
+        data = response.json() if response is not None else None
+    except Exception:  # not JSON, or not read: no body to use
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _message(exc: BaseException) -> str:
     model = getattr(exc, "model", None)
     msg = getattr(model, "message", None) if model is not None else None
     value = getattr(msg, "value", None) if msg is not None else None
+    if not value and model is None:
+        raw = _body(exc).get("message")
+        value = raw.get("value") if isinstance(raw, dict) else raw
     text = str(value) if value else str(getattr(exc, "message", None) or exc)
     return redact(text.splitlines()[0] if text else type(exc).__name__)
 
@@ -65,14 +86,13 @@ def translate(exc: BaseException, service: str, what: str = "") -> ServiceError:
     status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(
         exc, "status_code", None
     )
-    retry_after = _retry_after(exc)
     prefix = f"{service}: {what}: " if what else f"{service}: "
     text = prefix + (f"{code}: " if code else "") + _message(exc)
     kw: dict[str, Any] = {
         "service": service,
         "status": status,
         "service_code": code,
-        "retry_after": retry_after,
+        "retry_after": _retry_after(exc),
     }
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         return NotFoundError(text, **kw)
@@ -82,9 +102,16 @@ def translate(exc: BaseException, service: str, what: str = "") -> ServiceError:
         status is not None and (status >= 500 or status == 429)
     ):
         return TransientServiceError(text, **kw)
-    if isinstance(exc, (HttpResponseError, AzureError)):
-        return ServiceError(text, **kw)
     return ServiceError(text, **kw)
+
+
+@contextlib.contextmanager
+def sdk_errors(service: str, what: str = "") -> Iterator[None]:
+    """The SDK-error boundary: SDK exceptions raised inside leave as bspec errors."""
+    try:
+        yield
+    except AzureError as exc:
+        raise translate(exc, service, what) from exc
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -99,4 +126,4 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
-__all__ = ["BEING_DELETED", "AzureError", "redact", "service_code", "translate"]
+__all__ = ["BEING_DELETED", "redact", "sdk_errors", "service_code", "translate"]

@@ -1,8 +1,9 @@
 """Read-only Batch and Blob calls for watching, status, logs and outputs.
 
 Kept apart from `batch.py`/`storage.py` (which plan and write) so that what the user
-inspects never changes the world, except `reactivate_task` for `--rerun-failed`. Every SDK
-exception leaves as a bspec error through `errors.translate`.
+inspects never changes the world: nothing here writes (`--rerun-failed` reactivates tasks
+through `applying.rerun_failed`). Every SDK exception leaves as a bspec error through the
+boundary `errors.sdk_errors`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from azure.core.exceptions import AzureError
 from bspec.errors import NotFoundError, ServiceError
 from bspec.providers.batch import BatchProvider
-from bspec.providers.errors import redact, translate
+from bspec.providers.errors import redact, sdk_errors
 from bspec.providers.storage import StorageProvider
 
 # Answers that mean "the node no longer has this task's files": read the logs container.
@@ -37,7 +37,7 @@ FILES_GONE = frozenset(
 
 
 def _raw(batch: BatchProvider, what: str, path: str, **params: str) -> list[dict[str, Any]]:
-    return list(batch._raw_list(what, path, {"maxresults": "1000", **params}))
+    return list(batch.list_raw(what, path, {"maxresults": "1000", **params}))
 
 
 def _quote_id(text: str) -> str:
@@ -109,18 +109,10 @@ def list_tasks(
         return []
 
 
-def reactivate_task(batch: BatchProvider, job_id: str, task_id: str) -> None:
-    batch._call(
-        f"reactivate task {job_id}/{task_id}", batch.client.reactivate_task, job_id, task_id
-    )
-
-
 def _read(fn: Any, what: str, *args: Any, ocp_range: str | None = None) -> bytes:
-    try:
-        kw = {"ocp_range": ocp_range} if ocp_range else {}
+    kw = {"ocp_range": ocp_range} if ocp_range else {}
+    with sdk_errors("batch", what):
         return b"".join(fn(*args, **kw))
-    except AzureError as exc:
-        raise translate(exc, "batch", what) from exc
 
 
 def task_file(
@@ -174,14 +166,10 @@ def list_blobs(
     storage: StorageProvider, container: str, prefix: str | None = None
 ) -> list[BlobInfo]:
     """The container's blobs (under `prefix`); [] when the container does not exist."""
-    cc = storage.client.get_container_client(container)
     try:
-        items = list(cc.list_blobs(name_starts_with=prefix or None))
-    except AzureError as exc:
-        err = translate(exc, "storage", f"list blobs in {container}")
-        if isinstance(err, NotFoundError):
-            return []
-        raise err from exc
+        items = storage.list_blob_items(container, prefix)
+    except NotFoundError:
+        return []
     out = []
     for b in items:
         md5 = b.content_settings.content_md5 if b.content_settings else None
@@ -202,18 +190,17 @@ def read_blob(storage: StorageProvider, container: str, name: str) -> bytes | No
 def download_blob(storage: StorageProvider, container: str, name: str, dest: Path) -> str:
     """Download a blob to `dest` atomically (temp file, then rename); returns the hex MD5
     of what was written."""
-    bc = storage.client.get_blob_client(container, name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.md5(usedforsecurity=False)
     fd, tmp = tempfile.mkstemp(prefix=".bspec-", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            try:
-                for chunk in bc.download_blob().chunks():
-                    digest.update(chunk)
-                    fh.write(chunk)
-            except AzureError as exc:
-                raise translate(exc, "storage", f"download {container}/{name}") from exc
+
+            def sink(chunk: bytes) -> None:
+                digest.update(chunk)
+                fh.write(chunk)
+
+            storage.download_to(container, name, sink)
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):

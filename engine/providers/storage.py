@@ -3,7 +3,7 @@
 One list call per container reads every blob's Content-MD5 and metadata; uploads set
 Content-MD5 so the next plan compares by it. SAS tokens are least privilege and made
 with the account key, or a user-delegation key under Entra ID. SDK exceptions leave this
-module as bspec errors through `errors.translate`.
+module as bspec errors through the boundary `errors.sdk_errors`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobLeaseClient,
     BlobServiceClient,
@@ -26,9 +25,11 @@ from azure.storage.blob import (
     generate_blob_sas,
     generate_container_sas,
 )
-from bspec.errors import ServiceError
-from bspec.model import STACK_CONTAINER_METADATA, UPLOADED_BLOB_METADATA, Address, Resource
-from bspec.providers.errors import translate
+from bspec.errors import ConflictError, NotFoundError, ServiceError
+from bspec.kinds import blob as blob_kind
+from bspec.kinds import container as container_kind
+from bspec.model import STACK_CONTAINER_METADATA, UPLOADED_BLOB_METADATA, Resource
+from bspec.providers.errors import sdk_errors
 
 DEFAULT_SAS_TTL = timedelta(days=7)
 
@@ -53,10 +54,8 @@ class StorageProvider:
         return str(self.client.account_name)
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        try:
+        with sdk_errors("storage", what):
             return fn(*args, **kw)
-        except AzureError as exc:
-            raise translate(exc, "storage", what) from exc
 
     # ------------------------------------------------------------------ reads
     def read_containers(self, keys_by_name: dict[str, str]) -> list[Resource]:
@@ -70,8 +69,9 @@ class StorageProvider:
             if c.name not in keys_by_name and owner != self.stack:
                 continue
             key = keys_by_name.get(c.name, c.name)
-            state = "deleting" if getattr(c, "deleted", False) else None
-            out.append(Resource(Address.container(key), {"name": c.name}, owner=owner, state=state))
+            out.append(
+                container_kind.from_listing(key, c.name, owner, bool(getattr(c, "deleted", False)))
+            )
         return out
 
     def read_blobs(self, container: str, key: str) -> list[Resource]:
@@ -82,10 +82,11 @@ class StorageProvider:
         out = []
         for b in blobs:
             md5 = b.content_settings.content_md5 if b.content_settings else None
-            props = {"md5": bytes(md5).hex() if md5 else None}
             owner = (b.metadata or {}).get(UPLOADED_BLOB_METADATA)
             out.append(
-                Resource(Address.blob(key, b.name), props, owner=owner, info={"size": b.size})
+                blob_kind.from_listing(
+                    key, container, b.name, bytes(md5).hex() if md5 else None, owner, b.size
+                )
             )
         return out
 
@@ -97,25 +98,22 @@ class StorageProvider:
         deadline = time.monotonic() + 120
         while True:
             try:
-                cc.create_container(metadata=meta)
+                self._call(f"create container {name}", cc.create_container, metadata=meta)
                 return
-            except ResourceExistsError as exc:
-                code = getattr(exc, "error_code", None)
-                if str(code) == "ContainerBeingDeleted" and time.monotonic() < deadline:
+            except ConflictError as err:
+                if err.status != 409:
+                    raise
+                if err.service_code == "ContainerBeingDeleted" and time.monotonic() < deadline:
                     time.sleep(1.0)
                     continue
                 self._call(f"tag container {name}", cc.set_container_metadata, meta)
                 return
-            except AzureError as exc:
-                raise translate(exc, "storage", f"create container {name}") from exc
 
     def delete_container(self, name: str) -> None:
         try:
-            self.client.delete_container(name)
-        except ResourceNotFoundError:
+            self._call(f"delete container {name}", self.client.delete_container, name)
+        except NotFoundError:
             return
-        except AzureError as exc:
-            raise translate(exc, "storage", f"delete container {name}") from exc
 
     def upload(self, container: str, name: str, path: str, md5_hex: str) -> int:
         """Upload one file with Content-MD5 and the stack's metadata; returns bytes sent."""
@@ -161,11 +159,9 @@ class StorageProvider:
 
         def one(name: str) -> None:
             try:
-                cc.delete_blob(name)
-            except ResourceNotFoundError:
+                self._call(f"delete {container}/{name}", cc.delete_blob, name)
+            except NotFoundError:
                 return
-            except AzureError as exc:
-                raise translate(exc, "storage", f"delete {container}/{name}") from exc
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             list(pool.map(one, list(names)))
@@ -224,23 +220,18 @@ class StorageProvider:
         lease = BlobLeaseClient(bc)
         for _ in range(3):
             try:
-                lease.acquire(lease_duration=duration)
+                self._call("acquire lock", lease.acquire, lease_duration=duration)
                 break
-            except ResourceNotFoundError:
+            except NotFoundError:
                 self.ensure_container(container)
-                try:
-                    bc.upload_blob(b"", overwrite=False)
-                except ResourceExistsError:
-                    pass
-                except AzureError as exc:
-                    raise translate(exc, "storage", f"create lock {container}/{blob}") from exc
-            except ResourceExistsError:
-                return None
-            except AzureError as exc:
-                err = translate(exc, "storage", "acquire lock")
-                if err.status == 409:
+                with contextlib.suppress(ConflictError):  # someone else created it first
+                    self._call(
+                        f"create lock {container}/{blob}", bc.upload_blob, b"", overwrite=False
+                    )
+            except ServiceError as err:
+                if err.status == 409:  # leased by someone else
                     return None
-                raise err from exc
+                raise
         else:
             raise ServiceError(
                 f"storage: cannot create the lock blob {container}/{blob}", service="storage"
@@ -251,8 +242,8 @@ class StorageProvider:
     def lease_holder(self, container: str, blob: str) -> dict[str, str]:
         bc = self.client.get_blob_client(container, blob)
         try:
-            props = bc.get_blob_properties()
-        except AzureError:
+            props = self._call("read lock holder", bc.get_blob_properties)
+        except ServiceError:
             return {}
         return dict(props.metadata or {})
 
@@ -262,19 +253,19 @@ class StorageProvider:
 
     def release_lease(self, container: str, blob: str, lease_id: str) -> None:
         bc = self.client.get_blob_client(container, blob)
-        with contextlib.suppress(AzureError):  # else it expires by itself within 60 s
-            BlobLeaseClient(bc, lease_id=lease_id).release()
+        try:
+            self._call("release lock", BlobLeaseClient(bc, lease_id=lease_id).release)
+        except ServiceError:
+            return  # else it expires by itself within 60 s
 
     def break_lease(self, container: str, blob: str) -> dict[str, str] | None:
         """Break the lock blob's lease at once (`bspec unlock`); returns the holder it
         recorded, or None when the blob is missing or not leased."""
         bc = self.client.get_blob_client(container, blob)
         try:
-            props = bc.get_blob_properties()
-        except ResourceNotFoundError:
+            props = self._call("read lock", bc.get_blob_properties)
+        except NotFoundError:
             return None
-        except AzureError as exc:
-            raise translate(exc, "storage", "read lock") from exc
         if str(getattr(props.lease, "state", "")).lower() not in ("leased", "breaking"):
             return None
         self._call("break lock", BlobLeaseClient(bc).break_lease, lease_break_period=0)
@@ -286,6 +277,23 @@ class StorageProvider:
             f"download {container}/{name}", lambda: bc.download_blob().readall()
         )
         return data
+
+    def download_to(self, container: str, name: str, sink: Callable[[bytes], None]) -> None:
+        """Stream a blob's bytes into `sink`, chunk by chunk."""
+        bc = self.client.get_blob_client(container, name)
+        with sdk_errors("storage", f"download {container}/{name}"):
+            for chunk in bc.download_blob().chunks():
+                sink(chunk)
+
+    def list_blob_items(self, container: str, prefix: str | None = None) -> list[Any]:
+        """The container's blob items (name, size, content settings, etag) under `prefix`."""
+        cc = self.client.get_container_client(container)
+        return list(
+            self._call(
+                f"list blobs in {container}",
+                lambda: list(cc.list_blobs(name_starts_with=prefix or None)),
+            )
+        )
 
 
 def md5_b64(md5_hex: str) -> str:

@@ -10,7 +10,7 @@ their preview); importing it loads neither Azure nor aiohttp.
 from __future__ import annotations
 
 from bspec.reporting.console import confirm, note
-from bspec.reporting.plan import change_json, plan_json, render_plan, summary_line
+from bspec.reporting.plan import change_json, plan_json, reason_text, render_plan, summary_line
 from bspec.reporting.progress import Display, progress
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "note",
     "plan_json",
     "progress",
+    "reason_text",
     "render_plan",
     "summary_line",
 ]

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from bspec.model import Kind, Plan
-from bspec.planning import LOGS_KEY
-from bspec.reporting.plan import NOUNS
+from bspec import kinds
+from bspec.model import LOGS_KEY, Kind, Plan
 
 
 def _names(kind: Kind, ids: list[str]) -> str:
-    noun = NOUNS[kind][:-1]
+    k = kinds.of(kind)
     if len(ids) == 1:
-        return f"{noun} {ids[0]}"
+        return f"{k.noun} {ids[0]}"
     if len(ids) <= 3:
-        return f"{noun}s {', '.join(ids)}"
-    return f"{len(ids)} {noun}s"
+        return f"{k.nouns} {', '.join(ids)}"
+    return f"{len(ids)} {k.nouns}"
 
 
 def destroy_question(plan: Plan) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from bspec.errors import OwnershipError, StalePlanError
+from bspec.reporting import reason_text
 from engine_support import Stack, azure_env, changes, writes
 
 TARGETS = ["local", "azure"]
@@ -90,8 +91,11 @@ def test_edit_and_add_a_file(make_stack: Callable[..., Stack], target: str) -> N
         ("replace", f"task/{s.job_id}/reduce"),
     ]
     by = {str(c.address): c for c in p.pending()}
-    assert by[f"task/{s.job_id}/wc-b"].reason == "input blob input/b.txt changed"
-    assert by[f"task/{s.job_id}/reduce"].reason == "depends on task wc-b, which runs again"
+    assert reason_text(by[f"task/{s.job_id}/wc-b"].reasons) == "input blob input/b.txt changed"
+    assert (
+        reason_text(by[f"task/{s.job_id}/reduce"].reasons)
+        == "depends on task wc-b, which runs again"
+    )
     out = s.apply()
     assert out.data["outcome"] == {
         "bytesUploaded": 10,
@@ -149,7 +153,7 @@ def test_pool_resize_and_vm_size(
     _wait_nodes(batch_client, s.pool_id, 2)
     s.nodes = 3
     (c,) = s.plan()[0].pending()
-    assert (c.action.value, c.fields, c.reason) == (
+    assert (c.action.value, c.fields, reason_text(c.reasons)) == (
         "update",
         ("targetDedicatedNodes",),
         "resize from 2 nodes to 3 nodes",
@@ -161,7 +165,7 @@ def test_pool_resize_and_vm_size(
     s.vm_size = "standard_d2s_v3"
     (c,) = s.plan()[0].pending()
     assert (c.action.value, c.forced_by) == ("replace", ("vmSize",))
-    assert "destroys 3 nodes, requeues running tasks" in c.reason
+    assert "destroys 3 nodes, requeues running tasks" in reason_text(c.reasons)
     s.apply()
     assert s.plan()[0].empty()
 
@@ -368,7 +372,7 @@ def test_resubmitting_the_same_tasks_counts_task_exists_as_success(
 
     from bspec.applying import _Sas
     from bspec.errors import ServiceError
-    from bspec.planning import LOGS_KEY
+    from bspec.kinds import task as task_kind
     from bspec.spec import load
     from bspec.targets import connect
 
@@ -377,8 +381,8 @@ def test_resubmitting_the_same_tasks_counts_task_exists_as_success(
     desired = load(s.spec)
     tgt = connect("local", desired.stack)
     try:
-        sas = _Sas(tgt, desired, dt.timedelta(hours=1))
-        bodies = [tgt.batch.task_body(t, sas, LOGS_KEY) for t in desired.tasks]
+        sas = _Sas(tgt, dt.timedelta(hours=1))
+        bodies = [tgt.batch.task_body(task_kind.from_spec(t, desired), sas) for t in desired.tasks]
         tgt.batch.add_tasks(s.job_id, bodies)  # an interrupted submission, sent again
         changed = [
             {**b, "environmentSettings": [{"name": "BSPEC_FINGERPRINT", "value": "v1:x"}]}
@@ -404,8 +408,8 @@ def test_job_and_pool_properties_change_in_place(make_stack: Callable[..., Stack
         ("update", f"pool/{s.pool_id}", ("startTask", "metadata")),
         ("update", f"job/{s.job_id}", ("priority", "maxWallClockTime")),
     ]
-    assert (
-        "start task changed; it reaches existing nodes when they restart" in p.pending()[0].reason
+    assert "start task changed; it reaches existing nodes when they restart" in reason_text(
+        p.pending()[0].reasons
     )
     out = s.apply()
     assert writes(out.data)["batch"] == 2

@@ -91,7 +91,8 @@ def test_localbatch_imports_nothing_of_the_engine() -> None:
 
 
 def test_planning_is_pure() -> None:
-    """planning.py does no I/O: it imports only the model, the errors and the stdlib's pure parts."""
+    """planning.py does no I/O: it imports only the model, the errors, the kinds and the
+    stdlib's pure parts."""
     allowed = {
         "__future__",
         "collections.abc",
@@ -100,8 +101,34 @@ def test_planning_is_pure() -> None:
         "typing",
         "bspec.errors",
         "bspec.model",
+        "bspec.kinds",
+        "bspec.kinds.base",
     }
     assert set(_imports(ENGINE / "planning.py")) <= allowed
+
+
+def test_kinds_are_pure() -> None:
+    """The kinds (issue 9) do no I/O and import no Azure SDK: only the model, each other,
+    the shared pure package and the stdlib's pure parts."""
+    allowed = {
+        "__future__",
+        "collections",
+        "collections.abc",
+        "dataclasses",
+        "datetime",
+        "enum",
+        "typing",
+    }
+    bad = [
+        f"{_rel(p)} imports {name}"
+        for p in _sources()
+        if _rel(p).startswith("kinds/")
+        for name in _imports(p)
+        if name not in allowed
+        and name != "bspec.model"
+        and not name.startswith(("bspec.kinds", "bspec.common"))
+    ]
+    assert bad == []
 
 
 def test_common_imports_nothing_of_bspec() -> None:
@@ -114,6 +141,56 @@ def test_common_imports_nothing_of_bspec() -> None:
         if (name == "bspec" or name.startswith("bspec.")) and not name.startswith("bspec.common")
     ]
     assert bad == []
+
+
+def _private_uses(source: str, name: str) -> list[str]:
+    """`x._name` where x is not self/cls: a private attribute of another object (an SDK
+    client, a provider), e.g. `client._delete_pool_internal` or `batch._raw_list`."""
+    out = []
+    for node in ast.walk(ast.parse(source, name)):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            out.append(f"{name}:{node.lineno}: .{node.attr}")
+    return out
+
+
+def test_no_private_sdk_or_provider_calls() -> None:
+    """Public SDK API only (issue 9): no `client._...`, `._delete_...`, `._config` on SDK
+    objects, and nothing above a provider reaches into its private methods. (The spec's
+    Jinja undefined keeps one attribute of its own class.)"""
+    allowed = {"spec/rendering.py: ._unknown"}
+    bad = [
+        hit
+        for p in _sources()
+        if not _rel(p).startswith("localbatch/")
+        for hit in _private_uses(p.read_text(encoding="utf-8"), _rel(p))
+        if hit.split(":")[0] + ": " + hit.split(": ")[-1] not in allowed
+    ]
+    assert bad == []
+
+
+def test_the_private_call_check_catches_sdk_and_provider_calls() -> None:
+    probe = "def f(c, batch):\n    c.client._delete_pool_internal('p')\n    batch._raw_list()\n"
+    assert _private_uses(probe, "probe.py") == [
+        "probe.py:2: ._delete_pool_internal",
+        "probe.py:3: ._raw_list",
+    ]
+
+
+def test_every_kind_has_words_and_an_apply_step() -> None:
+    """Adding a kind is its module plus the line in `kinds.KINDS`; the applier and the
+    reports must know it too (issue 9), or the kind is half added."""
+    from bspec import applying
+    from bspec.kinds import KINDS
+    from bspec.model import Kind
+
+    assert [k.kind for k in KINDS] == list(Kind)
+    assert set(applying._STEPS) == set(Kind)
+    assert all(k.heading and k.noun and k.nouns for k in KINDS)
 
 
 def test_relative_imports_are_resolved() -> None:

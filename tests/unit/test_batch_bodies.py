@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from bspec.applying import _waves
-from bspec.model import OutputFileSpec, ResourceFileSpec, TaskConstraintsSpec, TaskSpec
+from bspec.kinds import task as task_kind
+from bspec.model import OutputFileSpec, Resource, ResourceFileSpec, TaskConstraintsSpec, TaskSpec
 from bspec.providers.batch import (
     MAX_CHUNK_BYTES,
     BatchProvider,
@@ -43,7 +44,9 @@ def test_task_body() -> None:
         depends_on_ranges=((1, 3),),
         constraints=TaskConstraintsSpec(timedelta(minutes=5), None, 2),
     )
-    body: dict[str, Any] = provider().task_body(t, fake_sas, "_bspec")
+    names = {"input": "input", "code": "code", "output": "output"}
+    task = Resource(t.address, task_kind.props_of(t, names, "_bspec"))
+    body: dict[str, Any] = provider().task_body(task, fake_sas)
     assert body["resourceFiles"] == [
         {"httpUrl": f"{ACCOUNT}/input/a.txt?sp=r&sig=SECRET", "filePath": "a.txt"},
         {"storageContainerUrl": f"{ACCOUNT}/code?sp=rl&sig=SECRET"},
@@ -95,7 +98,8 @@ def test_dependencies_are_submitted_after_what_they_wait_for() -> None:
         TaskSpec("j", "b", "x", "v1:b", depends_on=("a",)),
         TaskSpec("j", "c", "x", "v1:c", depends_on=("elsewhere",)),
     ]
-    assert [[t.id for t in w] for w in _waves(tasks)] == [["a", "c"], ["b"], ["reduce"]]
+    waves = _waves([Resource(t.address, task_kind.props_of(t, {}, "")) for t in tasks])
+    assert [[t.address.parts[1] for t in w] for w in waves] == [["a", "c"], ["b"], ["reduce"]]
 
 
 @pytest.mark.parametrize("seconds", [0.5, 59, 300, 5400, 86400 * 3 + 61])

@@ -35,6 +35,7 @@ from bspec.planning import (
     plan_destroy,
     seconds,
 )
+from bspec.reporting import reason_text
 
 STACK = "demo"
 
@@ -159,8 +160,8 @@ def test_edited_input_replaces_its_reader_and_dependents() -> None:
     by = {str(c.address): c for c in p.pending()}
     assert by["blob/input/b.txt"].fields == ("md5",)
     assert by["task/j/tb"].forced_by == ("fingerprint",)
-    assert by["task/j/tb"].reason == "input blob input/b.txt changed"
-    assert by["task/j/reduce"].reason == "depends on task tb, which runs again"
+    assert reason_text(by["task/j/tb"].reasons) == "input blob input/b.txt changed"
+    assert reason_text(by["task/j/reduce"].reasons) == "depends on task tb, which runs again"
 
 
 def test_added_file_creates_one_blob_and_one_task() -> None:
@@ -195,7 +196,7 @@ def test_resize_is_an_update() -> None:
     p = plan(d2, ActualState(actual))
     (c,) = p.pending()
     assert (c.action, c.fields, c.forced_by) == (Action.UPDATE, ("targetDedicatedNodes",), ())
-    assert c.reason == "resize from 2 nodes to 3 nodes"
+    assert reason_text(c.reasons) == "resize from 2 nodes to 3 nodes"
 
 
 def test_vm_size_on_a_pool_with_nodes_replaces_it() -> None:
@@ -204,7 +205,7 @@ def test_vm_size_on_a_pool_with_nodes_replaces_it() -> None:
     d2 = replace(d, pool=replace(d.pool, vm_size="standard_d4s_v3"))  # type: ignore[arg-type]
     (c,) = plan(d2, ActualState(actual)).pending()
     assert (c.action, c.forced_by) == (Action.REPLACE, ("vmSize",))
-    assert "destroys 2 nodes, requeues running tasks" in c.reason
+    assert "destroys 2 nodes, requeues running tasks" in reason_text(c.reasons)
 
 
 def test_vm_size_on_an_empty_pool_is_an_update() -> None:
@@ -308,7 +309,7 @@ def test_job_pool_change_replaces_job_and_reruns_its_tasks() -> None:
     assert ("replace", "job/j") in acts
     job = next(c for c in p.pending() if str(c.address) == "job/j")
     assert job.forced_by == ("poolId",)
-    assert job.reason.endswith("3 tasks rerun")
+    assert reason_text(job.reasons).endswith("3 tasks rerun")
     assert [a for a in acts if a[1].startswith("task/")] == [
         ("replace", "task/j/ta"),
         ("replace", "task/j/tb"),
@@ -335,7 +336,7 @@ def test_job_completed_outside_bspec_is_replaced(state: str) -> None:
     actual[Address.job("j")] = replace(actual[Address.job("j")], state=state)
     job = next(c for c in plan(d, ActualState(actual)).pending() if c.address.kind.value == "job")
     assert job.action is Action.REPLACE
-    assert f"the job was {state} outside bspec" in job.reason
+    assert f"the job was {state} outside bspec" in reason_text(job.reasons)
 
 
 def test_job_priority_updates_in_place() -> None:
@@ -393,7 +394,7 @@ def test_owned_job_gone_from_spec_is_deleted() -> None:
     actual[other] = Resource(other, {}, owner="other", state="active")
     (c,) = plan(d, ActualState(actual)).pending()
     assert (c.action, str(c.address)) == (Action.DELETE, "job/old")
-    assert "deletes its 4 tasks" in c.reason
+    assert "deletes its 4 tasks" in reason_text(c.reasons)
 
 
 def test_destroy_deletes_only_what_the_stack_owns_in_reverse_order() -> None:
@@ -409,7 +410,7 @@ def test_destroy_deletes_only_what_the_stack_owns_in_reverse_order() -> None:
         ("delete", "container/output"),
         ("delete", f"container/{LOGS_KEY}"),
     ]
-    assert "destroys 2 nodes" in p.changes[1].reason
+    assert "destroys 2 nodes" in reason_text(p.changes[1].reasons)
     assert plan_destroy(d, ActualState({})).empty()
 
 

@@ -16,6 +16,7 @@ from bspec.model import (
     PoolSpec,
     Resource,
     TaskSpec,
+    reason,
 )
 from bspec.planning import desired_job_props, desired_pool_props, desired_task_props, plan
 from bspec.reporting import plan_json, render_plan, summary_line
@@ -58,7 +59,9 @@ def converged(d: DesiredState) -> dict[Address, Resource]:
 
 
 def _task(i: int, action: Action = Action.CREATE) -> Change:
-    return Change(action, Address.task("j", f"t{i}"), None, None, reason="new task")
+    return Change(
+        action, Address.task("j", f"t{i}"), None, None, reasons=(reason("new", noun="task"),)
+    )
 
 
 def test_no_changes() -> None:
@@ -94,11 +97,14 @@ def test_replace_names_its_cause_and_what_it_destroys() -> None:
         None,
         fields=("vmSize",),
         forced_by=("vmSize",),
-        reason="replaces pool: destroys 2 nodes, requeues running tasks",
+        reasons=(reason("emptyOnly", fields=["vmSize"], nodes=2),),
     )
     lines = render_plan(Plan("s", "local", (c,)))
     assert "  -/+ pool/p  (forced by: vmSize)" in lines
-    assert "      replaces pool: destroys 2 nodes, requeues running tasks" in lines
+    assert (
+        "      replaces pool: vmSize can only change on an empty pool; destroys 2 nodes,"
+        " requeues running tasks"
+    ) in lines
     assert lines[-1] == "Plan: 0 to create, 0 to update, 1 to replace, 0 to delete."
 
 

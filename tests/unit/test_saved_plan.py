@@ -95,3 +95,19 @@ def test_round_trip_and_freshness(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("changed")
     with pytest.raises(StalePlanError, match="local file"):
         saved_plan.check_fresh(loaded, basis(actual))
+
+
+def test_a_plan_saved_by_an_older_bspec_is_refused_clearly(tmp_path: Path) -> None:
+    """Version 2 (issue 9) changed the props a plan is based on: version 1 files are refused
+    with a message that says to plan again (exit 2), never applied."""
+    import json
+
+    from bspec.errors import InputError
+    from bspec.saved_plan import PLAN_FORMAT, PLAN_VERSION, load
+
+    old = tmp_path / "plan.json"
+    old.write_text(json.dumps({"format": PLAN_FORMAT, "version": 1}))
+    assert PLAN_VERSION == 2
+    with pytest.raises(InputError, match=r"saved plan version 1 is not supported.*plan again") as e:
+        load(old)
+    assert e.value.exit_code == 2

@@ -1,0 +1,21 @@
+"""Resource kinds, one pure module each (props in one normal form, field rules, words, how
+it plans); `KINDS` is the one line where they are listed, in dependency order: apply
+creates in this order and destroy deletes in reverse. Kinds do no I/O and import no Azure
+SDK: the providers turn their changes into requests."""
+
+from __future__ import annotations
+
+from bspec.kinds import blob, container, job, pool, task
+from bspec.kinds.base import KindDef, PlanContext, Rule
+from bspec.model import Kind
+
+KINDS: tuple[KindDef, ...] = (container.DEF, blob.DEF, pool.DEF, job.DEF, task.DEF)
+
+BY_KIND: dict[Kind, KindDef] = {k.kind: k for k in KINDS}
+
+
+def of(kind: Kind) -> KindDef:
+    return BY_KIND[kind]
+
+
+__all__ = ["BY_KIND", "KINDS", "KindDef", "PlanContext", "Rule", "of"]

@@ -1,0 +1,254 @@
+"""The stack's pool. Props (both sides):
+
+    {"vmSize" (lower case), "image": {"publisher", "offer", "sku", "version", "nodeAgentSku"},
+     "taskSlotsPerNode", "targetDedicatedNodes", "targetLowPriorityNodes",
+     "startTask": {"commandLine", "resourceFiles": [resource file refs], "environment",
+                   "elevated", "waitForSuccess", "maxTaskRetryCount"} | None,
+     "metadata": {user metadata; the stack tag is the resource's owner}}
+
+info: currentDedicatedNodes, currentLowPriorityNodes, allocationState.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bspec.kinds.base import (
+    KindDef,
+    PlanContext,
+    Rule,
+    absent,
+    container_names,
+    desired,
+    gone,
+    resource_file_ref,
+    stale,
+)
+from bspec.model import (
+    STACK_METADATA,
+    Action,
+    Address,
+    Change,
+    DesiredState,
+    Kind,
+    PoolSpec,
+    Reason,
+    Resource,
+    StartTaskSpec,
+    WhenIdle,
+    reason,
+)
+
+FIELDS = {
+    "vmSize": Rule.REPLACE_IF_NODES,
+    "image": Rule.REPLACE_IF_NODES,
+    "taskSlotsPerNode": Rule.REPLACE_IF_NODES,
+    "startTask": Rule.UPDATE,
+    "metadata": Rule.UPDATE,
+    "targetDedicatedNodes": Rule.UPDATE,  # a resize
+    "targetLowPriorityNodes": Rule.UPDATE,
+}
+RESIZE_FIELDS = ("targetDedicatedNodes", "targetLowPriorityNodes")
+
+
+def start_task_props(st: StartTaskSpec | None, names: Mapping[str, str]) -> dict[str, Any] | None:
+    if st is None:
+        return None
+    return {
+        "commandLine": st.command_line,
+        "resourceFiles": [resource_file_ref(rf, names) for rf in st.resource_files],
+        "environment": dict(st.environment),
+        "elevated": st.elevated,
+        "waitForSuccess": st.wait_for_success,
+        "maxTaskRetryCount": st.max_task_retry_count,
+    }
+
+
+def props_of(pool: PoolSpec, names: Mapping[str, str]) -> dict[str, Any]:
+    img = pool.image
+    return {
+        "vmSize": pool.vm_size.lower(),
+        "image": {
+            "publisher": img.publisher,
+            "offer": img.offer,
+            "sku": img.sku,
+            "version": img.version,
+            "nodeAgentSku": img.node_agent_sku,
+        },
+        "taskSlotsPerNode": pool.task_slots_per_node,
+        "targetDedicatedNodes": pool.target_dedicated_nodes,
+        "targetLowPriorityNodes": pool.target_low_priority_nodes,
+        "startTask": start_task_props(pool.start_task, names),
+        "metadata": dict(pool.metadata),
+    }
+
+
+def from_spec(pool: PoolSpec, d: DesiredState) -> Resource:
+    return desired(Address.pool(pool.id), props_of(pool, container_names(d)), d.stack)
+
+
+def _meta(items: Any) -> dict[str, str]:
+    return {m.get("name"): m.get("value") for m in items or ()}
+
+
+def _state(value: Any) -> str | None:
+    return None if value is None else str(value).lower()
+
+
+def from_rest(p: Mapping[str, Any], source_of: Callable[[str], str]) -> Resource:
+    """A pool as Batch's REST JSON lists it; `source_of` reads a resource file URL back as
+    `<container>[/<blob>]`."""
+    meta = _meta(p.get("metadata"))
+    owner = meta.pop(STACK_METADATA, None)
+    vmc = p.get("virtualMachineConfiguration") or {}
+    img = vmc.get("imageReference") or {}
+    props = {
+        "vmSize": (p.get("vmSize") or "").lower(),
+        "image": {
+            "publisher": img.get("publisher"),
+            "offer": img.get("offer"),
+            "sku": img.get("sku"),
+            "version": img.get("version") or "latest",
+            "nodeAgentSku": vmc.get("nodeAgentSKUId"),
+        },
+        "taskSlotsPerNode": p.get("taskSlotsPerNode") or 1,
+        "targetDedicatedNodes": p.get("targetDedicatedNodes") or 0,
+        "targetLowPriorityNodes": p.get("targetLowPriorityNodes") or 0,
+        "startTask": _start_task(p.get("startTask"), source_of),
+        "metadata": meta,
+    }
+    return Resource(
+        Address.pool(str(p["id"])),
+        props,
+        owner=owner,
+        state=_state(p.get("state")),
+        info={
+            "currentDedicatedNodes": p.get("currentDedicatedNodes") or 0,
+            "currentLowPriorityNodes": p.get("currentLowPriorityNodes") or 0,
+            "allocationState": _state(p.get("allocationState")),
+        },
+    )
+
+
+def _start_task(st: Mapping[str, Any] | None, source_of: Callable[[str], str]) -> Any:
+    if st is None:
+        return None
+    auto = (st.get("userIdentity") or {}).get("autoUser") or {}
+    return {
+        "commandLine": st.get("commandLine"),
+        "resourceFiles": [
+            {
+                "source": source_of(rf.get("storageContainerUrl") or rf.get("httpUrl") or ""),
+                "prefix": rf.get("blobPrefix"),
+                "filePath": rf.get("filePath"),
+                "fileMode": rf.get("fileMode"),
+            }
+            for rf in st.get("resourceFiles") or ()
+        ],
+        "environment": {
+            e.get("name"): e.get("value") or "" for e in st.get("environmentSettings") or ()
+        },
+        "elevated": _state(auto.get("elevationLevel")) == "admin",
+        "waitForSuccess": bool(st.get("waitForSuccess")),
+        "maxTaskRetryCount": st.get("maxTaskRetryCount") or 0,
+    }
+
+
+def node_count(r: Resource) -> int:
+    return int(r.info.get("currentDedicatedNodes", 0) or 0) + int(
+        r.info.get("currentLowPriorityNodes", 0) or 0
+    )
+
+
+def destroys(r: Resource) -> tuple[Reason, ...]:
+    n = node_count(r)
+    return (reason("destroysNodes", nodes=n),) if n else ()
+
+
+def _work_to_run(task_changes: list[Change]) -> bool:
+    """Whether any of the spec's tasks has to run (again): the pool is needed."""
+    for c in task_changes:
+        if c.action in (Action.CREATE, Action.REPLACE):
+            return True
+        if (
+            c.action in (Action.NOOP, Action.UPDATE)
+            and c.before is not None
+            and c.before.state != "completed"
+        ):
+            return True
+    return False
+
+
+def plan(ctx: PlanContext) -> list[Change]:
+    spec = ctx.desired.pool
+    wanted = {Address.pool(spec.id)} if spec is not None else set()
+    changes = [gone(r, *destroys(r)) for r in stale(ctx, Kind.POOL, wanted)]
+    if spec is None:
+        return changes
+    after = from_spec(spec, ctx.desired)
+    addr, want = after.address, after.props
+    before = ctx.actual.get(addr)
+    work_to_run = _work_to_run(ctx.changes.get(Kind.TASK, []))
+    if absent(before):
+        if spec.when_idle is WhenIdle.DELETE and not work_to_run:
+            changes.append(Change(Action.NOOP, addr, None, after, reasons=(reason("idle"),)))
+        else:
+            changes.append(
+                Change(Action.CREATE, addr, before, after, reasons=(reason("new", noun="pool"),))
+            )
+        return changes
+    assert before is not None
+    ctx.check_owner(before, "pool")
+    have = before.props
+    if (
+        spec.when_idle is not WhenIdle.KEEP
+        and not work_to_run
+        and have.get("targetDedicatedNodes") == 0
+        and have.get("targetLowPriorityNodes") == 0
+    ):
+        # Scaled to zero by whenIdle: not drift until there is work again.
+        want = {**want, "targetDedicatedNodes": 0, "targetLowPriorityNodes": 0}
+    fields = DEF.diff(want, have)
+    if before.owner != ctx.stack:
+        fields.append("owner")
+    if not fields:
+        changes.append(Change(Action.NOOP, addr, before, after))
+        return changes
+    fixed = DEF.with_rule(fields, Rule.REPLACE_IF_NODES)
+    nodes = node_count(before)
+    if fixed and nodes > 0:
+        why = reason("emptyOnly", fields=list(fixed), nodes=nodes)
+        changes.append(
+            Change(Action.REPLACE, addr, before, after, tuple(fields), fixed, reasons=(why,))
+        )
+        return changes
+    reasons: list[Reason] = []
+    if fixed:
+        reasons.append(reason("changedOnEmptyPool", fields=list(fixed)))
+    if "startTask" in fields:
+        reasons.append(reason("startTaskChanged"))
+    if "metadata" in fields:
+        reasons.append(reason("metadataChanged"))
+    if any(f in fields for f in RESIZE_FIELDS):
+        old = [have.get("targetDedicatedNodes", 0), have.get("targetLowPriorityNodes", 0)]
+        reasons.append(reason("resize", old=old, new=[want[f] for f in RESIZE_FIELDS]))
+    if "owner" in fields:
+        reasons.append(reason("adopted", stack=ctx.stack))
+    changes.append(
+        Change(Action.UPDATE, addr, before, after, tuple(fields), reasons=tuple(reasons))
+    )
+    return changes
+
+
+DEF = KindDef(
+    kind=Kind.POOL,
+    heading="Pool",
+    noun="pool",
+    nouns="pools",
+    fields=FIELDS,
+    plan=plan,
+    reads=(Kind.TASK,),
+    destroyed=True,
+    destroy_reasons=destroys,
+)

@@ -56,12 +56,26 @@ def up_command(
             "--storage-port", help="Port for Azurite's blob service (default 10000, or a free one)."
         ),
     ] = None,
+    storage_faults: Annotated[
+        float | None,
+        typer.Option(
+            "--storage-faults",
+            min=0.0,
+            max=1.0,
+            help="Put a fault-injecting proxy in front of Azurite, failing this fraction of"
+            " storage requests (0 to 1; 0 = in the path, no faults). Off by default;"
+            " `bspec local down` takes it out. Same as BSPEC_STORAGE_FAULTS.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Start the local Batch service and Azurite, wait until both answer; idempotent."""
     before = services.status()
     ep = services.ensure_running(
-        batch_port=batch_port, azurite_port=storage_port, progress=_progress
+        batch_port=batch_port,
+        azurite_port=storage_port,
+        progress=_progress,
+        storage_faults=storage_faults,
     )
     started = [name for name in ("batch", "storage") if not before[name]["running"]]
     if as_json:
@@ -130,6 +144,7 @@ def status_command(as_json: JsonFlag = False) -> None:
                 "home": state["home"],
                 "batch": {k: batch[k] for k in ("running", "url", "pid", "port", "log")},
                 "storage": {k: storage[k] for k in ("running", "blobUrl", "pid", "port", "log")},
+                **({"storageProxy": state["storageProxy"]} if "storageProxy" in state else {}),
                 **inside,
             }
         )
@@ -142,6 +157,9 @@ def status_command(as_json: JsonFlag = False) -> None:
 
     out.print(line("Batch service", batch, batch["url"]), markup=False)
     out.print(line("Azurite blob ", storage, storage["blobUrl"]), markup=False)
+    proxy = state.get("storageProxy")
+    if proxy:
+        out.print(line("Storage proxy", proxy, proxy["blobUrl"]), markup=False)
     out.print(f"State folder   {state['home']}", markup=False)
     if not batch["running"]:
         out.print(

@@ -352,3 +352,77 @@ def check_output(data: dict[str, Any], definition: str) -> None:
     jsonschema.Draft202012Validator(schema).validate(data)
     sub = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
     jsonschema.Draft202012Validator(sub).validate(data)
+
+
+# ------------------------------------------------------------------ storage faults
+@dataclass
+class FaultedServices:
+    """Private services (own state folder, free ports) with the storage fault proxy in the
+    path: what `Bspec` needs, plus the proxy's control URL and Azurite's direct URL (for
+    checks that must not be faulted)."""
+
+    endpoints: services.Endpoints
+    proxy_url: str
+    azurite_blob_url: str
+
+    @property
+    def home(self) -> Path:
+        return self.endpoints.home
+
+    @property
+    def key(self) -> str:
+        return self.endpoints.key
+
+    @property
+    def storage_connection_string(self) -> str:
+        return self.endpoints.storage_connection_string
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"BSPEC_HOME": str(self.home)}
+
+    def proxy(self, **body: Any) -> dict[str, Any]:
+        """PUT (with BODY) or GET the proxy's settings."""
+        method = "PUT" if body else "GET"
+        result: dict[str, Any] = services.http_json(
+            method, f"{self.proxy_url}/_local/settings", body or None
+        )
+        return result
+
+    def proxy_counts(self) -> dict[str, int]:
+        result: dict[str, int] = services.http_json("GET", f"{self.proxy_url}/_local/requests")
+        return result
+
+    def clients(self) -> tuple[Any, Any]:
+        """A BatchClient and a BlobServiceClient straight to Azurite (never faulted)."""
+        from azure.batch import BatchClient
+        from azure.core.credentials import AzureNamedKeyCredential
+        from azure.storage.blob import BlobServiceClient
+
+        batch = BatchClient(
+            self.endpoints.batch_url,
+            AzureNamedKeyCredential(self.endpoints.account, self.endpoints.key),
+        )
+        blobs = BlobServiceClient.from_connection_string(
+            services.connection_string(self.azurite_blob_url)
+        )
+        return batch, blobs
+
+
+@pytest.fixture(scope="module")
+def faulted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultedServices]:
+    """Private services with the storage proxy in the path (no faults until a test sets
+    them); never the session's shared services. Stopped at the end of the module."""
+    home = tmp_path_factory.mktemp("storage-faults-home")
+    try:
+        ep = services.ensure_running(
+            home,
+            batch_port=0,
+            azurite_port=0,
+            batch_args=["--delete-delay", "0.2"],
+            storage_faults=0.0,
+        )
+        state = services.status(home)
+        yield FaultedServices(ep, state["storageProxy"]["url"], state["storage"]["blobUrl"])
+    finally:
+        services.stop(home)

@@ -8,6 +8,7 @@ COMPAT := $(VENV)/compat
 COMPAT_STAMP := $(COMPAT)/.installed
 
 .PHONY: all install demo test unit lint typecheck bench docs clean
+.PHONY: chaos
 
 all: test
 
@@ -40,6 +41,10 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+
+# Chaos and soak tests (pytest marker `chaos`, deselected from `make test`): minutes, not seconds.
+chaos: install
+	$(BIN)/pytest -m chaos tests/reliability
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

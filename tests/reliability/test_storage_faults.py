@@ -61,7 +61,7 @@ def storage_requests(run: Run) -> int:
 
 
 def lifecycle(fb: Bspec, faulted: FaultedServices, folder: Path, rate: float) -> dict[str, Any]:
-    """One stack through apply (waited), plan twice, outputs, logs and destroy at RATE;
+    """One stack through apply (waited), plan, outputs, logs and destroy at RATE;
     what a user sees of it, and what it cost."""
     name = folder.name
     spec = write_spec(folder, name, files=3, tasks=5, nodes=1, outputs=True)
@@ -73,10 +73,9 @@ def lifecycle(fb: Bspec, faulted: FaultedServices, folder: Path, rate: float) ->
     runs = [fb("apply", str(spec), "--yes", "--json", timeout=240)]
     assert runs[0].returncode == 0, str(runs[0])
     assert_converged(snapshot(batch, blobs, name), desired)
-    for _ in range(2):  # never a phantom change, whatever was retried
-        runs.append(fb("plan", str(spec), "--json"))
-        assert runs[-1].returncode == 0, str(runs[-1])
-        assert not runs[-1].json()["changes"], runs[-1].json()["changes"]
+    runs.append(fb("plan", str(spec), "--json"))  # no phantom change, whatever was retried
+    assert runs[-1].returncode == 0, str(runs[-1])
+    assert not runs[-1].json()["changes"], runs[-1].json()["changes"]
     (folder / "out").mkdir(exist_ok=True)
     for f in (folder / "out").iterdir():
         f.unlink()
@@ -222,12 +221,10 @@ def test_downloads_never_show_a_partial_file_under_faults(
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        for round_ in range(2):  # each round downloads everything again
-            for f in out.glob("*.bin"):
-                f.unlink()
-            faulted.proxy(faultRate=0.3, faultKinds=["drop", "slow"], seed=SEED + round_)
-            run = fb("outputs", str(spec), "--json")
-            assert run.returncode == 0, str(run)
+        faulted.proxy(faultRate=0.4, faultKinds=["drop", "slow"], seed=SEED, slowSeconds=0.2)
+        run = fb("outputs", str(spec), "--json")
+        assert run.returncode == 0, str(run)
+        assert run.json()["downloaded"] == len(want), run.json()
     finally:
         stop.set()
         watcher.join()

@@ -7,6 +7,10 @@ nothing holds a terminal or a CI pipe open; `endpoints.json` records where they 
 and their PIDs. Starting happens under an flock on DIR/services.lock, so two bspec
 commands starting at once end up sharing one pair of services.
 
+A third daemon runs only when asked for (`storage_faults`, BSPEC_STORAGE_FAULTS): the
+fault-injecting storage proxy (bspec.local.storageproxy) in front of Azurite, recorded as
+`storageProxy` in endpoints.json; clients then get its URL instead of Azurite's.
+
 The engine reaches the services over HTTP only; this module never imports localbatch
 internals beyond the account helper both sides share.
 """

@@ -7,13 +7,14 @@ account keys and SAS signatures on the spot, so every test in this folder is als
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -361,25 +362,13 @@ class FaultedServices:
     path: what `Bspec` needs, plus the proxy's control URL and Azurite's direct URL (for
     checks that must not be faulted)."""
 
-    endpoints: services.Endpoints
+    endpoints: services.Endpoints = field(repr=False)
     proxy_url: str
     azurite_blob_url: str
-
-    @property
-    def home(self) -> Path:
-        return self.endpoints.home
-
-    @property
-    def key(self) -> str:
-        return self.endpoints.key
-
-    @property
-    def storage_connection_string(self) -> str:
-        return self.endpoints.storage_connection_string
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"BSPEC_HOME": str(self.home)}
+    home: Path
+    key: str = field(repr=False)
+    storage_connection_string: str = field(repr=False)
+    env: dict[str, str]
 
     def proxy(self, **body: Any) -> dict[str, Any]:
         """PUT (with BODY) or GET the proxy's settings."""
@@ -423,6 +412,22 @@ def faulted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultedService
             storage_faults=0.0,
         )
         state = services.status(home)
-        yield FaultedServices(ep, state["storageProxy"]["url"], state["storage"]["blobUrl"])
+        yield FaultedServices(
+            ep,
+            state["storageProxy"]["url"],
+            state["storage"]["blobUrl"],
+            home=ep.home,
+            key=ep.key,
+            storage_connection_string=ep.storage_connection_string,
+            env={"BSPEC_HOME": str(ep.home)},
+        )
     finally:
+        proxy = (services.status(home).get("storageProxy") or {}).get("pid")
         services.stop(home)
+        if proxy:  # stopped with the others, by PID
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proxy, os.WNOHANG)
+            assert (
+                not Path(f"/proc/{proxy}").exists()
+                or "Z" in Path(f"/proc/{proxy}/stat").read_text().rsplit(")", 1)[1][:3]
+            )

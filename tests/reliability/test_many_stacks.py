@@ -42,14 +42,15 @@ def together(bspec: Bspec, commands: Sequence[Sequence[str]], timeout: float) ->
     return [bspec.finish(args, p, timeout) for args, p in procs]
 
 
-def many_stacks(
+@pytest.mark.parametrize("count", [3, pytest.param(10, marks=pytest.mark.chaos)])
+def test_stacks_at_once(
     count: int,
     bspec: Bspec,
     state: Callable[[str], Snapshot],
     stack: Callable[..., tuple[str, Path]],
     batch_client: Any,
     blob_service: Any,
-) -> dict[str, Any]:
+) -> None:
     stacks = dict(stack(f"many{i}", files=2, tasks=6 + i, nodes=1) for i in range(count))
     no_wait = ["--lock-timeout", "0"]
     timing: dict[str, float] = {}
@@ -100,27 +101,4 @@ def many_stacks(
     for name in stacks:
         snap = state(name)
         assert not snap.pools and not snap.jobs and not snap.containers, snap
-    return {"stacks": count, "seconds": {k: round(v, 1) for k, v in timing.items()}}
-
-
-def test_three_stacks_at_once(
-    bspec: Bspec,
-    state: Callable[[str], Snapshot],
-    stack: Callable[..., tuple[str, Path]],
-    batch_client: Any,
-    blob_service: Any,
-) -> None:
-    figures = many_stacks(3, bspec, state, stack, batch_client, blob_service)
-    record("manyStacks", figures)
-
-
-@pytest.mark.chaos
-def test_ten_stacks_at_once(
-    bspec: Bspec,
-    state: Callable[[str], Snapshot],
-    stack: Callable[..., tuple[str, Path]],
-    batch_client: Any,
-    blob_service: Any,
-) -> None:
-    figures = many_stacks(10, bspec, state, stack, batch_client, blob_service)
-    record("manyStacks", figures)
+    record("manyStacks", {"stacks": count, "seconds": {k: round(v, 1) for k, v in timing.items()}})

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bspec import local as services
 
 from .conftest import (
     Bspec,
@@ -224,7 +225,7 @@ def test_downloads_never_show_a_partial_file_under_faults(
         faulted.proxy(faultRate=0.4, faultKinds=["drop", "slow"], seed=SEED, slowSeconds=0.2)
         run = fb("outputs", str(spec), "--json")
         assert run.returncode == 0, str(run)
-        assert run.json()["downloaded"] == len(want), run.json()
+        assert run.json()["outputs"]["downloaded"] == len(want), run.json()
     finally:
         stop.set()
         watcher.join()
@@ -290,3 +291,12 @@ def test_each_fault_kind_is_retried_and_reported(
     finally:
         faulted.proxy(faultRate=0.0, retryAfter=1)
         tgt.close()
+
+
+def test_the_proxy_is_out_of_the_path_unless_asked_for(local_services: Any) -> None:
+    """The session's services were started without the setting: no proxy runs, and
+    clients get Azurite's own URL."""
+    state = services.status(local_services.home)
+    assert "storageProxy" not in state
+    assert local_services.blob_url == state["storage"]["blobUrl"]
+    assert not (local_services.home / "storageproxy.pid").exists()

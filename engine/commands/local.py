@@ -84,7 +84,15 @@ def up_command(
     out.print(
         f"Batch service  {ep.batch_url}  (account {ep.account}, pid {ep.batch_pid})", markup=False
     )
-    out.print(f"Azurite blob   {ep.blob_url}  (pid {ep.storage_pid})", markup=False)
+    now = services.status()
+    proxy = now.get("storageProxy")
+    out.print(f"Azurite blob   {now['storage']['blobUrl']}  (pid {ep.storage_pid})", markup=False)
+    if proxy:
+        out.print(
+            f"Storage proxy  {proxy['blobUrl']}  (pid {proxy['pid']}; clients use this one;"
+            f" fault settings at {proxy['url']}/_local/settings)",
+            markup=False,
+        )
     out.print(f"State folder   {ep.home}", markup=False)
     if not started:
         out.print("Both were already running.", markup=False)
@@ -106,6 +114,9 @@ def down_command(as_json: JsonFlag = False) -> None:
     if as_json:
         emit_json({"home": before["home"], "stopped": stopped})
         return
+    proxy = before.get("storageProxy") or {}
+    if proxy.get("running"):  # not in --json: its shape names the two services only
+        out.print(f"Stopped the storage proxy (pid {proxy['pid']}).", markup=False)
     if not stopped:
         out.print("The local services were not running.", markup=False)
         return
@@ -144,7 +155,6 @@ def status_command(as_json: JsonFlag = False) -> None:
                 "home": state["home"],
                 "batch": {k: batch[k] for k in ("running", "url", "pid", "port", "log")},
                 "storage": {k: storage[k] for k in ("running", "blobUrl", "pid", "port", "log")},
-                **({"storageProxy": state["storageProxy"]} if "storageProxy" in state else {}),
                 **inside,
             }
         )

@@ -405,7 +405,12 @@ def _ensure_proxy(
         and _proxy_ready(str(entry.get("url")), int(entry["pid"]))
     ):
         if rate is not None:
-            http_json("PUT", f"{entry['url']}/_local/settings", {"faultRate": rate})
+            try:
+                http_json("PUT", f"{entry['url']}/_local/settings", {"faultRate": rate})
+            except (OSError, ValueError) as exc:
+                raise LocalServiceError(
+                    f"cannot set the storage proxy's fault rate: {exc}"
+                ) from None
         return
     _terminate(entry.get("pid"), _PROXY_MARKER)
     taken = {int(e["port"]) for e in (data.get("batch") or {}, storage) if e.get("port")}

@@ -11,7 +11,8 @@ NODE_STAMP := node_modules/.installed
 COMPAT := $(VENV)/compat
 COMPAT_STAMP := $(COMPAT)/.installed
 
-.PHONY: all install demo test unit lint typecheck bench docs clean
+.PHONY: all install demo test unit lint typecheck bench docs clean chaos
+.PHONY: chaos chaos
 
 all: test
 
@@ -47,6 +48,10 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+
+# Chaos and soak tests (pytest marker `chaos`, deselected from `make test`): minutes, not seconds.
+chaos: install
+	$(BIN)/pytest -m chaos tests/reliability
 
 unit: $(EDITABLE)
 	$(BIN)/pytest tests/unit

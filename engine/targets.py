@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
-from azure.core.pipeline.policies import RetryPolicy
-from azure.storage.blob import BlobServiceClient
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import HTTPPolicy, RetryPolicy
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
 from bspec.errors import InputError
 from bspec.providers.batch import BatchProvider
 from bspec.providers.counting import CountingPolicy, RequestCounter
@@ -81,6 +84,54 @@ def _clients_opts(counter: RequestCounter, service: str) -> dict[str, Any]:
     }
 
 
+class ThrottleRetryPolicy(HTTPPolicy):  # type: ignore[type-arg]
+    """Retries a storage request answered 429, after its Retry-After (at most 30 s).
+
+    The storage SDK's retry policy retries 5xx and dropped connections but takes 429 for a
+    final answer. Placed after that policy and before the counting one, so each repeat is
+    counted and reported like the SDK's own retries."""
+
+    def __init__(self, retry_total: int) -> None:
+        super().__init__()
+        self.retry_total = retry_total
+
+    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        body = request.http_request.body
+        start = body.tell() if hasattr(body, "seek") and hasattr(body, "tell") else None
+        response = self.next.send(request)
+        for attempt in range(self.retry_total):
+            if response.http_response.status_code != 429:
+                break
+            if hasattr(body, "seek"):
+                if start is None:
+                    break
+                body.seek(start)
+            after = response.http_response.headers.get("Retry-After", "")
+            time.sleep(min(30.0, float(after)) if after.isdigit() else 2.0**attempt)
+            response = self.next.send(request)
+        return response
+
+
+class StorageRetryPolicy(ExponentialRetry):
+    """The storage SDK's retry with shorter waits: its default waits 15 s before the first
+    retry and makes three; bspec's commands are interactive, so 0.5 s, 1 s, 2 s... (±20%,
+    at most 30 s) and as many retries as for Batch."""
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        base = min(30.0, 0.5 * 2.0 ** max(0, int(settings["count"]) - 1))
+        return base * random.uniform(0.8, 1.2)
+
+
+def _storage_opts(counter: RequestCounter) -> dict[str, Any]:
+    return {
+        "retry_policy": StorageRetryPolicy(retry_total=RETRY_TOTAL),
+        "_additional_pipeline_policies": [
+            ThrottleRetryPolicy(RETRY_TOTAL),
+            CountingPolicy(counter, "storage"),
+        ],
+    }
+
+
 def _connection_key(conn: str) -> str | None:
     parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
     return parts.get("AccountKey")
@@ -89,7 +140,7 @@ def _connection_key(conn: str) -> str | None:
 def connect(name: str, stack: str, *, home: Path | None = None) -> Target:
     """Providers for target `name` ("local" starts the local services when needed)."""
     counter = RequestCounter()
-    storage_policy = [CountingPolicy(counter, "storage")]
+    storage_opts = _storage_opts(counter)
     if name == "local":
         from bspec import local as services
 
@@ -100,17 +151,17 @@ def connect(name: str, stack: str, *, home: Path | None = None) -> Target:
             **_clients_opts(counter, "batch"),
         )
         blob = BlobServiceClient.from_connection_string(
-            ep.storage_connection_string, _additional_pipeline_policies=storage_policy
+            ep.storage_connection_string, **storage_opts
         )
         key = _connection_key(ep.storage_connection_string)
     else:
-        batch_client, blob, key = _azure_clients(counter, storage_policy)
+        batch_client, blob, key = _azure_clients(counter, storage_opts)
     batch = BatchProvider(batch_client, str(blob.url), stack)
     storage = StorageProvider(blob, stack, account_key=key)
     return Target(name, batch, storage, counter, [batch_client, blob])
 
 
-def _azure_clients(counter: RequestCounter, storage_policy: list[Any]) -> tuple[Any, Any, Any]:
+def _azure_clients(counter: RequestCounter, storage_opts: dict[str, Any]) -> tuple[Any, Any, Any]:
     env = os.environ
     endpoint = env.get("AZURE_BATCH_ENDPOINT")
     if not endpoint:
@@ -127,9 +178,7 @@ def _azure_clients(counter: RequestCounter, storage_policy: list[Any]) -> tuple[
     batch_client = BatchClient(endpoint, credential, **_clients_opts(counter, "batch"))
     conn = env.get("AZURE_STORAGE_CONNECTION_STRING")
     if conn:
-        blob = BlobServiceClient.from_connection_string(
-            conn, _additional_pipeline_policies=storage_policy
-        )
+        blob = BlobServiceClient.from_connection_string(conn, **storage_opts)
         return batch_client, blob, _connection_key(conn)
     storage_account = env.get("AZURE_STORAGE_ACCOUNT")
     if not storage_account:
@@ -140,9 +189,7 @@ def _azure_clients(counter: RequestCounter, storage_policy: list[Any]) -> tuple[
     url = (
         env.get("AZURE_STORAGE_BLOB_ENDPOINT") or f"https://{storage_account}.blob.core.windows.net"
     )
-    blob = BlobServiceClient(
-        url, credential=_default_credential(), _additional_pipeline_policies=storage_policy
-    )
+    blob = BlobServiceClient(url, credential=_default_credential(), **storage_opts)
     return batch_client, blob, None
 
 

@@ -56,12 +56,26 @@ def up_command(
             "--storage-port", help="Port for Azurite's blob service (default 10000, or a free one)."
         ),
     ] = None,
+    storage_faults: Annotated[
+        float | None,
+        typer.Option(
+            "--storage-faults",
+            min=0.0,
+            max=1.0,
+            help="Put a fault-injecting proxy in front of Azurite, failing this fraction of"
+            " storage requests (0 to 1; 0 = in the path, no faults). Off by default;"
+            " `bspec local down` takes it out. Same as BSPEC_STORAGE_FAULTS.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Start the local Batch service and Azurite, wait until both answer; idempotent."""
     before = services.status()
     ep = services.ensure_running(
-        batch_port=batch_port, azurite_port=storage_port, progress=_progress
+        batch_port=batch_port,
+        azurite_port=storage_port,
+        progress=_progress,
+        storage_faults=storage_faults,
     )
     started = [name for name in ("batch", "storage") if not before[name]["running"]]
     if as_json:
@@ -70,7 +84,15 @@ def up_command(
     out.print(
         f"Batch service  {ep.batch_url}  (account {ep.account}, pid {ep.batch_pid})", markup=False
     )
-    out.print(f"Azurite blob   {ep.blob_url}  (pid {ep.storage_pid})", markup=False)
+    now = services.status()
+    proxy = now.get("storageProxy")
+    out.print(f"Azurite blob   {now['storage']['blobUrl']}  (pid {ep.storage_pid})", markup=False)
+    if proxy:
+        out.print(
+            f"Storage proxy  {proxy['blobUrl']}  (pid {proxy['pid']}; clients use this one;"
+            f" fault settings at {proxy['url']}/_local/settings)",
+            markup=False,
+        )
     out.print(f"State folder   {ep.home}", markup=False)
     if not started:
         out.print("Both were already running.", markup=False)
@@ -92,6 +114,9 @@ def down_command(as_json: JsonFlag = False) -> None:
     if as_json:
         emit_json({"home": before["home"], "stopped": stopped})
         return
+    proxy = before.get("storageProxy") or {}
+    if proxy.get("running"):  # not in --json: its shape names the two services only
+        out.print(f"Stopped the storage proxy (pid {proxy['pid']}).", markup=False)
     if not stopped:
         out.print("The local services were not running.", markup=False)
         return
@@ -142,6 +167,9 @@ def status_command(as_json: JsonFlag = False) -> None:
 
     out.print(line("Batch service", batch, batch["url"]), markup=False)
     out.print(line("Azurite blob ", storage, storage["blobUrl"]), markup=False)
+    proxy = state.get("storageProxy")
+    if proxy:
+        out.print(line("Storage proxy", proxy, proxy["blobUrl"]), markup=False)
     out.print(f"State folder   {state['home']}", markup=False)
     if not batch["running"]:
         out.print(

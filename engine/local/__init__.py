@@ -1,7 +1,8 @@
 """The local target's daemons: bspec's Batch service and Azurite, started, found and stopped.
 
 `supervisor` runs the two processes (state folder, ports, detached start under a lock,
-stop by PID), `endpoints` says where they listen, `azurite` finds the emulator. The
+stop by PID), `endpoints` says where they listen, `azurite` finds the emulator,
+`storageproxy` is the optional fault-injecting proxy in front of Azurite. The
 engine reaches the services over HTTP only, never through bspec.localbatch's code.
 """
 

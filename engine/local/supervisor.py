@@ -7,6 +7,10 @@ nothing holds a terminal or a CI pipe open; `endpoints.json` records where they 
 and their PIDs. Starting happens under an flock on DIR/services.lock, so two bspec
 commands starting at once end up sharing one pair of services.
 
+A third daemon runs only when asked for (`storage_faults`, BSPEC_STORAGE_FAULTS): the
+fault-injecting storage proxy (bspec.local.storageproxy) in front of Azurite, recorded as
+`storageProxy` in endpoints.json; clients then get its URL instead of Azurite's.
+
 The engine reaches the services over HTTP only; this module never imports localbatch
 internals beyond the account helper both sides share.
 """
@@ -220,7 +224,8 @@ def _write_endpoints(home: Path, data: dict[str, Any]) -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2)
     os.replace(tmp, path)
-    for name, key in (("batch.pid", "batch"), ("azurite.pid", "storage")):
+    pidfiles = (("batch.pid", "batch"), ("azurite.pid", "storage"), ("storageproxy.pid", _PROXY))
+    for name, key in pidfiles:
         pid = data.get(key, {}).get("pid")
         pidfile = home / name
         if pid:
@@ -255,6 +260,9 @@ def _locked(home: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
 
 _BATCH_MARKER = "bspec.localbatch"
 _AZURITE_MARKER = "azurite"
+_PROXY_MARKER = "bspec.local.storageproxy"
+_PROXY = "storageProxy"  # endpoints.json's entry for the fault-injecting proxy, when in use
+STORAGE_FAULTS_ENV = "BSPEC_STORAGE_FAULTS"
 
 
 @dataclass
@@ -328,6 +336,102 @@ def _launch_azurite(home: Path, port: int, progress: Progress | None) -> _Launch
             "connectionString": connection_string(blob_url),
         },
     )
+
+
+def storage_faults_from_env() -> float | None:
+    """BSPEC_STORAGE_FAULTS as a fault rate (0-1), or None when unset: the proxy is off."""
+    value = os.environ.get(STORAGE_FAULTS_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        raise LocalServiceError(
+            f"{STORAGE_FAULTS_ENV}={value!r} is not a fault rate",
+            hint="set it to a number between 0 and 1 (0 puts the proxy in the path, no faults)",
+        ) from None
+    if not 0.0 <= rate <= 1.0:
+        raise LocalServiceError(f"{STORAGE_FAULTS_ENV} must be between 0 and 1, not {value}")
+    return rate
+
+
+def _proxy_ready(url: str, pid: int) -> bool:
+    try:
+        health = http_json("GET", f"{url}/_local/health", timeout=2.0)
+    except (OSError, ValueError):
+        return False
+    return isinstance(health, dict) and health.get("pid") == pid
+
+
+def _launch_proxy(home: Path, port: int, upstream: str, rate: float) -> _Launch:
+    log = home / "logs" / "storageproxy.log"
+    args = [sys.executable, "-m", _PROXY_MARKER, "--upstream", upstream, "--host", HOST]
+    args += ["--port", str(port), "--rate", str(rate)]
+    seed = os.environ.get("BSPEC_STORAGE_FAULT_SEED", "").strip()
+    if seed.isdigit():
+        args += ["--seed", seed]
+    proc = _spawn(args, log, home)
+    url = f"http://{HOST}:{port}"
+    return _Launch(
+        "storage fault proxy",
+        port,
+        proc,
+        log,
+        lambda: _proxy_ready(url, proc.pid),
+        {
+            "url": url,
+            "blobUrl": f"{url}/{AZURITE_ACCOUNT}",
+            "pid": proc.pid,
+            "port": port,
+            "upstream": upstream,
+        },
+    )
+
+
+def _ensure_proxy(
+    home: Path, data: dict[str, Any], rate: float | None, timeout: float, progress: Progress | None
+) -> None:
+    """Keep, start or restart the storage proxy in front of Azurite: when RATE is given, or
+    when one was in use (recorded in endpoints.json) and died or Azurite moved. Without
+    either the proxy stays out of the path altogether."""
+    entry = data.get(_PROXY) or {}
+    if rate is None and not entry:
+        return
+    storage = data["storage"]
+    upstream = f"http://{HOST}:{storage['port']}"
+    if (
+        entry.get("upstream") == upstream
+        and _alive(entry.get("pid"), _PROXY_MARKER)
+        and _proxy_ready(str(entry.get("url")), int(entry["pid"]))
+    ):
+        if rate is not None:
+            try:
+                http_json("PUT", f"{entry['url']}/_local/settings", {"faultRate": rate})
+            except (OSError, ValueError) as exc:
+                raise LocalServiceError(
+                    f"cannot set the storage proxy's fault rate: {exc}"
+                ) from None
+        return
+    _terminate(entry.get("pid"), _PROXY_MARKER)
+    taken = {int(e["port"]) for e in (data.get("batch") or {}, storage) if e.get("port")}
+    port = _choose_port(entry.get("port") or 0, 0, taken)
+    if progress is not None:
+        progress(f"Starting the storage fault proxy on {HOST}:{port} (in front of Azurite)")
+    wanted = rate if rate is not None else float(entry.get("faultRate") or 0.0)
+    launch = _launch_proxy(home, port, upstream, wanted)
+    try:
+        data[_PROXY] = {**_await_ready(launch, timeout), "faultRate": wanted}
+    except LocalServiceError:
+        data.pop(_PROXY, None)
+        _write_endpoints(home, data)
+        raise
+    _write_endpoints(home, data)
+
+
+def _blob_url(data: dict[str, Any]) -> str:
+    """Where clients reach blobs: the proxy when it is in the path, else Azurite."""
+    proxy = data.get(_PROXY) or {}
+    return str(proxy.get("blobUrl") or data["storage"]["blobUrl"])
 
 
 @dataclass(frozen=True)
@@ -420,10 +524,12 @@ def ensure_storage(
         data = _read_endpoints(home)
         if not _storage_ok(data.get("storage") or {}):
             _start_missing(home, data, {"storage": port}, (), timeout, progress)
+        _ensure_proxy(home, data, storage_faults_from_env(), timeout, progress)
         storage = data["storage"]
+        blob_url = _blob_url(data)
     return StorageEndpoint(
-        blob_url=str(storage["blobUrl"]),
-        connection_string=connection_string(str(storage["blobUrl"])),
+        blob_url=blob_url,
+        connection_string=connection_string(blob_url),
         pid=int(storage["pid"]),
         port=int(storage["port"]),
     )
@@ -437,6 +543,7 @@ def ensure_running(
     batch_args: Sequence[str] = (),
     timeout: float = START_TIMEOUT,
     progress: Progress | None = None,
+    storage_faults: float | None = None,
 ) -> Endpoints:
     """Start whichever local service is not running, wait until both answer; idempotent.
 
@@ -445,6 +552,9 @@ def ensure_running(
     `batch_args` are extra flags for `python -m bspec.localbatch` (e.g. --delete-delay).
     `progress` hears one line per service it starts (for stderr; nothing when all run).
     Both start at once, so a cold start takes as long as the slower of the two.
+    `storage_faults` (else BSPEC_STORAGE_FAULTS), a rate from 0 to 1, puts the
+    fault-injecting proxy (bspec.local.storageproxy) between clients and Azurite; once in
+    the path it stays there until `stop()`.
     """
     home = state_home(home)
     name, key = load_or_create_account(home)
@@ -457,15 +567,19 @@ def ensure_running(
             wanted["storage"] = azurite_port
         if wanted:
             _start_missing(home, data, wanted, batch_args, timeout, progress)
+        if storage_faults is None:
+            storage_faults = storage_faults_from_env()
+        _ensure_proxy(home, data, storage_faults, timeout, progress)
         batch, storage = data["batch"], data["storage"]
+        blob_url = _blob_url(data)
 
     return Endpoints(
         home=home,
         batch_url=str(batch["url"]),
         account=name,
         key=key,
-        storage_connection_string=connection_string(str(storage["blobUrl"])),
-        blob_url=str(storage["blobUrl"]),
+        storage_connection_string=connection_string(blob_url),
+        blob_url=blob_url,
         batch_pid=int(batch["pid"]),
         storage_pid=int(storage["pid"]),
     )
@@ -477,6 +591,9 @@ def stop(home: Path | None = None, timeout: float = STOP_TIMEOUT) -> None:
     home = state_home(home)
     with _locked(home):
         data = _read_endpoints(home)
+        proxy = data.pop(_PROXY, None)  # out of the path until asked for again
+        if isinstance(proxy, dict):
+            _terminate(proxy.get("pid"), _PROXY_MARKER, timeout)
         for key, marker in (("batch", _BATCH_MARKER), ("storage", _AZURITE_MARKER)):
             entry = data.get(key)
             if isinstance(entry, dict):
@@ -499,7 +616,8 @@ def status(home: Path | None = None) -> dict[str, Any]:
     """What runs where, without starting anything: {"home", "batch": {...}, "storage": {...}}.
 
     Each service entry has `running`, `pid`, `port` and its URL; the storage connection
-    string is left out (callers that need it use ensure_running()).
+    string is left out (callers that need it use ensure_running()). When the storage
+    fault proxy is in the path, `storageProxy` says where it runs, likewise.
     """
     home = state_home(home)
     data = _read_endpoints(home)
@@ -507,7 +625,7 @@ def status(home: Path | None = None) -> dict[str, Any]:
     storage = data.get("storage") or {}
     batch_running = _batch_ok(batch)
     storage_running = _storage_ok(storage)
-    return {
+    result: dict[str, Any] = {
         "home": str(home),
         "batch": {
             "running": batch_running,
@@ -524,3 +642,17 @@ def status(home: Path | None = None) -> dict[str, Any]:
             "log": str(home / "logs" / "azurite.log"),
         },
     }
+    proxy = data.get(_PROXY)
+    if isinstance(proxy, dict):
+        running = _alive(proxy.get("pid"), _PROXY_MARKER) and _proxy_ready(
+            str(proxy.get("url")), int(proxy.get("pid") or 0)
+        )
+        result[_PROXY] = {
+            "running": running,
+            "url": proxy.get("url"),
+            "blobUrl": proxy.get("blobUrl"),
+            "pid": proxy.get("pid") if running else None,
+            "port": proxy.get("port"),
+            "log": str(home / "logs" / "storageproxy.log"),
+        }
+    return result

@@ -7,13 +7,14 @@ account keys and SAS signatures on the spot, so every test in this folder is als
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,81 @@ def check_output(data: dict[str, Any], definition: str) -> None:
     jsonschema.Draft202012Validator(schema).validate(data)
     sub = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
     jsonschema.Draft202012Validator(sub).validate(data)
+
+
+# ------------------------------------------------------------------ storage faults
+@dataclass
+class FaultedServices:
+    """Private services (own state folder, free ports) with the storage fault proxy in the
+    path: what `Bspec` needs, plus the proxy's control URL and Azurite's direct URL (for
+    checks that must not be faulted)."""
+
+    endpoints: services.Endpoints = field(repr=False)
+    proxy_url: str
+    azurite_blob_url: str
+    home: Path
+    key: str = field(repr=False)
+    storage_connection_string: str = field(repr=False)
+    env: dict[str, str]
+
+    def proxy(self, **body: Any) -> dict[str, Any]:
+        """PUT (with BODY) or GET the proxy's settings."""
+        method = "PUT" if body else "GET"
+        result: dict[str, Any] = services.http_json(
+            method, f"{self.proxy_url}/_local/settings", body or None
+        )
+        return result
+
+    def proxy_counts(self) -> dict[str, int]:
+        result: dict[str, int] = services.http_json("GET", f"{self.proxy_url}/_local/requests")
+        return result
+
+    def clients(self) -> tuple[Any, Any]:
+        """A BatchClient and a BlobServiceClient straight to Azurite (never faulted)."""
+        from azure.batch import BatchClient
+        from azure.core.credentials import AzureNamedKeyCredential
+        from azure.storage.blob import BlobServiceClient
+
+        batch = BatchClient(
+            self.endpoints.batch_url,
+            AzureNamedKeyCredential(self.endpoints.account, self.endpoints.key),
+        )
+        blobs = BlobServiceClient.from_connection_string(
+            services.connection_string(self.azurite_blob_url)
+        )
+        return batch, blobs
+
+
+@pytest.fixture(scope="module")
+def faulted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultedServices]:
+    """Private services with the storage proxy in the path (no faults until a test sets
+    them); never the session's shared services. Stopped at the end of the module."""
+    home = tmp_path_factory.mktemp("storage-faults-home")
+    try:
+        ep = services.ensure_running(
+            home,
+            batch_port=0,
+            azurite_port=0,
+            batch_args=["--delete-delay", "0.2"],
+            storage_faults=0.0,
+        )
+        state = services.status(home)
+        yield FaultedServices(
+            ep,
+            state["storageProxy"]["url"],
+            state["storage"]["blobUrl"],
+            home=ep.home,
+            key=ep.key,
+            storage_connection_string=ep.storage_connection_string,
+            env={"BSPEC_HOME": str(ep.home)},
+        )
+    finally:
+        proxy = (services.status(home).get("storageProxy") or {}).get("pid")
+        services.stop(home)
+        if proxy:  # stopped with the others, by PID
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proxy, os.WNOHANG)
+            assert (
+                not Path(f"/proc/{proxy}").exists()
+                or "Z" in Path(f"/proc/{proxy}/stat").read_text().rsplit(")", 1)[1][:3]
+            )

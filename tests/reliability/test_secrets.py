@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .conftest import SIG, Bspec, leaks
+from bspec.local.storageproxy import redact
+
+from .conftest import SIG, Bspec, FaultedServices, leaks, write_spec
 
 # Where the keys live by design, and the stores that hold SAS URLs because the API returns them.
 EXCLUDED = re.compile(r"^(account\.json|endpoints\.json|batch/batch\.sqlite.*|azurite/.*)$")
@@ -70,3 +72,36 @@ def test_nothing_bspec_writes_holds_a_key_or_a_signature(
     # And the scanner itself finds what it is looking for.
     assert leaks("x?sv=1&sig=abcdefghijk123&se=2", []) and SIG.search("sig=Zm9vYmFy%3D")
     assert not leaks("https://x/c/b?sv=1&sig=REDACTED", [])
+
+
+def test_the_storage_proxy_and_its_commands_hold_no_key_or_signature(
+    faulted: FaultedServices, tmp_path: Path
+) -> None:
+    """With the storage fault proxy in the path and faulting: `local up --storage-faults`,
+    `local status` (both forms), apply, outputs (SAS URLs go through the proxy on the
+    nodes' side too) and destroy print no secret, and nor does any file of the state folder,
+    the proxy's log included (it records every request, never a query or a header)."""
+    bspec = Bspec(faulted)
+    name = f"sec-proxy-{tmp_path.name[-6:]}".lower().replace("_", "-")
+    spec = write_spec(tmp_path / name, name, files=2, tasks=3, nodes=1, outputs=True)
+    runs = [
+        bspec("local", "up", "--storage-faults", "0.1", "--json"),
+        bspec("local", "status"),
+        bspec("local", "status", "--json"),
+        bspec("apply", str(spec), "--yes", "--json", timeout=240),
+        bspec("outputs", str(spec), "--json"),
+        bspec("logs", str(spec), "wc-in0"),
+        bspec("destroy", str(spec), "--yes", "--json", timeout=240),
+    ]
+    assert all(r.returncode == 0 for r in runs), "\n".join(map(str, runs))
+    assert "Storage proxy  running" in runs[1].stdout, runs[1].stdout
+    assert set(runs[2].json()) >= {"batch", "storage"}  # --json keeps its shape
+    assert faulted.proxy_counts().get("total", 0) > 0
+    log = faulted.home / "logs" / "storageproxy.log"
+    assert log.stat().st_size > 0
+    count, found = scan_tree(faulted.home, bspec.secrets)
+    assert count > 0 and not found, found
+    # The redaction itself.
+    assert redact("GET /c/b?sv=1&sig=abcDEF123%3D&se=2") == "GET /c/b?sv=1&sig=REDACTED&se=2"
+    assert "SharedKey" not in redact("Authorization: SharedKey devstoreaccount1:abc=")
+    faulted.proxy(faultRate=0.0)

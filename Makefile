@@ -12,7 +12,6 @@ COMPAT := $(VENV)/compat
 COMPAT_STAMP := $(COMPAT)/.installed
 
 .PHONY: all install demo test unit lint typecheck bench docs clean chaos
-.PHONY: chaos chaos
 
 all: test
 

@@ -190,3 +190,17 @@ def test_autoscale_rules_enable_evaluate_disable_resize(
             c.create_pool(bad)
         assert code(err)[0] == 400
         assert [p.id for p in c.list_pools()] == ["p"]
+
+
+def test_autoscale_schedule_survives_a_restart(manual: Server, reference: Reference) -> None:
+    with manual.client(reference) as c:
+        autoscale_pool(c, "p", "$TargetDedicatedNodes = 0;")
+        first = c.get_pool("p").auto_scale_run
+        assert first is not None
+    manual.stop()
+    manual.start()
+    with manual.client(reference) as c:
+        assert c.get_pool("p").auto_scale_run == first
+        step(manual, "PT5M")
+        run = c.get_pool("p").auto_scale_run
+        assert run is not None and run.timestamp > first.timestamp

@@ -24,13 +24,8 @@ PENDING = (
 
 @pytest.fixture
 def manual(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "home", "--clock", "manual")
-    srv.home.mkdir()
-    srv.start()
-    try:
+    with Server(tmp_path / "home", "--clock", "manual").running() as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def step(server: Server, duration: str) -> None:

@@ -5,8 +5,7 @@ nodes that fit with Batch's resizeErrors, and an allocation set to fail outright
 
 from __future__ import annotations
 
-import json
-import urllib.request
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 from azure.batch import models as m
 from azure.core.exceptions import HttpResponseError
+from bspec import local as services
 from reference import Reference, get_json
 from test_localbatch_api import IMAGE, wait_for
 from test_localbatch_restart import Server
@@ -21,37 +21,21 @@ from test_localbatch_restart import Server
 
 @pytest.fixture
 def quota(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(
-        tmp_path / "home",
-        "--dedicated-core-quota",
-        "6",
-        "--low-priority-core-quota",
-        "2",
-        "--pool-quota",
-        "3",
-        "--active-job-quota",
-        "1",
-    )
-    srv.home.mkdir()
-    srv.start()
-    try:
+    flags = {
+        "--dedicated-core-quota": "6",
+        "--low-priority-core-quota": "2",
+        "--pool-quota": "3",
+        "--active-job-quota": "1",
+    }
+    with Server(tmp_path / "home", *(x for kv in flags.items() for x in kv)).running() as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def put_settings(server: Server, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"{server.url}/_local/settings",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="PUT",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
+        return 200, services.http_json("PUT", f"{server.url}/_local/settings", body)
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        return exc.code, None
 
 
 def pool(pool_id: str, size: str = "standard_d2s_v3", **kw: Any) -> m.BatchPoolCreateOptions:

@@ -360,7 +360,8 @@ class Pools(ResourceModule):
         """How many new nodes the account's quotas let in; a shortfall goes in resizeErrors."""
         allowed, error = quotas.fit(self.store, self.settings.quotas, pool, dedicated, wanted)
         if error is not None:
-            pool.body.setdefault("resizeErrors", []).append(error)
+            errors = [e for e in pool.body.get("resizeErrors", []) if e["code"] != error["code"]]
+            pool.body["resizeErrors"] = [*errors, error]
             self.store.put(pool)
         return allowed
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 from bspec.common.account import load_or_create_account
 
+from .quotas import add_quota_flags, quotas_from_flags
 from .rest.app import Service
 from .settings import CLOCK_MODES, MAX_API, MIN_API, Settings
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         default="real",
         help="real: the system clock; manual: service time moves only by POST /_local/clock",
     )
+    add_quota_flags(parser)
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the local Batch service binds to loopback only")
@@ -63,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         max_processes=max(1, args.max_processes),
         clock=args.clock,
     )
+    try:
+        settings.quotas = quotas_from_flags(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     service = Service(
         args.home,
         name,

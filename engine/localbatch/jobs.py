@@ -13,6 +13,7 @@ import asyncio
 import shutil
 from typing import Any
 
+from . import quotas
 from .base import ResourceModule
 from .clock import Clock
 from .resources import (
@@ -93,6 +94,7 @@ class Jobs(ResourceModule):
                 raise BatchError(*BEING_DELETED)
             raise BatchError(409, "JobExists", "The specified job already exists.")
         _check_fields(req)
+        quotas.check_job_quota(self.store, self.settings.quotas)
         stamp = self.clock.iso()
         url = f"{base}/jobs/{job_id}"
         body: dict[str, Any] = {"id": job_id}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Callable
 from typing import Any
 
+from . import quotas
 from .base import ResourceModule
 from .clock import Clock
 from .nodes import Nodes
@@ -65,6 +67,9 @@ class Pools(ResourceModule):
         self.nodes = nodes
         self.settings = settings
         nodes.on_count = self._count_nodes
+        # autoscaling.py's: validates a create's autoscale settings, evaluates once created.
+        self.check_autoscale: Callable[[dict[str, Any]], None] = lambda _req: None
+        self.on_autoscale: Callable[[Row], None] = lambda _row: None
 
     # ------------------------------------------------------------------ reading
 
@@ -90,15 +95,18 @@ class Pools(ResourceModule):
             if existing.body.get("state") == "deleting":
                 raise BatchError(*BEING_DELETED)
             raise BatchError(409, "PoolExists", "The specified pool already exists.")
+        quotas.check_pool_quota(self.store, self.settings.quotas)
         dedicated = req.get("targetDedicatedNodes", 0) or 0
         low = req.get("targetLowPriorityNodes", 0) or 0
         check_int("targetDedicatedNodes", dedicated, 0, 1000)
         check_int("targetLowPriorityNodes", low, 0, 1000)
         slots = req.get("taskSlotsPerNode", 1)
         check_int("taskSlotsPerNode", slots, 1, 256)
+        quotas.check_slots(slots, quotas.vm_size(req["vmSize"]))
         check_duration("resizeTimeout", req.get("resizeTimeout"))
         if req.get("startTask") is not None:
             _check_start_task(req["startTask"])
+        self.check_autoscale(req)
         stamp = self.clock.iso()
         url = f"{base}/pools/{pool_id}"
         body: dict[str, Any] = {"id": pool_id}
@@ -157,6 +165,8 @@ class Pools(ResourceModule):
         row = Row("pool", "", pool_id, body, {})
         self.store.put(row)
         self.reconcile(row.key, "requeue")
+        if autoscale:
+            self.on_autoscale(row)
         return row
 
     def update(self, row: Row, req: dict[str, Any]) -> None:
@@ -180,6 +190,11 @@ class Pools(ResourceModule):
                     )
                 if key == "taskSlotsPerNode":
                     check_int(key, req[key], 1, 256)
+                if key in ("vmSize", "taskSlotsPerNode"):
+                    quotas.check_slots(
+                        req.get("taskSlotsPerNode", body["taskSlotsPerNode"]),
+                        quotas.vm_size(req.get("vmSize") or body["vmSize"]),
+                    )
                 body[key] = str(req[key]).lower() if key == "vmSize" else req[key]
         for key in ANY_TIME:
             if key in req and req[key] is not None:
@@ -224,14 +239,22 @@ class Pools(ResourceModule):
         check_int("targetDedicatedNodes", dedicated, 0, 1000)
         check_int("targetLowPriorityNodes", low, 0, 1000)
         check_duration("resizeTimeout", req.get("resizeTimeout"))
-        body["targetDedicatedNodes"] = dedicated
-        body["targetLowPriorityNodes"] = low
         if req.get("resizeTimeout"):
             body["resizeTimeout"] = req["resizeTimeout"]
+        self.retarget(row, dedicated, low, req.get("nodeDeallocationOption") or "requeue")
+
+    def retarget(self, row: Row, dedicated: int, low: int, option: str) -> None:
+        """New targets, and a resize toward them (a resize request, an autoscale result)."""
+        body = row.body
+        body["targetDedicatedNodes"] = dedicated
+        body["targetLowPriorityNodes"] = low
         body.pop("resizeErrors", None)
         self._allocation(row, "resizing")
         self.store.put(row)
-        self.reconcile(row.key, req.get("nodeDeallocationOption") or "requeue")
+        self.reconcile(row.key, option)
+        fresh = self.store.get("pool", "", row.key)
+        if fresh is not None:  # reconcile's quota errors and counts
+            row.body = fresh.body
 
     def stop_resize(self, row: Row) -> None:
         self.writable(row)
@@ -324,7 +347,7 @@ class Pools(ResourceModule):
             (False, pool.body["targetLowPriorityNodes"]),
         ):
             mine = [n for n in nodes if n.body.get("isDedicated", True) == dedicated]
-            for _ in range(target - len(mine)):
+            for _ in range(self._fit(pool, dedicated, target - len(mine))):
                 self.nodes.add(pool, dedicated)
             if len(mine) > target:
                 for node in self.nodes.removal_order(pool_key, mine)[: len(mine) - target]:
@@ -332,6 +355,15 @@ class Pools(ResourceModule):
         self._count_nodes(pool_key)
         if pool.body["allocationState"] == "resizing":
             self.runtime.spawn(self._settle(pool_key))
+
+    def _fit(self, pool: Row, dedicated: bool, wanted: int) -> int:
+        """How many new nodes the account's quotas let in; a shortfall goes in resizeErrors."""
+        allowed, error = quotas.fit(self.store, self.settings.quotas, pool, dedicated, wanted)
+        if error is not None:
+            errors = [e for e in pool.body.get("resizeErrors", []) if e["code"] != error["code"]]
+            pool.body["resizeErrors"] = [*errors, error]
+            self.store.put(pool)
+        return allowed
 
     async def _settle(self, pool_key: str) -> None:
         """A resize finishes once new nodes are allocated and removed ones are gone."""

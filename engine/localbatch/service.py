@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from .autoscaling import AutoScaling
 from .clock import Clock
 from .files import Files
 from .jobs import Jobs
@@ -36,6 +37,7 @@ class Batch:
         self.jobs = Jobs(self.store, self.clock, self.runtime, self.tasks, settings)
         self.nodes = Nodes(self.store, self.clock, self.runtime, self.tasks)
         self.pools = Pools(self.store, self.clock, self.runtime, self.nodes, settings)
+        self.autoscaling = AutoScaling(self.store, self.clock, self.pools, self.jobs, self.tasks)
         self.files = Files(self.runtime)
         self.scheduler = Scheduler(
             self.store,
@@ -53,6 +55,7 @@ class Batch:
         self.store.commit_later(lambda commit: loop.call_later(0.005, commit))
         await self.clock.start()
         await self.scheduler.start()
+        self.autoscaling.recover()
 
     async def stop(self) -> None:
         await self.scheduler.stop()

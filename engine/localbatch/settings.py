@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .quotas import QUOTA_KEYS, Quotas
+
 MIN_API = "2023-05-01.17.0"
 MAX_API = "2025-06-01.21.0"
 FAULT_KINDS = ("500", "503", "429", "drop")
@@ -29,6 +31,8 @@ class Settings:
     # nodeAgentSkuId (any case) -> ISO date: replaces the shared images table's end-of-life
     # dates, so that what a client sees never depends on today's date.
     image_end_of_life: dict[str, str] = field(default_factory=dict)
+    # The account's quotas (quotas.py enforces them): generous by default, lowered by tests.
+    quotas: Quotas = field(default_factory=Quotas)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +43,7 @@ class Settings:
             "maxProcesses": self.max_processes,
             "clock": self.clock,
             "imageEndOfLife": dict(self.image_end_of_life),
+            **self.quotas.to_json(),
         }
 
     def apply(self, data: Any) -> None:
@@ -64,6 +69,8 @@ class Settings:
                 if not isinstance(value, dict):
                     raise ValueError("imageEndOfLife must map node agent SKUs to dates")
                 self.image_end_of_life = {str(k): str(v) for k, v in value.items()}
+            elif key in QUOTA_KEYS:
+                self.quotas.apply(key, value)
             elif key == "clock":
                 if value != self.clock:
                     raise ValueError("the clock mode is fixed when the service starts (--clock)")

@@ -3,6 +3,7 @@ the bearer-token mode accepts its token and rejects others."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,6 +79,16 @@ class Server:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=20)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Server]:
+        """Started in its own folder for a with-block, stopped after it."""
+        self.home.mkdir(exist_ok=True)
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def client(self, reference: Reference, **kw: Any) -> BatchClient:
         account = json.loads((self.home / "account.json").read_text())

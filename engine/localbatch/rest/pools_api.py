@@ -82,6 +82,21 @@ class PoolsApi:
         self.pools.delete(row)
         return Reply(202)
 
+    def enable_autoscale(self, call: Call) -> Reply:
+        row = self._for_write(call)
+        self.batch.autoscaling.enable(row, call.json_body())
+        return written(200, row.body)
+
+    def disable_autoscale(self, call: Call) -> Reply:
+        row = self._for_write(call)
+        self.batch.autoscaling.disable(row)
+        return written(200, row.body)
+
+    def evaluate_autoscale(self, call: Call) -> Reply:
+        row = self.pools.get(call.params["poolId"])
+        run = self.batch.autoscaling.evaluate(row, call.json_body())
+        return Reply(200, run, {"DataServiceId": row.body["url"]})
+
     def node_counts(self, call: Call) -> Reply:
         limit = maxresults(call)
         pred = predicate(call, odata.NODECOUNT_PROPS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs
 
 from aiohttp import web
@@ -25,9 +26,27 @@ from .files_api import FilesApi
 from .jobs_api import JobsApi
 from .local import Counter, LocalControls
 from .pools_api import PoolsApi
-from .protocol import MAX_BODY, Call, Reply, error_response, read_body, respond
+from .protocol import MAX_BODY, Call, Handler, Reply, error_response, read_body, respond
 from .routes import Router, table
 from .versions import ApiVersions
+
+
+def route_rows(batch: Batch) -> list[tuple[str, str, str, Handler]]:
+    """Every route of the service: the one list that says which operations of the definition
+    are implemented (coverage.Refusals refuses the others by name)."""
+    return table(PoolsApi(batch), JobsApi(batch), FilesApi(batch)) + account_table(
+        AccountApi(batch)
+    )
+
+
+def routed_operations() -> set[str]:
+    """The operationIds route_rows answers, without a running service (for the docs table)."""
+
+    class Stand:
+        def __getattr__(self, _name: str) -> Stand:
+            return self
+
+    return {op for _m, _p, op, _h in route_rows(cast(Batch, Stand()))}
 
 
 class Service:
@@ -51,10 +70,7 @@ class Service:
         self.versions = ApiVersions(min_api, max_api)
         self.counter = Counter()
         self.local = LocalControls(self.batch, self.counter, self.versions.range)
-        self.router = Router(
-            table(PoolsApi(self.batch), JobsApi(self.batch), FilesApi(self.batch))
-            + account_table(AccountApi(self.batch))
-        )
+        self.router = Router(route_rows(self.batch))
         self.refusals = Refusals(op for _m, _p, op, _h in self.router.routes)
         self.app = web.Application(client_max_size=MAX_BODY + 1)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)

@@ -46,6 +46,16 @@ def _body_for(path: str) -> dict[str, Any]:
     return value  # type: ignore[no-any-return]
 
 
+def _client(local_services: Any, reference: Reference) -> BatchClient:
+    """azure-batch 15 with every body checked against the reference, no retries."""
+    return BatchClient(
+        local_services.batch_url,
+        AzureNamedKeyCredential(local_services.account, local_services.key),
+        raw_response_hook=response_hook(reference),
+        retry_total=0,
+    )
+
+
 def test_operation_list_is_the_definitions() -> None:
     spec = _definition()
     found = {
@@ -63,12 +73,7 @@ def test_operation_list_is_the_definitions() -> None:
 def test_every_operation_routed_or_refused(local_services: Any, reference: Reference) -> None:
     routed = routed_operations()
     refused_seen: list[str] = []
-    with BatchClient(
-        local_services.batch_url,
-        AzureNamedKeyCredential(local_services.account, local_services.key),
-        raw_response_hook=response_hook(reference),
-        retry_total=0,
-    ) as c:
+    with _client(local_services, reference) as c:
         for method, template, op in coverage.DEFINITION_OPERATIONS:
             if method in ("DELETE", "PUT", "PATCH", "POST") and op in routed:
                 continue  # routed writes answer their own errors; the reads show routing
@@ -120,12 +125,7 @@ def test_every_body_property_implemented_or_refused() -> None:
 
 
 def test_refused_property_over_http(local_services: Any, reference: Reference) -> None:
-    with BatchClient(
-        local_services.batch_url,
-        AzureNamedKeyCredential(local_services.account, local_services.key),
-        raw_response_hook=response_hook(reference),
-        retry_total=0,
-    ) as c:
+    with _client(local_services, reference) as c:
         for url, body, named in (
             (
                 "/pools",

@@ -183,5 +183,5 @@ def test_docs_table_is_current() -> None:
     table = coverage.coverage_table(_definition(), routed_operations())
     assert coverage.with_table(doc, table) == doc, (
         "docs/local-target.md's coverage table is out of date: "
-        "run `.venv/bin/python -m bspec.localbatch.rest.coverage`"
+        "run `.venv/bin/python -m bspec.localbatch.rest.coverage_doc`"
     )

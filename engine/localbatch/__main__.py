@@ -23,6 +23,14 @@ from bspec.common.account import load_or_create_account
 from .quotas import add_quota_flags, quotas_from_flags
 from .rest.app import Service
 from .settings import CLOCK_MODES, MAX_API, MIN_API, Settings
+from .versions import parse_version
+
+
+def _api_version(text: str) -> str:
+    """A published api-version (versions.parse_version), else argparse's usage error."""
+    if parse_version(text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a published Batch api-version")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--delete-delay", type=float, default=1.0)
     parser.add_argument("--max-processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--min-api-version", default=MIN_API)
-    parser.add_argument("--max-api-version", default=MAX_API)
+    parser.add_argument("--min-api-version", default=MIN_API, type=_api_version)
+    parser.add_argument("--max-api-version", default=MAX_API, type=_api_version)
     parser.add_argument("--tls-cert", type=Path)
     parser.add_argument("--tls-key", type=Path)
     parser.add_argument("--bearer-token")

@@ -12,7 +12,7 @@ from typing import Any
 
 from .quotas import QUOTA_KEYS, Quotas
 
-MIN_API = "2023-05-01.17.0"
+MIN_API = "2020-09-01.12.0"  # versions.OLDEST
 MAX_API = "2025-06-01.21.0"
 FAULT_KINDS = ("500", "503", "429", "drop")
 CLOCK_MODES = ("real", "manual")

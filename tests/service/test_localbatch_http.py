@@ -58,13 +58,15 @@ def test_no_auth_header_is_rejected(local_services: Any) -> None:
         assert json.loads(err.value.read())["code"] == "AuthenticationFailed"
 
 
-@pytest.mark.parametrize("version", ["2024-02-01.19.0", "2023-05-01.17.0", "2025-06-01"])
+@pytest.mark.parametrize(
+    "version", ["2024-02-01.19.0", "2023-05-01.17.0", "2025-06-01", "2022-01-01.15.0"]
+)
 def test_supported_api_versions(local_services: Any, reference: Reference, version: str) -> None:
     with client(local_services, reference, api_version=version) as old:
         assert isinstance(list(old.list_pools(max_results=1)), list)
 
 
-@pytest.mark.parametrize("version", ["2022-01-01.15.0", "2099-01-01.99.0", "banana"])
+@pytest.mark.parametrize("version", ["2019-08-01.10.0", "2099-01-01.99.0", "banana"])
 def test_unsupported_api_versions(local_services: Any, reference: Reference, version: str) -> None:
     with (
         client(local_services, reference, api_version=version) as old,
@@ -84,7 +86,7 @@ def test_unknown_path_and_verb_answer_batch_errors(
     ) as c:
         for method, path, status in (
             ("GET", "/nosuchthing", 404),
-            ("GET", "/applications", 404),
+            ("GET", "/applications/app-1/versions", 404),
             ("PUT", "/pools", 405),
         ):
             with pytest.raises(HttpResponseError) as err:
@@ -202,7 +204,7 @@ def test_fault_injection_drop_and_sdk_retries(
 def test_local_paths(local_services: Any) -> None:
     health = get_json(f"{local_services.batch_url}/_local/health")
     assert health["status"] == "ok" and health["account"] == local_services.account
-    assert health["apiVersions"] == ["2023-05-01.17.0", "2025-06-01.21.0"]
+    assert health["apiVersions"] == ["2020-09-01.12.0", "2025-06-01.21.0"]
     status = get_json(f"{local_services.batch_url}/_local/status")
     assert set(status) == {"pools", "runningTasks"}
     with pytest.raises(urllib.error.HTTPError) as err:

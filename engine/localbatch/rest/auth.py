@@ -1,4 +1,4 @@
-"""Who may call: SharedKey, verified as Batch signs it, or a bearer token.
+"""Who may call: SharedKey, verified as Batch verifies it (`..sharedkey`), or a bearer token.
 
 A signed request is good for 15 minutes either side of its ocp-date (or Date), measured on
 the machine's real clock (not the service clock, which a test may have stepped), so that a
@@ -9,33 +9,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import hmac
-from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from .. import sharedkey
 from ..resources import BatchError
-
-MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
-SIGNED_HEADERS = (
-    "content-encoding",
-    "content-language",
-    "content-length",
-    "content-md5",
-    "content-type",
-    "date",
-    "if-modified-since",
-    "if-match",
-    "if-none-match",
-    "if-unmodified-since",
-    "range",
-)
-BAD_SIGNATURE = (
-    "Server failed to authenticate the request. Make sure the value of Authorization header "
-    "is formed correctly including the signature."
-)
 
 
 class Authenticator:
@@ -54,73 +33,13 @@ class Authenticator:
                 "AuthenticationFailed",
                 "Server failed to authenticate the request. The access token is invalid.",
             )
-        if not auth:
-            raise BatchError(401, "AuthenticationFailed", BAD_SIGNATURE)
-        if not auth.startswith("SharedKey ") or ":" not in auth:
-            raise BatchError(
-                400,
-                "InvalidAuthenticationInfo",
-                "Authentication information "
-                "is not given in the correct format. Check the value of "
-                "Authorization header.",
-            )
-        name, _, signature = auth[len("SharedKey ") :].partition(":")
-        expected = self.signature(request, raw_path, raw_query, name)
-        if name != self.account or not hmac.compare_digest(signature.strip(), expected):
-            raise BatchError(
-                403,
-                "AuthenticationFailed",
-                BAD_SIGNATURE,
-                {
-                    "AuthenticationErrorDetail": "The MAC signature found in the "
-                    "HTTP request is not the same as any computed signature."
-                },
-            )
-        _check_date(request)
-
-    def signature(self, request: web.Request, raw_path: str, raw_query: str, name: str) -> str:
-        """The string Batch signs (see azure.batch._patch.BatchSharedKeyAuthPolicy)."""
-        headers = {k.lower(): v for k, v in request.headers.items() if v}
-        if request.method not in ("GET", "HEAD") and "content-length" not in headers:
-            headers["content-length"] = "0"
-        text = request.method + "\n"
-        text += "\n".join(headers.get(h, "") for h in SIGNED_HEADERS) + "\n"
-        ocp = sorted((k, v) for k, v in headers.items() if "ocp-" in k)
-        for k, v in ocp:
-            text += f"{k}:{v}\n"
-        text += f"/{name}{raw_path}"
-        parsed = parse_qs(raw_query)
-        for k in sorted(parsed):
-            if parsed[k][0]:
-                text += f"\n{k}:{parsed[k][0]}"
-        digest = hmac.new(self.key, text.encode(), hashlib.sha256).digest()
-        return base64.b64encode(digest).decode()
-
-
-def _check_date(request: web.Request) -> None:
-    raw = request.headers.get("ocp-date") or request.headers.get("Date")
-    if not raw:
-        return
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        raise BatchError(
-            400,
-            "InvalidHeaderValue",
-            "The value for one of the HTTP headers is not in the correct format.",
-            {"HeaderName": "ocp-date", "HeaderValue": raw},
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    if abs(dt.datetime.now(dt.UTC) - when) > MAX_CLOCK_SKEW:
-        raise BatchError(
-            403,
-            "AuthenticationFailed",
-            "Server failed to authenticate the "
-            "request. The request date is more than 15 minutes away from "
-            "the server's time.",
-            {
-                "AuthenticationErrorDetail": f"Request date {raw} is outside "
-                "the allowed clock skew of 15 minutes."
-            },
+        sharedkey.verify(
+            request.method,
+            raw_path,
+            raw_query,
+            request.headers.items(),
+            account=self.account,
+            key=self.key,
+            now=dt.datetime.now(dt.UTC),
+            require_date=True,
         )

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..resources import BatchError, lenient
+from ..versions import CURRENT, ApiVersion
 
 JSON_TYPE = "application/json;odata=minimalmetadata"
 MAX_BODY = 4 * 1024 * 1024
@@ -38,6 +39,7 @@ class Call:
     query: dict[str, str]
     base: str
     body: Any = None
+    api_version: ApiVersion = CURRENT
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)

@@ -258,6 +258,8 @@ IMPLEMENTED_PROPERTIES: dict[str, tuple[str, ...]] = {
     "Tasks_ReplaceTask": ("constraints.*",),
     "Nodes_RebootNode": ("nodeRebootOption",),
     "Nodes_DisableNodeScheduling": ("nodeDisableSchedulingOption",),
+    "Pools_EnablePoolAutoScale": ("autoScaleFormula", "autoScaleEvaluationInterval"),
+    "Pools_EvaluatePoolAutoScale": ("autoScaleFormula",),
 }
 
 # Why a refused property is refused, by its last path segment (for the table and the error).

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from .autopools import AutoPools
 from .clock import Clock
 from .files import Files
 from .jobs import Jobs
+from .jobschedules import JobSchedules
 from .nodes import Nodes
 from .pools import Pools
 from .runs import Runtime
@@ -37,6 +39,12 @@ class Batch:
         self.nodes = Nodes(self.store, self.clock, self.runtime, self.tasks)
         self.pools = Pools(self.store, self.clock, self.runtime, self.nodes, settings)
         self.files = Files(self.runtime)
+        self.autopools = AutoPools(self.pools)
+        self.jobs.auto_pool = self.autopools.create
+        self.jobs.listeners.append(self.autopools.job_changed)
+        self.jobschedules = JobSchedules(
+            self.store, self.clock, self.runtime, self.jobs, self.autopools, settings
+        )
         self.scheduler = Scheduler(
             self.store,
             self.clock,
@@ -53,6 +61,7 @@ class Batch:
         self.store.commit_later(lambda commit: loop.call_later(0.005, commit))
         await self.clock.start()
         await self.scheduler.start()
+        self.jobschedules.recover()
 
     async def stop(self) -> None:
         await self.scheduler.stop()

@@ -20,6 +20,7 @@ from . import faults
 from .auth import Authenticator
 from .files_api import FilesApi
 from .jobs_api import JobsApi
+from .jobschedules_api import JobSchedulesApi
 from .local import Counter, LocalControls
 from .pools_api import PoolsApi
 from .protocol import MAX_BODY, Call, Reply, error_response, read_body, respond
@@ -48,7 +49,14 @@ class Service:
         self.versions = ApiVersions(min_api, max_api)
         self.counter = Counter()
         self.local = LocalControls(self.batch, self.counter, self.versions.range)
-        self.router = Router(table(PoolsApi(self.batch), JobsApi(self.batch), FilesApi(self.batch)))
+        self.router = Router(
+            table(
+                PoolsApi(self.batch),
+                JobsApi(self.batch),
+                FilesApi(self.batch),
+                JobSchedulesApi(self.batch),
+            )
+        )
         self.app = web.Application(client_max_size=MAX_BODY + 1)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
         self.app.on_startup.append(self._startup)

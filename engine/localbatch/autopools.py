@@ -9,11 +9,13 @@ without a prefix). It is deleted when its lifetime ends: the job's completion or
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .pools import Pools
 from .resources import check_duration, invalid, missing
 from .store import Row
+
+if TYPE_CHECKING:  # the jobs module uses the checks below; only the service wires pools in
+    from .pools import Pools
 
 LIFETIMES = ("job", "jobschedule")
 

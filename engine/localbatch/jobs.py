@@ -4,7 +4,8 @@ active <-> disabling/disabled/enabling, terminating -> completed (by request, by
 onAllTasksComplete, by the job's maxWallClockTime on the service clock), deleting -> gone
 after the delete delay on the service clock. The tasks of a job are the tasks module's; a
 job stops them through it and hears of their completions through its `on_complete` hook.
-(Job schedules, when they come, create jobs through `create`.)
+Job schedules create jobs through `create` (with `schedule=`); a job with an
+`autoPoolSpecification` gets its pool through the `auto_pool` hook the service sets.
 """
 
 from __future__ import annotations

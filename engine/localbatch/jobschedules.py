@@ -167,9 +167,8 @@ class JobSchedules(ResourceModule):
             if req.get("jobSpecification") is not None
             else None
         )
-        if spec is not None and not replace:
-            spec = {**body["jobSpecification"], **spec}
-            _check_spec(spec, required=True)
+        if spec is not None and "poolInfo" not in spec:
+            spec["poolInfo"] = body["jobSpecification"]["poolInfo"]  # a PATCH may leave it out
         if schedule is not None:
             body["schedule"] = schedule
             until = schedule.get("doNotRunUntil")

@@ -7,10 +7,9 @@ delete delay runs on a manual service clock, stepped, never slept."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+import test_localbatch_clock
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -18,18 +17,9 @@ from reference import Reference
 from test_localbatch_jobschedules import advance, end_job, raw
 from test_localbatch_restart import Server
 
+manual = test_localbatch_clock.manual  # the private manual-clock service fixture
+
 GUID = r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
-
-
-@pytest.fixture
-def manual(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "home", "--clock", "manual", "--delete-delay", "60")
-    srv.home.mkdir()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def auto(lifetime: str, prefix: str | None = "ap", keep: bool = False) -> m.BatchPoolInfo:

@@ -10,11 +10,10 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+import test_localbatch_clock
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.credentials import AzureNamedKeyCredential
@@ -22,6 +21,8 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from reference import Reference, get_json
 from test_localbatch_restart import Server
+
+manual = test_localbatch_clock.manual  # the private manual-clock service fixture
 
 API = "2025-06-01.21.0"
 POLL = {"polling_interval": 0.05}
@@ -62,17 +63,6 @@ def end_job(c: BatchClient, job_id: str) -> None:
 def raw(c: BatchClient, method: str, path: str, body: Any = None) -> Any:
     sep = "&" if "?" in path else "?"
     return c.send_request(HttpRequest(method, f"{path}{sep}api-version={API}", json=body))
-
-
-@pytest.fixture
-def manual(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "home", "--clock", "manual", "--delete-delay", "60")
-    srv.home.mkdir()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_recurrence_start_window_and_do_not_run_after(manual: Server, reference: Reference) -> None:

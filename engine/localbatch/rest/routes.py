@@ -1,7 +1,7 @@
 """The route table: (method, path template, operationId, handler), matched on raw paths.
 
 One catch-all aiohttp route dispatches through it, so an unknown path or verb still answers
-a Batch error body. Job schedules, when they come, add their rows here and a `schedules_api`.
+a Batch error body. Job schedules' rows come from `_schedule_rows` (`jobschedules_api`).
 """
 
 from __future__ import annotations

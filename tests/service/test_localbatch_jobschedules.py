@@ -331,3 +331,24 @@ def test_bad_input_answers_batch_errors(manual: Server, reference: Reference) ->
         # A job's id may not take the form the service gives a schedule's jobs.
         status, body = error("POST", "/jobs", {"id": "s:job-9", "poolInfo": {"poolId": "p"}})
         assert (status, body["code"]) == (400, "InvalidPropertyValue")
+
+
+def test_a_schedule_survives_a_restart(manual: Server, reference: Reference) -> None:
+    """The recurrence, the count of jobs made and the auto pool's owner are in the state
+    folder: after a restart the next run comes as planned, with the next job number."""
+    with manual.client(reference) as c:
+        c.create_job_schedule(
+            m.BatchJobScheduleCreateOptions(
+                id="kept",
+                schedule=m.BatchJobScheduleConfiguration(recurrence_interval="PT1H"),
+                job_specification=spec(),
+            )
+        )
+        end_job(c, "kept:job-1")
+        due = c.get_job_schedule("kept").execution_info.next_run_time
+    manual.stop()
+    manual.start()
+    with manual.client(reference) as c:
+        assert c.get_job_schedule("kept").execution_info.next_run_time == due
+        advance(manual, "PT1H")
+        assert job_ids(c, "kept") == ["kept:job-1", "kept:job-2"]

@@ -264,7 +264,7 @@ class JobSchedules(ResourceModule):
                     due = None
                 else:
                     due += (math.floor((now - window - due) / interval) + 1) * interval
-            if due is not None and after is not None and (due > after or now >= after):
+            if due is not None and after is not None and (due > after or now > after):
                 due = None
             if due is None or now < due or active is not None:
                 break
@@ -312,17 +312,20 @@ class JobSchedules(ResourceModule):
         base = str(row.meta.get("base") or row.body["url"].rsplit("/jobschedules/", 1)[0])
         auto = (spec.get("poolInfo") or {}).get("autoPoolSpecification")
         pool_id: str | None = None
-        if auto and auto.get("poolLifetimeOption") == "jobschedule":
-            pool_id = row.meta.get("pool")
-            if pool_id is None:
-                pool_id = self.auto_pools.create(base, auto)
-                row.meta["pool"] = pool_id
-                if not auto.get("keepAlive"):
-                    row.meta["autoPool"] = pool_id
         try:
+            if auto and auto.get("poolLifetimeOption") == "jobschedule":
+                pool_id = row.meta.get("pool")
+                if pool_id is None:
+                    pool_id = self.auto_pools.create(base, auto)
+                    row.meta["pool"] = pool_id
+                    if not auto.get("keepAlive"):
+                        row.meta["autoPool"] = pool_id
             job = self.jobs.create(base, req, schedule=row.key, auto_pool_id=pool_id)
         except BatchError:
-            return  # e.g. an id left over from a deleted job: this run is lost
+            # A pool specification the pools refuse, an id left over from a deleted job:
+            # this run is lost, the schedule goes on.
+            self.store.put(row)
+            return
         row.meta["current"] = job.key
         row.body["executionInfo"]["recentJob"] = {"id": job.body["id"], "url": job.body["url"]}
         self.store.put(row)

@@ -86,6 +86,15 @@ def test_bad_auto_pool_specifications(manual: Server, reference: Reference) -> N
         assert list(c.list_pools()) == []
         with pytest.raises(ResourceNotFoundError):
             c.get_job("j")
+        # The pool specification is checked by the pools' own create path.
+        bad = auto("job")
+        bad.auto_pool_specification.pool.task_slots_per_node = 0
+        with pytest.raises(HttpResponseError) as err:
+            c.create_job(m.BatchJobCreateOptions(id="j", pool_info=bad))
+        assert err.value.error.code == "InvalidPropertyValue"
+        assert list(c.list_pools()) == []
+        with pytest.raises(ResourceNotFoundError):
+            c.get_job("j")
 
 
 def test_schedule_auto_pools(manual: Server, reference: Reference) -> None:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +28,8 @@ from test_localbatch_restart import Server
 manual = test_localbatch_clock.manual  # the private manual-clock service fixture
 
 API = "2025-06-01.21.0"
+COMPAT_PYTHON = Path(__file__).resolve().parents[2] / ".venv" / "compat" / "bin" / "python"
+OLD_CLIENT = Path(__file__).with_name("jobschedules_old_client.py")
 POLL = {"polling_interval": 0.05}
 
 
@@ -352,3 +357,32 @@ def test_a_schedule_survives_a_restart(manual: Server, reference: Reference) -> 
         assert c.get_job_schedule("kept").execution_info.next_run_time == due
         advance(manual, "PT1H")
         assert job_ids(c, "kept") == ["kept:job-1", "kept:job-2"]
+
+
+def test_an_older_client_generation(tmp_path: Path) -> None:
+    """azure-batch 12 (msrest, api-version 2022-01-01.15.0, in .venv/compat) runs every
+    job schedule operation it has against a service that accepts its version."""
+    if not COMPAT_PYTHON.exists():
+        pytest.fail(f"{COMPAT_PYTHON} is missing: run `make install` (it builds .venv/compat)")
+    srv = Server(tmp_path / "home", "--clock", "manual", "--min-api-version", "2022-01-01.15.0")
+    srv.home.mkdir()
+    srv.start()
+    try:
+        account = json.loads((srv.home / "account.json").read_text())
+        done = subprocess.run(
+            [str(COMPAT_PYTHON), str(OLD_CLIENT), srv.url, account["name"]],
+            env={**os.environ, "BSPEC_TEST_BATCH_KEY": account["key"]},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        srv.stop()
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["api"] == "2022-01-01.15.0"
+    assert seen["recentJob"] == "old:job-1" and seen["jobs"] == ["old:job-1"]
+    assert seen["exists"] is True and seen["list"] == ["old"]
+    assert seen["interval"] == "2:00:00"
+    assert seen["states"] == ["disabled", "active", "completed", "deleting"]

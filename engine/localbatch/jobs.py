@@ -4,16 +4,19 @@ active <-> disabling/disabled/enabling, terminating -> completed (by request, by
 onAllTasksComplete, by the job's maxWallClockTime on the service clock), deleting -> gone
 after the delete delay on the service clock. The tasks of a job are the tasks module's; a
 job stops them through it and hears of their completions through its `on_complete` hook.
-(Job schedules, when they come, create jobs through `create`.)
+Job schedules create jobs through `create` (with `schedule=`); a job with an
+`autoPoolSpecification` gets its pool through the `auto_pool` hook the service sets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from . import quotas
+from . import autopools
 from .base import ResourceModule
 from .clock import Clock
 from .resources import (
@@ -50,6 +53,10 @@ class Jobs(ResourceModule):
         self.settings = settings
         self._no_action: dict[str, bool] = {}  # job key -> onAllTasksComplete is noaction
         tasks.on_complete = self.check_done
+        # Set by the service: creates an auto pool (base URL, autoPoolSpecification) -> id.
+        self.auto_pool: Callable[[str, dict[str, Any]], str] | None = None
+        # Told of every job state change (auto pools, job schedules).
+        self.listeners: list[Callable[[Row], None]] = []
 
     # ------------------------------------------------------------------ reading
 
@@ -74,20 +81,29 @@ class Jobs(ResourceModule):
 
     # ------------------------------------------------------------------ requests
 
-    def create(self, base: str, req: dict[str, Any]) -> Row:
-        job_id = check_id("id", req.get("id"))
+    def create(
+        self,
+        base: str,
+        req: dict[str, Any],
+        *,
+        schedule: str | None = None,
+        auto_pool_id: str | None = None,
+    ) -> Row:
+        """A new job; SCHEDULE: the job schedule making it (its id is the service's own),
+        AUTO_POOL_ID: the schedule's pool for a jobschedule-lifetime auto pool."""
+        job_id = str(req.get("id")) if schedule else check_id("id", req.get("id"))
         pool_info = req.get("poolInfo")
         if not isinstance(pool_info, dict):
             raise missing("poolInfo")
+        auto_spec = None
         if not pool_info.get("poolId"):
-            if pool_info.get("autoPoolSpecification"):
-                raise BatchError(
-                    400,
-                    "UnsupportedProperty",
-                    "Auto pools are not supported by the local Batch service.",
-                    {"PropertyName": "autoPoolSpecification"},
-                )
-            raise missing("poolInfo.poolId")
+            if not pool_info.get("autoPoolSpecification") or self.auto_pool is None:
+                raise missing("poolInfo.poolId")
+            auto_spec = autopools.check_spec(
+                "poolInfo.autoPoolSpecification",
+                pool_info["autoPoolSpecification"],
+                in_schedule=schedule is not None,
+            )
         existing = self.store.get("job", "", job_id)
         if existing is not None:
             if existing.body.get("state") == "deleting":
@@ -95,6 +111,18 @@ class Jobs(ResourceModule):
             raise BatchError(409, "JobExists", "The specified job already exists.")
         _check_fields(req)
         quotas.check_job_quota(self.store, self.settings.quotas)
+        meta: dict[str, Any] = {}
+        if schedule:
+            meta["schedule"] = schedule
+        if auto_spec is None:
+            pool_id = pool_info["poolId"]
+        elif auto_pool_id is not None:
+            pool_id = auto_pool_id
+        else:
+            assert self.auto_pool is not None
+            pool_id = self.auto_pool(base, auto_spec)
+            if not auto_spec.get("keepAlive"):
+                meta["autoPool"] = pool_id
         stamp = self.clock.iso()
         url = f"{base}/jobs/{job_id}"
         body: dict[str, Any] = {"id": job_id}
@@ -123,15 +151,17 @@ class Jobs(ResourceModule):
         ):
             if req.get(key) is not None:
                 body[key] = req[key]
-        body["poolInfo"] = {"poolId": pool_info["poolId"]}
+        body["poolInfo"] = (
+            {"poolId": pool_id} if auto_spec is None else {"autoPoolSpecification": auto_spec}
+        )
         body["onAllTasksComplete"] = req.get("onAllTasksComplete") or "noaction"
         body["onTaskFailure"] = req.get("onTaskFailure") or "noaction"
         if req.get("networkConfiguration") is not None:
             body["networkConfiguration"] = req["networkConfiguration"]
         if req.get("metadata") is not None:
             body["metadata"] = req["metadata"]
-        body["executionInfo"] = {"startTime": stamp, "poolId": pool_info["poolId"]}
-        row = Row("job", "", job_id, body, {})
+        body["executionInfo"] = {"startTime": stamp, "poolId": pool_id}
+        row = Row("job", "", job_id, body, meta)
         self.store.put(row)
         self._changed(row)
         return row
@@ -147,7 +177,7 @@ class Jobs(ResourceModule):
         if (
             isinstance(pool_info, dict)
             and pool_info.get("poolId")
-            and pool_info["poolId"].lower() != body["poolInfo"]["poolId"].lower()
+            and pool_info["poolId"].lower() != str(body["executionInfo"].get("poolId")).lower()
         ):
             if body["state"] != "disabled":
                 raise BatchError(
@@ -237,6 +267,8 @@ class Jobs(ResourceModule):
     def _set_state(self, job: Row, state: str) -> None:
         transition(job.body, state, self.clock.iso())
         self.store.put(job)
+        for listener in self.listeners:
+            listener(job)
 
     def _complete(self, job: Row, reason: str) -> None:
         job.body.setdefault("executionInfo", {"startTime": job.body["creationTime"]})

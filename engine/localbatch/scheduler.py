@@ -150,7 +150,10 @@ class Scheduler:
         jobs.sort(key=lambda j: (-int(j.body.get("priority", 0)), j.seq))
         pools: dict[str, tuple[Row, list[list[Any]]] | None] = {}
         for job in jobs:
-            pool_key = str(job.body["poolInfo"]["poolId"]).lower()
+            pool_key = str(
+                (job.body.get("executionInfo") or {}).get("poolId")
+                or job.body["poolInfo"].get("poolId")
+            ).lower()
             if pool_key not in pools:
                 pools[pool_key] = self._free_slots(pool_key)
             found = pools[pool_key]

@@ -11,9 +11,11 @@ import asyncio
 from pathlib import Path
 
 from .autoscaling import AutoScaling
+from .autopools import AutoPools
 from .clock import Clock
 from .files import Files
 from .jobs import Jobs
+from .jobschedules import JobSchedules
 from .nodes import Nodes
 from .pools import Pools
 from .runs import Runtime
@@ -39,6 +41,12 @@ class Batch:
         self.pools = Pools(self.store, self.clock, self.runtime, self.nodes, settings)
         self.autoscaling = AutoScaling(self.store, self.clock, self.pools, self.jobs, self.tasks)
         self.files = Files(self.runtime)
+        self.autopools = AutoPools(self.pools)
+        self.jobs.auto_pool = self.autopools.create
+        self.jobs.listeners.append(self.autopools.job_changed)
+        self.jobschedules = JobSchedules(
+            self.store, self.clock, self.runtime, self.jobs, self.autopools, settings
+        )
         self.scheduler = Scheduler(
             self.store,
             self.clock,
@@ -56,6 +64,7 @@ class Batch:
         await self.clock.start()
         await self.scheduler.start()
         self.autoscaling.recover()
+        self.jobschedules.recover()
 
     async def stop(self) -> None:
         await self.scheduler.stop()

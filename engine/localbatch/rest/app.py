@@ -24,6 +24,7 @@ from .auth import Authenticator
 from .coverage import Refusals, check_properties
 from .files_api import FilesApi
 from .jobs_api import JobsApi
+from .jobschedules_api import JobSchedulesApi
 from .local import Counter, LocalControls
 from .pools_api import PoolsApi
 from .protocol import MAX_BODY, Call, Handler, Reply, error_response, read_body, respond
@@ -34,9 +35,9 @@ from .versions import ApiVersions
 def route_rows(batch: Batch) -> list[tuple[str, str, str, Handler]]:
     """Every route of the service: the one list that says which operations of the definition
     are implemented (coverage.Refusals refuses the others by name)."""
-    return table(PoolsApi(batch), JobsApi(batch), FilesApi(batch)) + account_table(
-        AccountApi(batch)
-    )
+    return table(
+        PoolsApi(batch), JobsApi(batch), FilesApi(batch), JobSchedulesApi(batch)
+    ) + account_table(AccountApi(batch))
 
 
 def routed_operations() -> set[str]:

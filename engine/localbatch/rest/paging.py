@@ -159,8 +159,11 @@ def page(
     allowed: frozenset[str],
     meta_name: str,
     shape: Callable[[Row], dict[str, Any]] | None = None,
+    *,
+    scope: tuple[str, list[Any]] | None = None,
 ) -> Reply:
-    """One page of a list: filter, select, maxresults and the nextLink's skiptoken."""
+    """One page of a list: filter, select, maxresults and the nextLink's skiptoken.
+    SCOPE: a SQL condition every listed row meets (a schedule's jobs)."""
     limit = maxresults(call)
     filter_text = call.query.get("$filter")
     try:
@@ -170,13 +173,15 @@ def page(
     hint = odata.state_hint(filter_text) if kind in ("task", "job", "pool") else None
     # Shaped bodies (nodes) have derived fields the stored JSON lacks: no SQL prefilter.
     where = odata.to_sql(node) if node is not None and shape is None else None
+    if scope is not None:
+        where = scope if where is None else (f"{scope[0]} AND ({where[0]})", scope[1] + where[1])
 
     def pred(body: dict[str, Any]) -> bool:
         return node is None or odata.evaluate(node, body)
 
     after = skiptoken(call)
     fields = select(call)
-    if not filter_text and not fields and shape is None:
+    if not filter_text and not fields and shape is None and scope is None:
         return _raw_page(store, call, kind, parent, meta_name, after, limit)
     values: list[dict[str, Any]] = []
     cursor = returned = after

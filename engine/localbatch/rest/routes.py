@@ -1,7 +1,7 @@
 """The route table: (method, path template, operationId, handler), matched on raw paths.
 
 One catch-all aiohttp route dispatches through it, so an unknown path or verb still answers
-a Batch error body. Job schedules, when they come, add their rows here and a `schedules_api`.
+a Batch error body. Job schedules' rows come from `_schedule_rows` (`jobschedules_api`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from urllib.parse import unquote
 from ..resources import BatchError
 from .files_api import FilesApi
 from .jobs_api import JobsApi
+from .jobschedules_api import JobSchedulesApi
 from .pools_api import PoolsApi
 from .protocol import Handler
 
 Route = tuple[str, re.Pattern[str], str, Handler]
 
 
-def table(pools: PoolsApi, jobs: JobsApi, files: FilesApi) -> list[tuple[str, str, str, Handler]]:
-    return [
+def table(
+    pools: PoolsApi, jobs: JobsApi, files: FilesApi, schedules: JobSchedulesApi | None = None
+) -> list[tuple[str, str, str, Handler]]:
+    return (_schedule_rows(schedules) if schedules is not None else []) + [
         ("GET", "/pools", "Pools_ListPools", pools.list_pools),
         ("POST", "/pools", "Pools_CreatePool", pools.create_pool),
         ("GET", "/pools/{poolId}", "Pools_GetPool", pools.get_pool),
@@ -145,6 +148,37 @@ def table(pools: PoolsApi, jobs: JobsApi, files: FilesApi) -> list[tuple[str, st
             "Tasks_GetTaskFileProperties",
             files.get_task_file,
         ),
+    ]
+
+
+def _schedule_rows(s: JobSchedulesApi) -> list[tuple[str, str, str, Handler]]:
+    return [
+        ("GET", "/jobschedules", "JobSchedules_ListJobSchedules", s.list),
+        ("POST", "/jobschedules", "JobSchedules_CreateJobSchedule", s.create),
+        ("GET", "/jobschedules/{jobScheduleId}", "JobSchedules_GetJobSchedule", s.get),
+        ("HEAD", "/jobschedules/{jobScheduleId}", "JobSchedules_JobScheduleExists", s.exists),
+        ("PATCH", "/jobschedules/{jobScheduleId}", "JobSchedules_UpdateJobSchedule", s.update),
+        ("PUT", "/jobschedules/{jobScheduleId}", "JobSchedules_ReplaceJobSchedule", s.replace),
+        ("DELETE", "/jobschedules/{jobScheduleId}", "JobSchedules_DeleteJobSchedule", s.delete),
+        (
+            "POST",
+            "/jobschedules/{jobScheduleId}/disable",
+            "JobSchedules_DisableJobSchedule",
+            s.disable,
+        ),
+        (
+            "POST",
+            "/jobschedules/{jobScheduleId}/enable",
+            "JobSchedules_EnableJobSchedule",
+            s.enable,
+        ),
+        (
+            "POST",
+            "/jobschedules/{jobScheduleId}/terminate",
+            "JobSchedules_TerminateJobSchedule",
+            s.terminate,
+        ),
+        ("GET", "/jobschedules/{jobScheduleId}/jobs", "Jobs_ListJobsFromSchedule", s.list_jobs),
     ]
 
 

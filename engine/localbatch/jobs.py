@@ -13,6 +13,7 @@ import asyncio
 import shutil
 from typing import Any
 
+from . import exits, jobtasks
 from .base import ResourceModule
 from .clock import Clock
 from .resources import (
@@ -49,6 +50,8 @@ class Jobs(ResourceModule):
         self.settings = settings
         self._no_action: dict[str, bool] = {}  # job key -> onAllTasksComplete is noaction
         tasks.on_complete = self.check_done
+        tasks.on_exit = self.task_exited
+        self.jobtasks = jobtasks.JobTasks(store, clock, runtime)
 
     # ------------------------------------------------------------------ reading
 
@@ -93,6 +96,7 @@ class Jobs(ResourceModule):
                 raise BatchError(*BEING_DELETED)
             raise BatchError(409, "JobExists", "The specified job already exists.")
         _check_fields(req)
+        jobtasks.check(req)
         stamp = self.clock.iso()
         url = f"{base}/jobs/{job_id}"
         body: dict[str, Any] = {"id": job_id}
@@ -130,7 +134,14 @@ class Jobs(ResourceModule):
             body["metadata"] = req["metadata"]
         body["executionInfo"] = {"startTime": stamp, "poolId": pool_info["poolId"]}
         row = Row("job", "", job_id, body, {})
+        manager = req.get("jobManagerTask")
+        first = None
+        if manager is not None:  # a task of the job, validated before anything is stored
+            first = self.tasks.new(base, row, jobtasks.manager_request(manager))
+            first.meta.update(jobtasks.manager_meta(manager))
         self.store.put(row)
+        if first is not None:
+            self.store.put(first)
         self._changed(row)
         return row
 
@@ -199,6 +210,9 @@ class Jobs(ResourceModule):
         waits = [e.aio for e in self.runtime.in_job(job_key) if e.aio]
         if waits:
             await asyncio.wait(waits)
+        if job is not None:
+            await self.jobtasks.release(job)
+            self.jobtasks.forget(job_key)
         job_dirs = self.tasks.forget_job(job_key)
         self.store.delete("job", "", job_key)
         self._no_action.pop(job_key, None)
@@ -228,7 +242,42 @@ class Jobs(ResourceModule):
     def _terminate(self, row: Row, reason: str) -> None:
         self._set_state(row, "terminating")
         self.tasks.stop_all(self.runtime.in_job(row.key), "terminate")
+        if self.jobtasks.needs_release(row):
+            row.body.setdefault("executionInfo", {})["terminateReason"] = reason
+            self.store.put(row)
+            self.runtime.spawn(self._release_then_complete(row.key, reason))
+            return
         self._complete(row, reason)
+
+    async def _release_then_complete(self, job_key: str, reason: str) -> None:
+        """Terminating: the tasks' processes end, the release tasks run, then completed."""
+        waits = [e.aio for e in self.runtime.in_job(job_key) if e.aio]
+        if waits:
+            await asyncio.wait(waits)
+        job = self.store.get("job", "", job_key)
+        if job is None:
+            return
+        await self.jobtasks.release(job)
+        job = self.store.get("job", "", job_key)
+        if job is not None and job.body["state"] == "terminating":
+            self._complete(job, reason)
+
+    def task_exited(self, job_key: str, task: Row, options: dict[str, str]) -> None:
+        """A task completed: its exit options' jobAction (under performexitoptionsjobaction),
+        then a job manager task's killJobOnCompletion."""
+        job = self.store.get("job", "", job_key)
+        if job is None or job.body["state"] not in ("active", "disabled"):
+            return
+        if str(job.body.get("onTaskFailure", "")).lower() == exits.PERFORM:
+            action = options.get("jobAction")
+            if action == "terminate":
+                self._terminate(job, "TaskFailed")
+                return
+            if action == "disable" and job.body["state"] == "active":
+                self._set_state(job, "disabled")
+                self.tasks.stop_all(self.runtime.in_job(job.key), "requeue")
+        if task.meta.get("manager") and task.meta.get("kill"):
+            self._terminate(job, "JMComplete")
 
     # ------------------------------------------------------------------ transitions
 

@@ -42,6 +42,7 @@ class Running:
     prepared: bool = False  # nothing to download: shown as running from dispatch on
     aio: asyncio.Task[None] | None = None
     deadline: Any = None  # the clock's Timer for maxWallClockTime, if any
+    exclusive: bool = False  # a job manager task with runExclusive: its node runs nothing else
 
 
 @dataclass

@@ -1,0 +1,513 @@
+"""A job's manager, preparation and release tasks run, and task exit conditions act on the
+job and on dependent tasks, as Azure Batch does; through the real azure-batch 15 SDK with
+every response checked against the reference definition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.batch import models as m
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.rest import HttpRequest
+from reference import Reference
+from test_localbatch_api import IMAGE, uid, wait_for
+from test_localbatch_clock import API, post_json
+from test_localbatch_restart import Server
+
+POLL = {"polling_interval": 0.05}
+__all__ = ["uid"]  # the job ids fixture, shared with test_localbatch_api
+
+
+@pytest.fixture
+def pool(checked_client: Any, uid: Callable[[str], str]) -> Iterator[str]:
+    pool_id = uid("jtpool")
+    checked_client.create_pool(
+        m.BatchPoolCreateOptions(
+            id=pool_id,
+            vm_size="standard_d2s_v3",
+            virtual_machine_configuration=IMAGE,
+            target_dedicated_nodes=2,
+            task_slots_per_node=2,
+        )
+    )
+    wait_for(
+        lambda: sum(1 for n in checked_client.list_nodes(pool_id) if n.state == "idle") == 2,
+        what="two idle nodes",
+    )
+    yield pool_id
+    checked_client.begin_delete_pool(pool_id, **POLL)
+
+
+def _done(client: Any, job_id: str, task_id: str) -> Any:
+    return wait_for(
+        lambda: (lambda t: t if t.state == "completed" else None)(client.get_task(job_id, task_id)),
+        what=f"{task_id} completed",
+    )
+
+
+def _job_state(client: Any, job_id: str, state: str) -> Any:
+    return wait_for(
+        lambda: (lambda j: j if j.state == state else None)(client.get_job(job_id)),
+        what=f"job {state}",
+    )
+
+
+def _terminate(client: Any, job_id: str) -> None:
+    """Terminate with no body (no reason given), which the SDK cannot send."""
+    reply = client.send_request(
+        HttpRequest("POST", f"/jobs/{job_id}/terminate?api-version={API}", json=None)
+    )
+    assert reply.status_code == 202, reply.text()
+
+
+def _sh(script: str) -> str:
+    return f"/bin/sh -c '{script}'"
+
+
+# ---------------------------------------------------------------------- job manager task
+
+
+def test_job_manager_runs_first_exclusive_and_ends_the_job(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("jm")
+    c.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            common_environment_settings=[m.EnvironmentSetting(name="COMMON", value="c")],
+            job_manager_task=m.BatchJobManagerTask(
+                id="manager",
+                command_line=_sh("echo $AZ_BATCH_TASK_ID $MINE $COMMON; sleep 1"),
+                environment_settings=[m.EnvironmentSetting(name="MINE", value="m")],
+            ),
+        )
+    )
+    # The manager is a task of the job, in its task list.
+    assert [t.id for t in c.list_tasks(job_id)] == ["manager"]
+    running = wait_for(
+        lambda: (lambda t: t if t.state == "running" else None)(c.get_task(job_id, "manager")),
+        what="manager running",
+    )
+    c.create_task(job_id, m.BatchTaskCreateOptions(id="worker", command_line="sleep 0"))
+    worker = _done(c, job_id, "worker")
+    # runExclusive (true by default): nothing else ran on the manager's node.
+    assert worker.node_info.node_id != running.node_info.node_id
+    manager = _done(c, job_id, "manager")
+    assert manager.execution_info.exit_code == 0
+    out = b"".join(c.download_task_file(job_id, "manager", "stdout.txt"))
+    assert out.decode().split() == ["manager", "m", "c"]
+    # killJobOnCompletion (true by default): the job ends with the manager.
+    job = _job_state(c, job_id, "completed")
+    assert job.execution_info.termination_reason == "JMComplete"
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_job_manager_that_does_not_kill_the_job(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("jmkeep")
+    c.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            job_manager_task=m.BatchJobManagerTask(
+                id="mgr", command_line="sleep 0", kill_job_on_completion=False, run_exclusive=False
+            ),
+        )
+    )
+    _done(c, job_id, "mgr")
+    assert c.get_job(job_id).state == "active"
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_job_manager_body_is_validated(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    job_id = uid("jmbad")
+    with pytest.raises(HttpResponseError) as err:
+        checked_client.create_job(
+            {
+                "id": job_id,
+                "poolInfo": {"poolId": pool},
+                "jobManagerTask": {"id": "mgr", "commandLine": ""},
+            }
+        )
+    assert err.value.status_code == 400
+    with pytest.raises(ResourceNotFoundError):
+        checked_client.get_job(job_id)
+
+
+# ---------------------------------------------------------------- preparation and release
+
+
+def test_preparation_runs_once_per_node_before_tasks_and_release_on_terminate(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("prep")
+    c.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            job_preparation_task=m.BatchJobPreparationTask(
+                command_line=_sh("echo ready > marker; echo $AZ_BATCH_TASK_ID"),
+            ),
+            job_release_task=m.BatchJobReleaseTask(command_line=_sh("echo bye $AZ_BATCH_JOB_ID")),
+        )
+    )
+    with pytest.raises(ResourceNotFoundError):
+        list(c.list_job_preparation_and_release_task_status(uid("none")))
+    c.create_task_collection(
+        job_id,
+        m.BatchTaskGroup(
+            task_values=[
+                m.BatchTaskCreateOptions(
+                    id=f"t{i}",
+                    command_line=_sh("cat $AZ_BATCH_JOB_PREP_WORKING_DIR/marker"),
+                )
+                for i in range(4)
+            ]
+        ),
+    )
+    tasks = [_done(c, job_id, f"t{i}") for i in range(4)]
+    assert all(t.execution_info.result == "success" for t in tasks)
+    assert b"".join(c.download_task_file(job_id, "t0", "stdout.txt")).strip() == b"ready"
+    statuses = list(c.list_job_preparation_and_release_task_status(job_id))
+    nodes = {t.node_info.node_id for t in tasks}
+    assert {s.node_id for s in statuses} == nodes  # once on each node that ran a task
+    for s in statuses:
+        assert s.pool_id == pool and s.node_url
+        prep = s.job_preparation_task_execution_info
+        assert prep.state == "completed" and prep.result == "success" and prep.exit_code == 0
+        assert prep.task_root_directory.endswith(f"workitems/{job_id}/job-1/jobpreparation")
+        assert s.job_release_task_execution_info is None
+    one = list(c.list_job_preparation_and_release_task_status(job_id, max_results=1))
+    assert len(one) == len(statuses)  # paged one at a time, all there
+
+    _terminate(c, job_id)
+    job = _job_state(c, job_id, "completed")
+    assert job.execution_info.termination_reason == "UserTerminate"
+    for s in c.list_job_preparation_and_release_task_status(job_id):
+        rel = s.job_release_task_execution_info
+        assert rel is not None and rel.state == "completed" and rel.exit_code == 0
+        node_file = f"workitems/{job_id}/job-1/jobrelease/stdout.txt"
+        text = b"".join(c.download_node_file(pool, s.node_id, node_file)).decode()
+        assert text.strip() == f"bye {job_id}"
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_failed_preparation_blocks_the_job_on_that_node(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("prepfail")
+    c.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            job_preparation_task=m.BatchJobPreparationTask(command_line=_sh("exit 3")),
+        )
+    )
+    c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
+    wait_for(
+        lambda: (
+            len(
+                [
+                    s
+                    for s in c.list_job_preparation_and_release_task_status(job_id)
+                    if s.job_preparation_task_execution_info.state == "completed"
+                ]
+            )
+            == 2
+        ),
+        what="preparation failed on both nodes",
+    )
+    for s in c.list_job_preparation_and_release_task_status(job_id):
+        assert s.job_preparation_task_execution_info.exit_code == 3
+        assert s.job_preparation_task_execution_info.result == "failure"
+    assert c.get_task(job_id, "t").state == "active"  # waitForSuccess: never scheduled
+    c.begin_delete_job(job_id, **POLL).result()
+
+    # waitForSuccess false: the job's tasks run after a failed preparation.
+    job_id = uid("prepgo")
+    c.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            job_preparation_task=m.BatchJobPreparationTask(
+                command_line=_sh("exit 3"), wait_for_success=False
+            ),
+        )
+    )
+    c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
+    assert _done(c, job_id, "t").execution_info.result == "success"
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_status_of_a_job_without_preparation_is_a_conflict(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    job_id = uid("noprep")
+    checked_client.create_job(
+        m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool))
+    )
+    with pytest.raises(HttpResponseError) as err:
+        list(checked_client.list_job_preparation_and_release_task_status(job_id))
+    assert err.value.status_code == 409
+    assert err.value.error.code == "JobPreparationTaskNotSpecified"
+    with pytest.raises(HttpResponseError) as bad:
+        checked_client.create_job(
+            {
+                "id": uid("relonly"),
+                "poolInfo": {"poolId": pool},
+                "jobReleaseTask": {"commandLine": "sleep 0"},
+            }
+        )
+    assert bad.value.status_code == 400
+    checked_client.begin_delete_job(job_id, **POLL).result()
+
+
+@pytest.fixture
+def manual(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "home", "--clock", "manual", "--delete-delay", "1")
+    srv.home.mkdir()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_release_task_is_killed_after_its_wall_clock_on_the_service_clock(
+    manual: Server, reference: Reference
+) -> None:
+    with manual.client(reference) as c:
+        c.create_pool(
+            m.BatchPoolCreateOptions(
+                id="p",
+                vm_size="standard_d2s_v3",
+                virtual_machine_configuration=IMAGE,
+                target_dedicated_nodes=1,
+            )
+        )
+        c.create_job(
+            m.BatchJobCreateOptions(
+                id="j",
+                pool_info=m.BatchPoolInfo(pool_id="p"),
+                job_preparation_task=m.BatchJobPreparationTask(command_line="sleep 0"),
+                job_release_task=m.BatchJobReleaseTask(command_line="sleep 600"),
+            )
+        )
+        c.create_task("j", m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
+        _done(c, "j", "t")
+        _terminate(c, "j")
+        wait_for(
+            lambda: any(
+                s.job_release_task_execution_info is not None
+                and s.job_release_task_execution_info.state == "running"
+                for s in c.list_job_preparation_and_release_task_status("j")
+            ),
+            what="release running",
+        )
+        assert c.get_job("j").state == "terminating"
+        # Still within the default 15 minutes: the job waits for its release task.
+        assert post_json(f"{manual.url}/_local/clock", {"advance": "PT14M"})[0] == 200
+        assert c.get_job("j").state == "terminating"
+        assert post_json(f"{manual.url}/_local/clock", {"advance": "PT2M"})[0] == 200
+        job = _job_state(c, "j", "completed")
+        assert job.execution_info.termination_reason == "UserTerminate"
+        (status,) = list(c.list_job_preparation_and_release_task_status("j"))
+        rel = status.job_release_task_execution_info
+        assert rel.state == "completed" and rel.result == "failure"
+        assert rel.failure_info.code == "MaxWallClockTimeExpiry"
+
+
+# ------------------------------------------------------------------- exit conditions
+
+
+def _exit_job(client: Any, pool: str, job_id: str, **kw: Any) -> None:
+    client.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool), uses_task_dependencies=True, **kw
+        )
+    )
+
+
+def test_exit_code_terminates_the_job_under_performexitoptionsjobaction(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("exitterm")
+    _exit_job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
+    c.create_task(
+        job_id,
+        m.BatchTaskCreateOptions(
+            id="fails",
+            command_line=_sh("exit 4"),
+            exit_conditions=m.ExitConditions(
+                exit_codes=[
+                    m.ExitCodeMapping(code=4, exit_options=m.ExitOptions(job_action="terminate"))
+                ]
+            ),
+        ),
+    )
+    _done(c, job_id, "fails")
+    job = _job_state(c, job_id, "completed")
+    assert job.execution_info.termination_reason == "TaskFailed"
+    c.begin_delete_job(job_id, **POLL).result()
+
+    # Under noaction a failure does nothing to the job, and a jobAction is refused.
+    job_id = uid("exitnone")
+    _exit_job(c, pool, job_id)
+    with pytest.raises(HttpResponseError) as err:
+        c.create_task(
+            job_id,
+            m.BatchTaskCreateOptions(
+                id="x",
+                command_line="sleep 0",
+                exit_conditions=m.ExitConditions(default=m.ExitOptions(job_action="terminate")),
+            ),
+        )
+    assert err.value.status_code == 400
+    c.create_task(job_id, m.BatchTaskCreateOptions(id="fails", command_line=_sh("exit 1")))
+    _done(c, job_id, "fails")
+    assert c.get_job(job_id).state == "active"
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_default_job_action_terminates_and_ranges_and_none_do_not(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("exitrange")
+    _exit_job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
+    c.create_task(
+        job_id,
+        m.BatchTaskCreateOptions(
+            id="ranged",
+            command_line=_sh("exit 7"),
+            exit_conditions=m.ExitConditions(
+                exit_code_ranges=[
+                    m.ExitCodeRangeMapping(
+                        start=5, end=9, exit_options=m.ExitOptions(job_action="none")
+                    )
+                ]
+            ),
+        ),
+    )
+    _done(c, job_id, "ranged")
+    assert c.get_job(job_id).state == "active"
+    # No exit conditions: a failure's jobAction defaults to terminate.
+    c.create_task(job_id, m.BatchTaskCreateOptions(id="plain", command_line=_sh("exit 2")))
+    _done(c, job_id, "plain")
+    assert _job_state(c, job_id, "completed").execution_info.termination_reason == "TaskFailed"
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_job_action_disable_and_preprocessing_error(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("exitdis")
+    _exit_job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
+    c.create_task(
+        job_id,
+        m.BatchTaskCreateOptions(
+            id="nofile",
+            command_line="sleep 0",
+            resource_files=[m.ResourceFile(http_url="http://127.0.0.1:9/none", file_path="x")],
+            exit_conditions=m.ExitConditions(
+                pre_processing_error=m.ExitOptions(job_action="disable")
+            ),
+        ),
+    )
+    task = _done(c, job_id, "nofile")
+    assert task.execution_info.failure_info is not None
+    _job_state(c, job_id, "disabled")
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_dependency_action_satisfy_and_block(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("exitdep")
+    _exit_job(c, pool, job_id)
+    satisfy = m.ExitConditions(default=m.ExitOptions(dependency_action="satisfy"))
+    c.create_task_collection(
+        job_id,
+        m.BatchTaskGroup(
+            task_values=[
+                m.BatchTaskCreateOptions(
+                    id="soft", command_line=_sh("exit 1"), exit_conditions=satisfy
+                ),
+                m.BatchTaskCreateOptions(id="hard", command_line=_sh("exit 1")),
+                m.BatchTaskCreateOptions(
+                    id="ok",
+                    command_line="sleep 0",
+                    exit_conditions=m.ExitConditions(
+                        exit_codes=[
+                            m.ExitCodeMapping(
+                                code=0, exit_options=m.ExitOptions(dependency_action="block")
+                            )
+                        ]
+                    ),
+                ),
+                m.BatchTaskCreateOptions(
+                    id="after-soft",
+                    command_line="sleep 0",
+                    depends_on=m.BatchTaskDependencies(task_ids=["soft"]),
+                ),
+                m.BatchTaskCreateOptions(
+                    id="after-hard",
+                    command_line="sleep 0",
+                    depends_on=m.BatchTaskDependencies(task_ids=["hard"]),
+                ),
+                m.BatchTaskCreateOptions(
+                    id="after-ok",
+                    command_line="sleep 0",
+                    depends_on=m.BatchTaskDependencies(task_ids=["ok"]),
+                ),
+            ]
+        ),
+    )
+    for task_id in ("soft", "hard", "ok"):
+        _done(c, job_id, task_id)
+    assert _done(c, job_id, "after-soft").execution_info.result == "success"
+    assert c.get_task(job_id, "after-hard").state == "active"  # block (the default)
+    assert c.get_task(job_id, "after-ok").state == "active"  # block, on exit code 0
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_all_tasks_complete_terminates_an_empty_job_and_after_patch(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("empty")
+    c.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            all_tasks_complete_mode="terminatejob",
+        )
+    )
+    assert (
+        _job_state(c, job_id, "completed").execution_info.termination_reason == "AllTasksComplete"
+    )
+    c.begin_delete_job(job_id, **POLL).result()
+    job_id = uid("patched")
+    _exit_job(c, pool, job_id)
+    c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
+    _done(c, job_id, "t")
+    assert c.get_job(job_id).state == "active"
+    c.update_job(job_id, m.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
+    assert (
+        _job_state(c, job_id, "completed").execution_info.termination_reason == "AllTasksComplete"
+    )
+    c.begin_delete_job(job_id, **POLL).result()

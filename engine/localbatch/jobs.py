@@ -213,6 +213,7 @@ class Jobs(ResourceModule):
         if job is not None:
             await self.jobtasks.release(job)
             self.jobtasks.forget(job_key)
+        self.runtime.tokens.forget_job(job_key)
         job_dirs = self.tasks.forget_job(job_key)
         self.store.delete("job", "", job_key)
         self._no_action.pop(job_key, None)
@@ -242,6 +243,7 @@ class Jobs(ResourceModule):
     def _terminate(self, row: Row, reason: str) -> None:
         self._set_state(row, "terminating")
         self.tasks.stop_all(self.runtime.in_job(row.key), "terminate")
+        self.jobtasks.stop_preparations(row.key)
         if self.jobtasks.needs_release(row):
             row.body.setdefault("executionInfo", {})["terminateReason"] = reason
             self.store.put(row)

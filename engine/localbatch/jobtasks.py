@@ -176,11 +176,15 @@ class JobTasks:
             True for _ in self.store.iter(KIND, job.key)
         )
 
+    def stop_preparations(self, job_key: str) -> None:
+        """The job ends: kill its preparation tasks still running."""
+        for (key, _node), run in list(self._runs.items()):
+            if key == job_key:
+                run.kill()
+
     async def release(self, job: Row) -> None:
         """Run the release task on every node that ran the preparation task, and wait."""
-        for (job_key, _node), run in list(self._runs.items()):
-            if job_key == job.key:
-                run.kill()
+        self.stop_preparations(job.key)
         if not job.body.get("jobReleaseTask"):
             return
         waits = []

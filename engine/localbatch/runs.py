@@ -19,6 +19,7 @@ import aiohttp
 from . import agent
 from .settings import Settings
 from .store import Row
+from .tokens import JobTokens
 
 log = logging.getLogger("bspec.localbatch.runs")
 
@@ -78,6 +79,7 @@ class Runtime:
         self.http: aiohttp.ClientSession | None = None
         self.wake: Callable[[], None] = lambda: None  # the scheduler's, once it runs
         self._background: set[asyncio.Task[Any]] = set()
+        self.tokens = JobTokens()  # tasks' authentication tokens, by job
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

@@ -28,6 +28,7 @@ from .runs import Running, Runtime
 from .settings import Settings
 from .store import Row, Store
 from .tasks import Tasks
+from .tokens import wants_token
 
 log = logging.getLogger("bspec.localbatch.scheduler")
 
@@ -197,6 +198,8 @@ class Scheduler:
                     else:
                         node = _pick(nodes, need, fill)
                     if node is None:
+                        if row.meta.get("manager"):
+                            break  # the job manager task starts before the job's others
                         continue
                     node[1] -= need
                     self._start_task(job, row, pool, node[0], need)
@@ -265,6 +268,8 @@ class Scheduler:
             env[str(setting["name"])] = str(setting.get("value", ""))
         for setting in row.body.get("environmentSettings") or []:
             env[str(setting["name"])] = str(setting.get("value", ""))
+        if wants_token(row.body):  # authenticationTokenSettings: a token for this job
+            env["AZ_BATCH_AUTHENTICATION_TOKEN"] = rt.tokens.issue(job.key)
         try:
             wall = duration_seconds(row.body.get("constraints", {}).get("maxWallClockTime"))
         except ValueError:

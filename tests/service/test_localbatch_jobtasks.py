@@ -4,6 +4,10 @@ every response checked against the reference definition."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -511,3 +515,71 @@ def test_all_tasks_complete_terminates_an_empty_job_and_after_patch(
         _job_state(c, job_id, "completed").execution_info.termination_reason == "AllTasksComplete"
     )
     c.begin_delete_job(job_id, **POLL).result()
+
+
+# ------------------------------------------------------------------ authentication tokens
+
+# What a task does with its token: call the service as Batch's own tools would, with
+# AZ_BATCH_ACCOUNT_URL and the bearer token, and print each answer's status.
+CALLER = """
+import os, sys, urllib.request, urllib.error, json
+url = os.environ["AZ_BATCH_ACCOUNT_URL"]
+token = os.environ.get("AZ_BATCH_AUTHENTICATION_TOKEN")
+if token is None:
+    print("no-token"); sys.exit(0)
+job = os.environ["AZ_BATCH_JOB_ID"]
+def call(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url + path + "?api-version=2025-06-01.21.0", data=data,
+        method=method, headers={"Authorization": "Bearer " + token,
+        "Content-Type": "application/json; odata=minimalmetadata"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+print(call("GET", "/jobs/" + job), call("POST", "/jobs/" + job + "/tasks",
+    {"id": "child", "commandLine": "sleep 0"}), call("GET", "/jobs/" + job + "/tasks"),
+    call("GET", "/pools"), call("GET", "/jobs"), call("GET", "/jobs/" + sys.argv[1]))
+"""
+
+
+def test_authentication_token_grants_the_tasks_job_and_nothing_else(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id, other = uid("tok"), uid("other")
+    for jid in (job_id, other):
+        c.create_job(m.BatchJobCreateOptions(id=jid, pool_info=m.BatchPoolInfo(pool_id=pool)))
+    command = f"{sys.executable} -c {shlex.quote(CALLER)} {other}"
+    # azure-batch 15 has no model for authenticationTokenSettings: the body as JSON.
+    c.create_task(
+        job_id,
+        {
+            "id": "caller",
+            "commandLine": command,
+            "authenticationTokenSettings": {"access": ["job"]},
+        },
+    )
+    c.create_task(other, m.BatchTaskCreateOptions(id="plain", command_line=command))
+    caller = _done(c, job_id, "caller")
+    assert caller.execution_info.exit_code == 0
+    out = b"".join(c.download_task_file(job_id, "caller", "stdout.txt")).decode().split()
+    assert out == ["200", "201", "200", "403", "403", "403"]
+    assert _done(c, job_id, "child").execution_info.result == "success"  # added by the token
+    _done(c, other, "plain")
+    plain = b"".join(c.download_task_file(other, "plain", "stdout.txt")).decode().split()
+    assert plain == ["no-token"]  # without the settings, no token
+    for jid in (job_id, other):
+        c.begin_delete_job(jid, **POLL).result()
+
+
+def test_a_made_up_bearer_token_is_refused(local_services: Any) -> None:
+    request = urllib.request.Request(
+        f"{local_services.batch_url}/jobs?api-version={API}",
+        headers={"Authorization": "Bearer " + "x" * 43},
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=10)
+    with err.value:
+        assert err.value.code == 401

@@ -125,6 +125,7 @@ class Jobs(ResourceModule):
         ):
             if req.get(key) is not None:
                 body[key] = req[key]
+        body.update(jobtasks.stored(req))
         body["poolInfo"] = {"poolId": pool_info["poolId"]}
         body["onAllTasksComplete"] = req.get("onAllTasksComplete") or "noaction"
         body["onTaskFailure"] = req.get("onTaskFailure") or "noaction"

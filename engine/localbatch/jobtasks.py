@@ -84,6 +84,24 @@ def check(req: dict[str, Any]) -> None:
             )
 
 
+def stored(req: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The three specifications as the job stores and returns them, with Batch's defaults."""
+    defaults: dict[str, dict[str, Any]] = {
+        "jobManagerTask": {"killJobOnCompletion": True, "runExclusive": True},
+        "jobPreparationTask": {
+            "id": "jobpreparation",
+            "waitForSuccess": True,
+            "rerunOnNodeRebootAfterSuccess": True,
+        },
+        "jobReleaseTask": {"id": "jobrelease", "maxWallClockTime": "PT15M"},
+    }
+    return {
+        name: {**extra, **{k: v for k, v in req[name].items() if v is not None}}
+        for name, extra in defaults.items()
+        if req.get(name) is not None
+    }
+
+
 def manager_request(spec: dict[str, Any]) -> dict[str, Any]:
     """The job manager task as a task body the tasks module validates and shapes."""
     return {k: spec[k] for k in MANAGER_FIELDS if spec.get(k) is not None}

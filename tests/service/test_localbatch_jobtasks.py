@@ -167,6 +167,10 @@ def test_preparation_runs_once_per_node_before_tasks_and_release_on_terminate(
     )
     with pytest.raises(ResourceNotFoundError):
         list(c.list_job_preparation_and_release_task_status(uid("none")))
+    stored = c.get_job(job_id)
+    assert stored.job_preparation_task.id == "jobpreparation"
+    assert stored.job_preparation_task.wait_for_success is True
+    assert stored.job_release_task.id == "jobrelease"
     c.create_task_collection(
         job_id,
         m.BatchTaskGroup(
@@ -251,6 +255,41 @@ def test_failed_preparation_blocks_the_job_on_that_node(
     )
     c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
     assert _done(c, job_id, "t").execution_info.result == "success"
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+@pytest.mark.parametrize("rerun", [True, False])
+def test_preparation_after_a_node_reboot(
+    checked_client: Any, pool: str, uid: Callable[[str], str], rerun: bool
+) -> None:
+    c = checked_client
+    job_id = uid("reboot")
+    c.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            job_preparation_task=m.BatchJobPreparationTask(
+                command_line=_sh("echo x >> $AZ_BATCH_NODE_SHARED_DIR/" + job_id),
+                rerun_on_node_reboot_after_success=rerun,
+            ),
+        )
+    )
+    c.create_task(job_id, m.BatchTaskCreateOptions(id="first", command_line="sleep 0"))
+    node_id = _done(c, job_id, "first").node_info.node_id
+    c.begin_reboot_node(pool, node_id, {"nodeRebootOption": "requeue"}, **POLL).result()
+    wait_for(lambda: c.get_node(pool, node_id).state == "idle", what="node back")
+    c.disable_node_scheduling(
+        pool,
+        next(n.id for n in c.list_nodes(pool) if n.id != node_id),
+        {"nodeDisableSchedulingOption": "requeue"},
+    )
+    try:
+        c.create_task(job_id, m.BatchTaskCreateOptions(id="second", command_line="sleep 0"))
+        assert _done(c, job_id, "second").node_info.node_id == node_id
+        runs = b"".join(c.download_node_file(pool, node_id, f"shared/{job_id}")).split()
+        assert len(runs) == (2 if rerun else 1)
+    finally:
+        c.enable_node_scheduling(pool, next(n.id for n in c.list_nodes(pool) if n.id != node_id))
     c.begin_delete_job(job_id, **POLL).result()
 
 

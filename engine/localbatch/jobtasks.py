@@ -27,7 +27,20 @@ from .store import Row, Store
 
 KIND = "jobprep"
 RELEASE_LIMIT = 15 * 60.0  # seconds: Batch's default and maximum for the release task
-STATUS_PROPS = frozenset({"poolId", "nodeId", "nodeUrl"})
+STATUS_PROPS = frozenset(
+    {
+        "poolId",
+        "nodeId",
+        "nodeUrl",
+        "jobPreparationTaskExecutionInfo/state",
+        "jobPreparationTaskExecutionInfo/result",
+        "jobPreparationTaskExecutionInfo/exitCode",
+        "jobPreparationTaskExecutionInfo/retryCount",
+        "jobReleaseTaskExecutionInfo/state",
+        "jobReleaseTaskExecutionInfo/result",
+        "jobReleaseTaskExecutionInfo/exitCode",
+    }
+)
 MANAGER_FIELDS = (
     "id",
     "displayName",

@@ -9,7 +9,6 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +17,11 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from reference import Reference
 from test_localbatch_api import IMAGE, uid, wait_for
-from test_localbatch_clock import API, post_json
+from test_localbatch_clock import API, manual, post_json
 from test_localbatch_restart import Server
 
 POLL = {"polling_interval": 0.05}
-__all__ = ["uid"]  # the job ids fixture, shared with test_localbatch_api
+__all__ = ["manual", "uid"]  # fixtures shared with test_localbatch_clock and _api
 
 
 @pytest.fixture
@@ -197,6 +196,13 @@ def test_preparation_runs_once_per_node_before_tasks_and_release_on_terminate(
         assert s.job_release_task_execution_info is None
     one = list(c.list_job_preparation_and_release_task_status(job_id, max_results=1))
     assert len(one) == len(statuses)  # paged one at a time, all there
+    node_id = statuses[0].node_id
+    (only,) = c.list_job_preparation_and_release_task_status(
+        job_id, filter=f"nodeId eq '{node_id}'", select=["nodeId"]
+    )
+    assert only.node_id == node_id and only.pool_id is None
+    failed = "jobPreparationTaskExecutionInfo/result eq 'failure'"
+    assert not list(c.list_job_preparation_and_release_task_status(job_id, filter=failed))
 
     _terminate(c, job_id)
     job = _job_state(c, job_id, "completed")
@@ -314,17 +320,6 @@ def test_status_of_a_job_without_preparation_is_a_conflict(
         )
     assert bad.value.status_code == 400
     checked_client.begin_delete_job(job_id, **POLL).result()
-
-
-@pytest.fixture
-def manual(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "home", "--clock", "manual", "--delete-delay", "1")
-    srv.home.mkdir()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_release_task_is_killed_after_its_wall_clock_on_the_service_clock(

@@ -264,6 +264,30 @@ def test_failed_preparation_blocks_the_job_on_that_node(
     c.begin_delete_job(job_id, **POLL).result()
 
 
+def test_release_runs_when_the_job_is_deleted(
+    checked_client: Any, pool: str, uid: Callable[[str], str]
+) -> None:
+    c = checked_client
+    job_id = uid("reldel")
+    c.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id,
+            pool_info=m.BatchPoolInfo(pool_id=pool),
+            job_preparation_task=m.BatchJobPreparationTask(command_line="sleep 0"),
+            job_release_task=m.BatchJobReleaseTask(
+                command_line=_sh("echo released >> $AZ_BATCH_NODE_SHARED_DIR/" + job_id)
+            ),
+        )
+    )
+    c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
+    node_id = _done(c, job_id, "t").node_info.node_id
+    c.begin_delete_job(job_id, **POLL).result()
+    with pytest.raises(ResourceNotFoundError):
+        c.get_job(job_id)
+    text = b"".join(c.download_node_file(pool, node_id, f"shared/{job_id}")).decode()
+    assert text.split() == ["released"]  # once, on the node that ran the preparation task
+
+
 @pytest.mark.parametrize("rerun", [True, False])
 def test_preparation_after_a_node_reboot(
     checked_client: Any, pool: str, uid: Callable[[str], str], rerun: bool

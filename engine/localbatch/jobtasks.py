@@ -184,7 +184,7 @@ class JobTasks:
                     info["lastRetryTime"] = info["startTime"]
                 self._record(job, pool, node, "jobPreparationTaskExecutionInfo", info)
                 wall = _seconds((spec.get("constraints") or {}).get("maxWallClockTime"))
-                outcome = await self._execute(run, wall)
+                outcome = await self._execute(run, wall, pool, node)
                 if self.runtime.stopping or outcome.stage == "killed":
                     return
                 info = _finished(info, outcome)
@@ -238,7 +238,7 @@ class JobTasks:
         }
         self._record(job, pool, node, "jobReleaseTaskExecutionInfo", info)
         wall = _seconds(spec.get("maxWallClockTime"))
-        outcome = await self._execute(run, RELEASE_LIMIT if wall is None else wall)
+        outcome = await self._execute(run, RELEASE_LIMIT if wall is None else wall, pool, node)
         if self.runtime.stopping:
             return
         info = _finished(info, outcome)
@@ -250,8 +250,13 @@ class JobTasks:
 
     # ------------------------------------------------------------------ running
 
-    async def _execute(self, run: agent.TaskRun, wall: float | None) -> agent.Outcome:
+    async def _execute(
+        self, run: agent.TaskRun, wall: float | None, pool: Row, node: Row
+    ) -> agent.Outcome:
+        """Run on NODE (a reboot or removal of it kills the run, as it kills a start task)."""
         timer: Any = None
+        on_node = self.runtime.node_runtime(pool.key, node.key).job_runs
+        on_node.add(run)
 
         async def on_running(_pid: int) -> None:
             nonlocal timer
@@ -261,6 +266,7 @@ class JobTasks:
         try:
             return await run.run(on_running)
         finally:
+            on_node.discard(run)
             if timer is not None:
                 timer.cancel()
 

@@ -54,11 +54,14 @@ class NodeRuntime:
     start_run: agent.TaskRun | None = None
     leaving: bool = False
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    job_runs: set[agent.TaskRun] = field(default_factory=set)  # preparation, release
 
     def halt(self) -> None:
-        """Stop booting and kill the start task, if any."""
+        """Stop booting and kill the start task and the jobs' preparation and release tasks."""
         if self.start_run:
             self.start_run.kill()
+        for run in list(self.job_runs):
+            run.kill()
         if self.boot and not self.boot.done():
             self.boot.cancel()
 

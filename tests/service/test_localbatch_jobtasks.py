@@ -9,6 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -320,6 +321,38 @@ def test_preparation_after_a_node_reboot(
         assert len(runs) == (2 if rerun else 1)
     finally:
         c.enable_node_scheduling(pool, next(n.id for n in c.list_nodes(pool) if n.id != node_id))
+    c.begin_delete_job(job_id, **POLL).result()
+
+
+def test_a_node_reboot_kills_a_running_preparation_task_which_runs_again(
+    checked_client: Any, pool: str, uid: Callable[[str], str], tmp_path: Path
+) -> None:
+    c = checked_client
+    node_id, other = (n.id for n in c.list_nodes(pool))
+    c.disable_node_scheduling(pool, other, {"nodeDisableSchedulingOption": "requeue"})
+    marker = tmp_path / "prepared-once"
+    job_id = uid("prepboot")
+    try:
+        c.create_job(
+            m.BatchJobCreateOptions(
+                id=job_id,
+                pool_info=m.BatchPoolInfo(pool_id=pool),
+                job_preparation_task=m.BatchJobPreparationTask(
+                    # the first run hangs; the run after the reboot succeeds
+                    command_line=_sh(f"[ -e {marker} ] && exit 0; touch {marker}; sleep 600"),
+                ),
+            )
+        )
+        c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
+        wait_for(marker.exists, what="the preparation task running")
+        c.begin_reboot_node(pool, node_id, {"nodeRebootOption": "requeue"}, **POLL).result()
+        task = _done(c, job_id, "t")
+        assert task.execution_info.result == "success" and task.node_info.node_id == node_id
+        (status,) = c.list_job_preparation_and_release_task_status(job_id)
+        prep = status.job_preparation_task_execution_info
+        assert prep.state == "completed" and prep.exit_code == 0
+    finally:
+        c.enable_node_scheduling(pool, other)
     c.begin_delete_job(job_id, **POLL).result()
 
 

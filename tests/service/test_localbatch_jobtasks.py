@@ -52,6 +52,15 @@ def _done(client: Any, job_id: str, task_id: str) -> Any:
     )
 
 
+def _job(client: Any, pool: str, job_id: str, **kw: Any) -> None:
+    """A job on POOL that allows dependencies, with the options KW."""
+    client.create_job(
+        m.BatchJobCreateOptions(
+            id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool), uses_task_dependencies=True, **kw
+        )
+    )
+
+
 def _job_state(client: Any, job_id: str, state: str) -> Any:
     return wait_for(
         lambda: (lambda j: j if j.state == state else None)(client.get_job(job_id)),
@@ -79,17 +88,16 @@ def test_job_manager_runs_first_exclusive_and_ends_the_job(
 ) -> None:
     c = checked_client
     job_id = uid("jm")
-    c.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id,
-            pool_info=m.BatchPoolInfo(pool_id=pool),
-            common_environment_settings=[m.EnvironmentSetting(name="COMMON", value="c")],
-            job_manager_task=m.BatchJobManagerTask(
-                id="manager",
-                command_line=_sh("echo $AZ_BATCH_TASK_ID $MINE $COMMON; sleep 1"),
-                environment_settings=[m.EnvironmentSetting(name="MINE", value="m")],
-            ),
-        )
+    _job(
+        c,
+        pool,
+        job_id,
+        common_environment_settings=[m.EnvironmentSetting(name="COMMON", value="c")],
+        job_manager_task=m.BatchJobManagerTask(
+            id="manager",
+            command_line=_sh("echo $AZ_BATCH_TASK_ID $MINE $COMMON; sleep 1"),
+            environment_settings=[m.EnvironmentSetting(name="MINE", value="m")],
+        ),
     )
     # The manager is a task of the job, in its task list.
     assert [t.id for t in c.list_tasks(job_id)] == ["manager"]
@@ -116,14 +124,13 @@ def test_job_manager_that_does_not_kill_the_job(
 ) -> None:
     c = checked_client
     job_id = uid("jmkeep")
-    c.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id,
-            pool_info=m.BatchPoolInfo(pool_id=pool),
-            job_manager_task=m.BatchJobManagerTask(
-                id="mgr", command_line="sleep 0", kill_job_on_completion=False, run_exclusive=False
-            ),
-        )
+    _job(
+        c,
+        pool,
+        job_id,
+        job_manager_task=m.BatchJobManagerTask(
+            id="mgr", command_line="sleep 0", kill_job_on_completion=False, run_exclusive=False
+        ),
     )
     _done(c, job_id, "mgr")
     assert c.get_job(job_id).state == "active"
@@ -155,15 +162,14 @@ def test_preparation_runs_once_per_node_before_tasks_and_release_on_terminate(
 ) -> None:
     c = checked_client
     job_id = uid("prep")
-    c.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id,
-            pool_info=m.BatchPoolInfo(pool_id=pool),
-            job_preparation_task=m.BatchJobPreparationTask(
-                command_line=_sh("echo ready > marker; echo $AZ_BATCH_TASK_ID"),
-            ),
-            job_release_task=m.BatchJobReleaseTask(command_line=_sh("echo bye $AZ_BATCH_JOB_ID")),
-        )
+    _job(
+        c,
+        pool,
+        job_id,
+        job_preparation_task=m.BatchJobPreparationTask(
+            command_line=_sh("echo ready > marker; echo $AZ_BATCH_TASK_ID"),
+        ),
+        job_release_task=m.BatchJobReleaseTask(command_line=_sh("echo bye $AZ_BATCH_JOB_ID")),
     )
     with pytest.raises(ResourceNotFoundError):
         list(c.list_job_preparation_and_release_task_status(uid("none")))
@@ -222,12 +228,11 @@ def test_failed_preparation_blocks_the_job_on_that_node(
 ) -> None:
     c = checked_client
     job_id = uid("prepfail")
-    c.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id,
-            pool_info=m.BatchPoolInfo(pool_id=pool),
-            job_preparation_task=m.BatchJobPreparationTask(command_line=_sh("exit 3")),
-        )
+    _job(
+        c,
+        pool,
+        job_id,
+        job_preparation_task=m.BatchJobPreparationTask(command_line=_sh("exit 3")),
     )
     c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
     wait_for(
@@ -251,14 +256,13 @@ def test_failed_preparation_blocks_the_job_on_that_node(
 
     # waitForSuccess false: the job's tasks run after a failed preparation.
     job_id = uid("prepgo")
-    c.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id,
-            pool_info=m.BatchPoolInfo(pool_id=pool),
-            job_preparation_task=m.BatchJobPreparationTask(
-                command_line=_sh("exit 3"), wait_for_success=False
-            ),
-        )
+    _job(
+        c,
+        pool,
+        job_id,
+        job_preparation_task=m.BatchJobPreparationTask(
+            command_line=_sh("exit 3"), wait_for_success=False
+        ),
     )
     c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
     assert _done(c, job_id, "t").execution_info.result == "success"
@@ -270,15 +274,14 @@ def test_release_runs_when_the_job_is_deleted(
 ) -> None:
     c = checked_client
     job_id = uid("reldel")
-    c.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id,
-            pool_info=m.BatchPoolInfo(pool_id=pool),
-            job_preparation_task=m.BatchJobPreparationTask(command_line="sleep 0"),
-            job_release_task=m.BatchJobReleaseTask(
-                command_line=_sh("echo released >> $AZ_BATCH_NODE_SHARED_DIR/" + job_id)
-            ),
-        )
+    _job(
+        c,
+        pool,
+        job_id,
+        job_preparation_task=m.BatchJobPreparationTask(command_line="sleep 0"),
+        job_release_task=m.BatchJobReleaseTask(
+            command_line=_sh("echo released >> $AZ_BATCH_NODE_SHARED_DIR/" + job_id)
+        ),
     )
     c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
     node_id = _done(c, job_id, "t").node_info.node_id
@@ -295,15 +298,14 @@ def test_preparation_after_a_node_reboot(
 ) -> None:
     c = checked_client
     job_id = uid("reboot")
-    c.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id,
-            pool_info=m.BatchPoolInfo(pool_id=pool),
-            job_preparation_task=m.BatchJobPreparationTask(
-                command_line=_sh("echo x >> $AZ_BATCH_NODE_SHARED_DIR/" + job_id),
-                rerun_on_node_reboot_after_success=rerun,
-            ),
-        )
+    _job(
+        c,
+        pool,
+        job_id,
+        job_preparation_task=m.BatchJobPreparationTask(
+            command_line=_sh("echo x >> $AZ_BATCH_NODE_SHARED_DIR/" + job_id),
+            rerun_on_node_reboot_after_success=rerun,
+        ),
     )
     c.create_task(job_id, m.BatchTaskCreateOptions(id="first", command_line="sleep 0"))
     node_id = _done(c, job_id, "first").node_info.node_id
@@ -333,15 +335,14 @@ def test_a_node_reboot_kills_a_running_preparation_task_which_runs_again(
     marker = tmp_path / "prepared-once"
     job_id = uid("prepboot")
     try:
-        c.create_job(
-            m.BatchJobCreateOptions(
-                id=job_id,
-                pool_info=m.BatchPoolInfo(pool_id=pool),
-                job_preparation_task=m.BatchJobPreparationTask(
-                    # the first run hangs; the run after the reboot succeeds
-                    command_line=_sh(f"[ -e {marker} ] && exit 0; touch {marker}; sleep 600"),
-                ),
-            )
+        _job(
+            c,
+            pool,
+            job_id,
+            job_preparation_task=m.BatchJobPreparationTask(
+                # the first run hangs; the run after the reboot succeeds
+                command_line=_sh(f"[ -e {marker} ] && exit 0; touch {marker}; sleep 600"),
+            ),
         )
         c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
         wait_for(marker.exists, what="the preparation task running")
@@ -426,20 +427,12 @@ def test_release_task_is_killed_after_its_wall_clock_on_the_service_clock(
 # ------------------------------------------------------------------- exit conditions
 
 
-def _exit_job(client: Any, pool: str, job_id: str, **kw: Any) -> None:
-    client.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool), uses_task_dependencies=True, **kw
-        )
-    )
-
-
 def test_exit_code_terminates_the_job_under_performexitoptionsjobaction(
     checked_client: Any, pool: str, uid: Callable[[str], str]
 ) -> None:
     c = checked_client
     job_id = uid("exitterm")
-    _exit_job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
+    _job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
     c.create_task(
         job_id,
         m.BatchTaskCreateOptions(
@@ -459,7 +452,7 @@ def test_exit_code_terminates_the_job_under_performexitoptionsjobaction(
 
     # Under noaction a failure does nothing to the job, and a jobAction is refused.
     job_id = uid("exitnone")
-    _exit_job(c, pool, job_id)
+    _job(c, pool, job_id)
     with pytest.raises(HttpResponseError) as err:
         c.create_task(
             job_id,
@@ -481,7 +474,7 @@ def test_default_job_action_terminates_and_ranges_and_none_do_not(
 ) -> None:
     c = checked_client
     job_id = uid("exitrange")
-    _exit_job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
+    _job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
     c.create_task(
         job_id,
         m.BatchTaskCreateOptions(
@@ -510,7 +503,7 @@ def test_job_action_disable_and_preprocessing_error(
 ) -> None:
     c = checked_client
     job_id = uid("exitdis")
-    _exit_job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
+    _job(c, pool, job_id, task_failure_mode="performexitoptionsjobaction")
     c.create_task(
         job_id,
         m.BatchTaskCreateOptions(
@@ -533,7 +526,7 @@ def test_dependency_action_satisfy_and_block(
 ) -> None:
     c = checked_client
     job_id = uid("exitdep")
-    _exit_job(c, pool, job_id)
+    _job(c, pool, job_id)
     satisfy = m.ExitConditions(default=m.ExitOptions(dependency_action="satisfy"))
     c.create_task_collection(
         job_id,
@@ -585,19 +578,18 @@ def test_all_tasks_complete_terminates_an_empty_job_and_after_patch(
 ) -> None:
     c = checked_client
     job_id = uid("empty")
-    c.create_job(
-        m.BatchJobCreateOptions(
-            id=job_id,
-            pool_info=m.BatchPoolInfo(pool_id=pool),
-            all_tasks_complete_mode="terminatejob",
-        )
+    _job(
+        c,
+        pool,
+        job_id,
+        all_tasks_complete_mode="terminatejob",
     )
     assert (
         _job_state(c, job_id, "completed").execution_info.termination_reason == "AllTasksComplete"
     )
     c.begin_delete_job(job_id, **POLL).result()
     job_id = uid("patched")
-    _exit_job(c, pool, job_id)
+    _job(c, pool, job_id)
     c.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="sleep 0"))
     _done(c, job_id, "t")
     assert c.get_job(job_id).state == "active"

@@ -15,8 +15,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from . import quotas
-from . import autopools
+from . import autopools, exits, jobtasks, quotas
 from .base import ResourceModule
 from .clock import Clock
 from .resources import (
@@ -57,6 +56,8 @@ class Jobs(ResourceModule):
         self.auto_pool: Callable[[str, dict[str, Any]], str] | None = None
         # Told of every job state change (auto pools, job schedules).
         self.listeners: list[Callable[[Row], None]] = []
+        tasks.on_exit = self.task_exited
+        self.jobtasks = jobtasks.JobTasks(store, clock, runtime)
 
     # ------------------------------------------------------------------ reading
 
@@ -110,6 +111,7 @@ class Jobs(ResourceModule):
                 raise BatchError(*BEING_DELETED)
             raise BatchError(409, "JobExists", "The specified job already exists.")
         _check_fields(req)
+        jobtasks.check(req)
         quotas.check_job_quota(self.store, self.settings.quotas)
         meta: dict[str, Any] = {}
         if schedule:
@@ -151,6 +153,7 @@ class Jobs(ResourceModule):
         ):
             if req.get(key) is not None:
                 body[key] = req[key]
+        body.update(jobtasks.stored(req))
         body["poolInfo"] = (
             {"poolId": pool_id} if auto_spec is None else {"autoPoolSpecification": auto_spec}
         )
@@ -162,7 +165,14 @@ class Jobs(ResourceModule):
             body["metadata"] = req["metadata"]
         body["executionInfo"] = {"startTime": stamp, "poolId": pool_id}
         row = Row("job", "", job_id, body, meta)
+        manager = req.get("jobManagerTask")
+        first = None
+        if manager is not None:  # a task of the job, validated before anything is stored
+            first = self.tasks.new(base, row, jobtasks.manager_request(manager))
+            first.meta.update(jobtasks.manager_meta(manager))
         self.store.put(row)
+        if first is not None:
+            self.store.put(first)
         self._changed(row)
         return row
 
@@ -231,6 +241,10 @@ class Jobs(ResourceModule):
         waits = [e.aio for e in self.runtime.in_job(job_key) if e.aio]
         if waits:
             await asyncio.wait(waits)
+        if job is not None:
+            await self.jobtasks.release(job)
+            self.jobtasks.forget(job_key)
+        self.runtime.tokens.forget_job(job_key)
         job_dirs = self.tasks.forget_job(job_key)
         self.store.delete("job", "", job_key)
         self._no_action.pop(job_key, None)
@@ -260,7 +274,43 @@ class Jobs(ResourceModule):
     def _terminate(self, row: Row, reason: str) -> None:
         self._set_state(row, "terminating")
         self.tasks.stop_all(self.runtime.in_job(row.key), "terminate")
+        self.jobtasks.stop_preparations(row.key)
+        if self.jobtasks.needs_release(row):
+            row.body.setdefault("executionInfo", {})["terminateReason"] = reason
+            self.store.put(row)
+            self.runtime.spawn(self._release_then_complete(row.key, reason))
+            return
         self._complete(row, reason)
+
+    async def _release_then_complete(self, job_key: str, reason: str) -> None:
+        """Terminating: the tasks' processes end, the release tasks run, then completed."""
+        waits = [e.aio for e in self.runtime.in_job(job_key) if e.aio]
+        if waits:
+            await asyncio.wait(waits)
+        job = self.store.get("job", "", job_key)
+        if job is None:
+            return
+        await self.jobtasks.release(job)
+        job = self.store.get("job", "", job_key)
+        if job is not None and job.body["state"] == "terminating":
+            self._complete(job, reason)
+
+    def task_exited(self, job_key: str, task: Row, options: dict[str, str]) -> None:
+        """A task completed: its exit options' jobAction (under performexitoptionsjobaction),
+        then a job manager task's killJobOnCompletion."""
+        job = self.store.get("job", "", job_key)
+        if job is None or job.body["state"] not in ("active", "disabled"):
+            return
+        if str(job.body.get("onTaskFailure", "")).lower() == exits.PERFORM:
+            action = options.get("jobAction")
+            if action == "terminate":
+                self._terminate(job, "TaskFailed")
+                return
+            if action == "disable" and job.body["state"] == "active":
+                self._set_state(job, "disabled")
+                self.tasks.stop_all(self.runtime.in_job(job.key), "requeue")
+        if task.meta.get("manager") and task.meta.get("kill"):
+            self._terminate(job, "JMComplete")
 
     # ------------------------------------------------------------------ transitions
 

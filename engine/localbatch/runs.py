@@ -19,6 +19,7 @@ import aiohttp
 from . import agent
 from .settings import Settings
 from .store import Row
+from .tokens import JobTokens
 
 log = logging.getLogger("bspec.localbatch.runs")
 
@@ -42,6 +43,7 @@ class Running:
     prepared: bool = False  # nothing to download: shown as running from dispatch on
     aio: asyncio.Task[None] | None = None
     deadline: Any = None  # the clock's Timer for maxWallClockTime, if any
+    exclusive: bool = False  # a job manager task with runExclusive: its node runs nothing else
 
 
 @dataclass
@@ -52,11 +54,14 @@ class NodeRuntime:
     start_run: agent.TaskRun | None = None
     leaving: bool = False
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    job_runs: set[agent.TaskRun] = field(default_factory=set)  # preparation, release
 
     def halt(self) -> None:
-        """Stop booting and kill the start task, if any."""
+        """Stop booting and kill the start task and the jobs' preparation and release tasks."""
         if self.start_run:
             self.start_run.kill()
+        for run in list(self.job_runs):
+            run.kill()
         if self.boot and not self.boot.done():
             self.boot.cancel()
 
@@ -77,6 +82,7 @@ class Runtime:
         self.http: aiohttp.ClientSession | None = None
         self.wake: Callable[[], None] = lambda: None  # the scheduler's, once it runs
         self._background: set[asyncio.Task[Any]] = set()
+        self.tokens = JobTokens()  # tasks' authentication tokens, by job
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

@@ -28,6 +28,7 @@ from .runs import Running, Runtime
 from .settings import Settings
 from .store import Row, Store
 from .tasks import Tasks
+from .tokens import wants_token
 
 log = logging.getLogger("bspec.localbatch.scheduler")
 
@@ -191,15 +192,21 @@ class Scheduler:
                         if not _deps_met(row.body["dependsOn"], deps):
                             continue
                     need = int(row.body.get("requiredSlots", 1))
-                    node = _pick(
-                        nodes,
-                        need,
-                        pool.body.get("taskSchedulingPolicy", {}).get("nodeFillType", "spread"),
-                    )
+                    fill = pool.body.get("taskSchedulingPolicy", {}).get("nodeFillType", "spread")
+                    exclusive = bool(row.meta.get("exclusive"))
+                    if exclusive:  # runExclusive: the whole node, nothing else beside it
+                        need = max(need, int(pool.body.get("taskSlotsPerNode", 1)))
+                    if job.body.get("jobPreparationTask"):
+                        node = self._prepared(job, pool, nodes, need, fill)
+                    else:
+                        node = _pick(nodes, need, fill)
                     if node is None:
+                        if row.meta.get("manager"):
+                            break  # the job manager task starts before the job's others
                         continue
                     node[1] -= need
                     self._start_task(job, row, pool, node[0], need)
+                    rt.running[(job.key, row.key)].exclusive = exclusive
                     free_procs -= 1
                     in_job += 1
                     if (
@@ -218,8 +225,26 @@ class Scheduler:
         for e in self.runtime.running.values():
             if e.pool == pool_key:
                 used[e.node] = used.get(e.node, 0) + e.slots
+        for e in self.runtime.running.values():
+            if e.pool == pool_key and e.exclusive:
+                used[e.node] = per_node
         nodes = [[n, per_node - used.get(n.key, 0)] for n in self.nodes.schedulable(pool_key)]
         return pool, nodes
+
+    def _prepared(
+        self, job: Row, pool: Row, nodes: list[list[Any]], need: int, fill: str
+    ) -> list[Any] | None:
+        """A node where JOB's preparation task has run (as its waitForSuccess needs), or
+        None after starting the preparation task on a node that has not run it yet."""
+        gate = self.jobs.jobtasks
+        states = [(n, gate.status(job, pool, n[0])) for n in nodes]
+        node = _pick([n for n, s in states if s == "ready"], need, fill)
+        if node is not None:
+            return node
+        fresh = _pick([n for n, s in states if s == "new"], need, fill)
+        if fresh is not None:
+            gate.start_preparation(job, pool, fresh[0])
+        return None
 
     def _start_task(self, job: Row, row: Row, pool: Row, node: Row, slots: int) -> None:
         rt = self.runtime
@@ -246,6 +271,8 @@ class Scheduler:
             env[str(setting["name"])] = str(setting.get("value", ""))
         for setting in row.body.get("environmentSettings") or []:
             env[str(setting["name"])] = str(setting.get("value", ""))
+        if wants_token(row.body):  # authenticationTokenSettings: a token for this job
+            env["AZ_BATCH_AUTHENTICATION_TOKEN"] = rt.tokens.issue(job.key)
         try:
             wall = duration_seconds(row.body.get("constraints", {}).get("maxWallClockTime"))
         except ValueError:

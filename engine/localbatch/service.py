@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from .autoscaling import AutoScaling
 from .autopools import AutoPools
+from .autoscaling import AutoScaling
 from .clock import Clock
 from .files import Files
 from .jobs import Jobs

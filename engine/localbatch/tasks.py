@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import agent
+from . import agent, exits
 from .base import ResourceModule
 from .clock import Clock
 from .resources import (
@@ -44,6 +44,8 @@ class Tasks(ResourceModule):
         super().__init__(store, clock, runtime)
         # Set by the jobs module: a task of JOB completed (or went); KNOWN: by an outcome.
         self.on_complete: Callable[[str, bool], None] = lambda _job, _known: None
+        # Set by the jobs module: a task of JOB completed with these exit options.
+        self.on_exit: Callable[[str, Row, dict[str, str]], None] = lambda _j, _t, _o: None
 
     # ------------------------------------------------------------------ reading
 
@@ -74,9 +76,15 @@ class Tasks(ResourceModule):
 
     def succeeded(self, job_key: str) -> dict[str, bool]:
         cur = self.store.db.execute(
-            "SELECT key, state, result FROM resources WHERE kind='task' AND parent=?", (job_key,)
+            "SELECT key, state, result, json_extract(meta, '$.dep') FROM resources"
+            " WHERE kind='task' AND parent=?",
+            (job_key,),
         )
-        return {k: (s == "completed" and r == "success") for k, s, r in cur.fetchall()}
+        # A completed task satisfies its dependents per its exit options' dependencyAction.
+        return {
+            k: (s == "completed" and (d == "satisfy" if d else r == "success"))
+            for k, s, r, d in cur.fetchall()
+        }
 
     # ------------------------------------------------------------------ creating
 
@@ -100,6 +108,7 @@ class Tasks(ResourceModule):
         depends = req.get("dependsOn")
         if depends:
             _check_depends(job, depends)
+        exits.check(req.get("exitConditions"), str(job.body.get("onTaskFailure") or "noaction"))
         for rf in req.get("resourceFiles") or []:
             sources = [
                 k
@@ -323,6 +332,8 @@ class Tasks(ResourceModule):
         self._set_state(row, "completed")
         self._schedule_retention(row)
         self.store.put(row)
+        if row.meta.get("manager"):
+            self.on_exit(row.parent, row, {"jobAction": "none", "dependencyAction": "block"})
         self.on_complete(row.parent, False)
 
     def dispatched(
@@ -393,9 +404,14 @@ class Tasks(ResourceModule):
             self._set_state(row, "active")
             self.store.put(row)
             return
+        options = exits.options(
+            row.body.get("exitConditions"), outcome.result, outcome.exit_code, outcome.stage
+        )
+        row.meta["dep"] = options["dependencyAction"]
         self._set_state(row, "completed")
         self._schedule_retention(row)
         self.store.put(row)
+        self.on_exit(entry.job, row, options)
         self.on_complete(entry.job, True)
 
     def forget_job(self, job_key: str) -> set[Path]:

@@ -68,6 +68,7 @@ class Service:
         self.account = account
         self.settings = settings
         self.auth = Authenticator(account, key, bearer_token)
+        self.auth.job_token = self.batch.runtime.tokens.job_of
         self.versions = ApiVersions(min_api, max_api)
         self.counter = Counter()
         self.local = LocalControls(self.batch, self.counter, self.versions.range)
@@ -106,7 +107,9 @@ class Service:
             fault = faults.fault(request, self.settings)
             if fault is not None:
                 return fault
-            self.auth.check(request, raw_path, raw_query)
+            scope = self.auth.check(request, raw_path, raw_query)
+            if scope is not None:  # a task's authentication token: its job's operations only
+                self.batch.runtime.tokens.allow(scope, matched[2] if matched else None)
             query = normalize_query({k: v[0] for k, v in parse_qs(raw_query).items()})
             version = self.versions.check(query)
             if matched is None:

@@ -1,4 +1,5 @@
-"""Who may call: SharedKey, verified as Batch verifies it (`..sharedkey`), or a bearer token.
+"""Who may call: SharedKey, verified as Batch verifies it (`..sharedkey`), or a bearer token
+(the test Entra mode's, or a task's authentication token, good for its job only).
 
 A signed request is good for 15 minutes either side of its ocp-date (or Date), measured on
 the machine's real clock (not the service clock, which a test may have stepped), so that a
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hmac
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -22,12 +24,19 @@ class Authenticator:
         self.account = account
         self.key = base64.b64decode(key)
         self.bearer_token = bearer_token
+        # A task's authentication token -> its job's key (set by the app; None: no tokens).
+        self.job_token: Callable[[str], str | None] | None = None
 
-    def check(self, request: web.Request, raw_path: str, raw_query: str) -> None:
+    def check(self, request: web.Request, raw_path: str, raw_query: str) -> str | None:
+        """Authenticate; the job key a task's token is limited to, or None (the account)."""
         auth = request.headers.get("Authorization", "")
-        if self.bearer_token is not None and auth.startswith("Bearer "):
-            if hmac.compare_digest(auth[len("Bearer ") :], self.bearer_token):
-                return
+        if auth.startswith("Bearer ") and (self.bearer_token is not None or self.job_token):
+            given = auth[len("Bearer ") :]
+            if self.bearer_token is not None and hmac.compare_digest(given, self.bearer_token):
+                return None
+            job = self.job_token(given) if self.job_token else None
+            if job is not None:
+                return job
             raise BatchError(
                 401,
                 "AuthenticationFailed",
@@ -43,3 +52,4 @@ class Authenticator:
             now=dt.datetime.now(dt.UTC),
             require_date=True,
         )
+        return None

@@ -188,6 +188,8 @@ _TASK = (
     "requiredSlots",
     "userIdentity.*",
     "dependsOn.*",
+    "exitConditions.*",
+    "authenticationTokenSettings.*",
 )
 _START_TASK = (
     "startTask.commandLine",
@@ -210,6 +212,39 @@ _POOL = (
     "targetNodeCommunicationMode",
     *_START_TASK,
 )
+_JOB_MANAGER = (
+    "id",
+    "displayName",
+    "commandLine",
+    "resourceFiles.*",
+    "outputFiles.*",
+    "environmentSettings.*",
+    "constraints.*",
+    "requiredSlots",
+    "killJobOnCompletion",
+    "userIdentity.*",
+    "runExclusive",
+    "authenticationTokenSettings.*",
+)
+_JOB_PREPARATION = (
+    "id",
+    "commandLine",
+    "resourceFiles.*",
+    "environmentSettings.*",
+    "constraints.*",
+    "waitForSuccess",
+    "userIdentity.*",
+    "rerunOnNodeRebootAfterSuccess",
+)
+_JOB_RELEASE = (
+    "id",
+    "commandLine",
+    "resourceFiles.*",
+    "environmentSettings.*",
+    "maxWallClockTime",
+    "retentionTime",
+    "userIdentity.*",
+)
 _JOB_UPDATE = (
     "priority",
     "allowTaskPreemption",
@@ -220,17 +255,38 @@ _JOB_UPDATE = (
     "metadata.*",
 )
 
+_POOL_CREATE = (
+    *_POOL,
+    "resizeTimeout",
+    "targetDedicatedNodes",
+    "targetLowPriorityNodes",
+    "enableAutoScale",
+    "autoScaleFormula",
+    "autoScaleEvaluationInterval",
+)
+_AUTO_POOL = (
+    "poolInfo.autoPoolSpecification.autoPoolIdPrefix",
+    "poolInfo.autoPoolSpecification.poolLifetimeOption",
+    "poolInfo.autoPoolSpecification.keepAlive",
+    *(f"poolInfo.autoPoolSpecification.pool.{p}" for p in _POOL_CREATE),
+)
+# What a job takes at creation, and a job schedule's jobSpecification with it.
+_JOB_SPEC = (
+    "displayName",
+    "usesTaskDependencies",
+    *_JOB_UPDATE,
+    *_AUTO_POOL,
+    "networkConfiguration.*",
+    "commonEnvironmentSettings.*",
+    "onTaskFailure",
+    *(f"jobManagerTask.{p}" for p in _JOB_MANAGER),
+    *(f"jobPreparationTask.{p}" for p in _JOB_PREPARATION),
+    *(f"jobReleaseTask.{p}" for p in _JOB_RELEASE),
+)
+_SCHEDULE = ("schedule.*", "metadata.*", *(f"jobSpecification.{p}" for p in _JOB_SPEC))
+
 IMPLEMENTED_PROPERTIES: dict[str, tuple[str, ...]] = {
-    "Pools_CreatePool": (
-        "id",
-        *_POOL,
-        "resizeTimeout",
-        "targetDedicatedNodes",
-        "targetLowPriorityNodes",
-        "enableAutoScale",
-        "autoScaleFormula",
-        "autoScaleEvaluationInterval",
-    ),
+    "Pools_CreatePool": ("id", *_POOL_CREATE),
     "Pools_UpdatePool": _POOL,
     "Pools_ReplacePoolProperties": (*_START_TASK, "metadata.*", "targetNodeCommunicationMode"),
     "Pools_ResizePool": (
@@ -240,15 +296,10 @@ IMPLEMENTED_PROPERTIES: dict[str, tuple[str, ...]] = {
         "nodeDeallocationOption",
     ),
     "Pools_RemoveNodes": ("nodeList.*", "resizeTimeout", "nodeDeallocationOption"),
-    "Jobs_CreateJob": (
-        "id",
-        "displayName",
-        "usesTaskDependencies",
-        *_JOB_UPDATE,
-        "networkConfiguration.*",
-        "commonEnvironmentSettings.*",
-        "onTaskFailure",
-    ),
+    "Jobs_CreateJob": ("id", *_JOB_SPEC),
+    "JobSchedules_CreateJobSchedule": ("id", "displayName", *_SCHEDULE),
+    "JobSchedules_UpdateJobSchedule": _SCHEDULE,
+    "JobSchedules_ReplaceJobSchedule": _SCHEDULE,
     "Jobs_UpdateJob": (*_JOB_UPDATE, "networkConfiguration.*"),
     "Jobs_ReplaceJob": _JOB_UPDATE,
     "Jobs_DisableJob": ("disableTasks",),
@@ -272,12 +323,6 @@ REASONS: dict[str, str] = {
     "upgradePolicy": "no node OS upgrades",
     "multiInstanceSettings": "no multi-instance (MPI) tasks",
     "affinityInfo": "no node affinity",
-    "authenticationTokenSettings": "no task authentication tokens",
-    "exitConditions": "task exit conditions are not acted on",
-    "jobManagerTask": "job manager tasks are not run",
-    "jobPreparationTask": "job preparation tasks are not run",
-    "jobReleaseTask": "job release tasks are not run",
-    "autoPoolSpecification": "no auto pools",
 }
 
 
@@ -310,6 +355,7 @@ WRITABLE_OF_ENTITY: dict[str, frozenset[str]] = {
         }
     ),
     "Tasks_ReplaceTask": frozenset({"constraints"}),
+    "JobSchedules_ReplaceJobSchedule": frozenset({"schedule", "jobSpecification", "metadata"}),
 }
 
 

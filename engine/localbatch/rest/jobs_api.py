@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import odata
+from .. import jobtasks, odata
+from ..resources import BatchError
 from ..service import Batch
 from ..store import Row
 from .paging import conditions, created, entity, page, written
@@ -64,6 +65,23 @@ class JobsApi:
         counts = self.tasks.task_counts(self.jobs.get(call.params["jobId"]).key)
         return Reply(
             200, {"odata.metadata": f"{call.base}/$metadata#taskcounts/@Element", **counts}
+        )
+
+    def prep_release_status(self, call: Call) -> Reply:
+        job = self.jobs.get(call.params["jobId"])
+        if not job.body.get("jobPreparationTask") and not job.body.get("jobReleaseTask"):
+            raise BatchError(
+                409,
+                "JobPreparationTaskNotSpecified",
+                "The specified job does not have a job preparation task.",
+            )
+        return page(
+            self.batch.store,
+            call,
+            jobtasks.KIND,
+            job.key,
+            jobtasks.STATUS_PROPS,
+            "jobpreparationandreleasetaskstatuslist",
         )
 
     # ------------------------------------------------------------------ tasks

@@ -112,6 +112,12 @@ def table(
         ("POST", "/jobs/{jobId}/enable", "Jobs_EnableJob", jobs.enable_job),
         ("POST", "/jobs/{jobId}/terminate", "Jobs_TerminateJob", jobs.terminate_job),
         ("GET", "/jobs/{jobId}/taskcounts", "Jobs_GetJobTaskCounts", jobs.task_counts),
+        (
+            "GET",
+            "/jobs/{jobId}/jobpreparationandreleasetaskstatus",
+            "Jobs_ListJobPreparationAndReleaseTaskStatus",
+            jobs.prep_release_status,
+        ),
         ("POST", "/jobs/{jobId}/tasks", "Tasks_CreateTask", jobs.create_task),
         (
             "POST",

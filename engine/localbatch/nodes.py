@@ -245,6 +245,14 @@ class Nodes(ResourceModule):
         self.store.put(node)
         return node
 
+    def set_state(self, pool_key: str, node_key: str, **changes: Any) -> Row | None:
+        """Change a node's fields from another module (preemption)."""
+        return self._set(pool_key, node_key, **changes)
+
+    def boot(self, pool_key: str, node_key: str) -> None:
+        """Boot a node again, start task and all (a preempted node restored)."""
+        self._boot(pool_key, node_key, reboot=True)
+
     # ------------------------------------------------------------------ tasks on nodes
 
     def task_started(self, node: Row) -> None:

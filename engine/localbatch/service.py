@@ -15,6 +15,7 @@ from .files import Files
 from .jobs import Jobs
 from .nodes import Nodes
 from .pools import Pools
+from .preemption import Preemption
 from .runs import Runtime
 from .scheduler import Scheduler
 from .settings import Settings
@@ -37,6 +38,7 @@ class Batch:
         self.nodes = Nodes(self.store, self.clock, self.runtime, self.tasks)
         self.pools = Pools(self.store, self.clock, self.runtime, self.nodes, settings)
         self.files = Files(self.runtime)
+        self.preemption = Preemption(self.store, self.clock, self.runtime, self.nodes, settings)
         self.scheduler = Scheduler(
             self.store,
             self.clock,
@@ -53,8 +55,10 @@ class Batch:
         self.store.commit_later(lambda commit: loop.call_later(0.005, commit))
         await self.clock.start()
         await self.scheduler.start()
+        self.preemption.start()
 
     async def stop(self) -> None:
+        self.preemption.stop()
         await self.scheduler.stop()
         await self.clock.stop()
         self.store.close()

@@ -19,6 +19,7 @@ from . import agent
 from .base import ResourceModule
 from .bodies import resource_files
 from .clock import Clock
+from .containers import Containers
 from .resources import BatchError, iso
 from .runs import BOOT_STEP, Running, Runtime
 from .store import Row, Store
@@ -54,6 +55,8 @@ REMOVAL_ORDER = {
 
 
 class Nodes(ResourceModule):
+    containers: Containers | None = None  # container pools' images (service.py sets it)
+
     def __init__(self, store: Store, clock: Clock, runtime: Runtime, tasks: Tasks) -> None:
         super().__init__(store, clock, runtime)
         self.tasks = tasks
@@ -152,6 +155,17 @@ class Nodes(ResourceModule):
         if pool is None or node is None or pool.body["state"] != "active":
             return
         node.body["lastBootTime"] = self.clock.iso()
+        if self.containers is not None:
+            errors = await self.containers.pull_for_node(pool)
+            node = self.store.get("node", pool_key, node_key)
+            if node is None:
+                return
+            if errors:
+                node.body["errors"] = errors
+                self.store.put(node)
+                self._set(pool_key, node_key, state="unusable")
+                return
+            node.body.pop("errors", None)
         start = pool.body.get("startTask")
         if start:
             node.body["startTask"] = start
@@ -308,7 +322,11 @@ class Nodes(ResourceModule):
         if waits:
             await asyncio.wait(waits)
         await asyncio.sleep(BOOT_STEP)
+        node = self.store.get("node", pool_key, node_key)
+        pool = self.store.get("pool", "", pool_key)
         self.drop(pool_key, node_key)
+        if self.containers is not None and node is not None and pool is not None:
+            await self.containers.remove_for(pool.body["id"], node.body["id"])
         await asyncio.to_thread(shutil.rmtree, self.runtime.node_dir(pool_key, node_key), True)
         self.on_count(pool_key)
 

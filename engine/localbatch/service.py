@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 from .clock import Clock
+from .containers import Containers
 from .files import Files
 from .jobs import Jobs
 from .nodes import Nodes
@@ -38,7 +39,6 @@ class Batch:
         self.nodes = Nodes(self.store, self.clock, self.runtime, self.tasks)
         self.pools = Pools(self.store, self.clock, self.runtime, self.nodes, settings)
         self.files = Files(self.runtime)
-        self.preemption = Preemption(self.store, self.clock, self.runtime, self.nodes, settings)
         self.scheduler = Scheduler(
             self.store,
             self.clock,
@@ -49,11 +49,15 @@ class Batch:
             self.jobs,
             self.tasks,
         )
+        self.containers = Containers(home)
+        self.pools.containers = self.nodes.containers = self.scheduler.containers = self.containers
+        self.preemption = Preemption(self.store, self.clock, self.runtime, self.nodes, settings)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.store.commit_later(lambda commit: loop.call_later(0.005, commit))
         await self.clock.start()
+        await self.containers.start()
         await self.scheduler.start()
         self.preemption.start()
 

@@ -204,12 +204,19 @@ class Nodes(ResourceModule):
             for setting in start.get("environmentSettings") or []:
                 env[str(setting["name"])] = str(setting.get("value", ""))
             (root / "startup" / "wd").mkdir(parents=True, exist_ok=True)
+            container, refusal = (None, None)
+            if self.containers is not None and start.get("containerSettings"):
+                container, refusal = self.containers.run_for(
+                    pool, node, "starttask", start["containerSettings"]
+                )
             execution = agent.Execution(
                 command_line=start["commandLine"],
                 task_dir=root / "startup",
                 working_dir=root / "startup" / "wd",
                 environment=env,
                 resource_files=tuple(resource_files(start.get("resourceFiles"))),
+                container=container,
+                refusal=refusal,
             )
             run = agent.TaskRun(
                 execution, self.runtime.http, self.runtime.processes, clock=self.clock.now

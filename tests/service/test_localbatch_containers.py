@@ -1,9 +1,9 @@
 """Container pools and tasks through the real azure-batch SDK against a private service: a
-pool with containerConfiguration pulls its image at node start, a task with containerSettings
-runs in a busybox container (imported from a busybox-static root file system, no registry),
-its stdout reads through the files API and its output file uploads; a task with
-containerSettings on a plain pool fails as Batch fails it. Skipped with the reason when
-podman or busybox-static is not installed."""
+pool with containerConfiguration pulls its image at node start and runs its start task in a
+container, a task with containerSettings runs in a busybox container (no /usr in it: not on
+the host; imported from a busybox-static root file system, no registry), its stdout reads
+through the files API and its output file uploads; a task with containerSettings on a plain
+pool fails. Skipped with the reason when podman or busybox-static is not installed."""
 
 from __future__ import annotations
 
@@ -85,6 +85,11 @@ def test_container_task_runs_reads_and_uploads(
                 vm_size="standard_d2s_v3",
                 virtual_machine_configuration=_vm(True),
                 target_dedicated_nodes=1,
+                start_task=m.BatchStartTask(
+                    command_line="/bin/sh -c 'test ! -e /usr && echo up > $AZ_BATCH_NODE_SHARED_DIR/started'",
+                    container_settings=m.BatchTaskContainerSettings(image_name=IMAGE),
+                    wait_for_success=True,
+                ),
             )
         )
         c.create_pool(
@@ -99,6 +104,10 @@ def test_container_task_runs_reads_and_uploads(
             wait_for(
                 lambda p=pool: [n.state for n in c.list_nodes(p)] == ["idle"], what=f"{pool} idle"
             )
+        node = next(iter(c.list_nodes("cp")))
+        assert node.start_task_info.result == "success", node.start_task_info
+        started = b"".join(c.download_node_file("cp", node.id, "shared/started"))
+        assert started == b"up\n"  # the start task ran in its container, the node mounted
         pool = c.get_pool("cp")
         assert pool.virtual_machine_configuration.container_configuration.type == "dockerCompatible"
         settings = m.BatchTaskContainerSettings(image_name=IMAGE)
@@ -109,7 +118,7 @@ def test_container_task_runs_reads_and_uploads(
                 id="t",
                 command_line=(
                     "/bin/sh -c 'echo in-container $AZ_BATCH_TASK_ID; "
-                    "echo result > result.txt; test -e /bin/busybox'"
+                    "echo result > result.txt; test ! -e /usr'"
                 ),
                 container_settings=settings,
                 output_files=[

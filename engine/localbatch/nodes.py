@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import agent
@@ -377,6 +378,35 @@ class Nodes(ResourceModule):
 
         self.runtime.spawn(reboot())
 
+    def reimage(self, row: Row, option: str) -> None:
+        """A reboot on a fresh disk: once the node's tasks are stopped (or, taskCompletion and
+        retainedData, done), its folders start empty and the start task runs again."""
+        if row.body["state"] not in ("idle", "running", "starttaskfailed", "unusable"):
+            raise BatchError(
+                409, "OperationNotValidOnNode", "The node is not in a state that allows a reimage."
+            )
+        pool_key, node_key = row.parent, row.key
+        entries = self.runtime.on_node(pool_key, node_key)
+        self.runtime.node_runtime(pool_key, node_key).halt()
+        self._set(pool_key, node_key, state="reimaging")
+        if option in ("requeue", "terminate"):
+            self.tasks.stop_all(entries, option)
+
+        async def reimage() -> None:
+            waits = [e.aio for e in entries if e.aio]
+            if waits:
+                await asyncio.wait(waits)
+            await asyncio.to_thread(fresh_folders, self.runtime.node_dir(pool_key, node_key))
+            node = self.store.get("node", pool_key, node_key)
+            if node is not None:
+                node.body.pop("startTaskInfo", None)
+                node.body.pop("errors", None)
+                self.store.put(node)
+            await asyncio.sleep(BOOT_STEP)
+            self._boot(pool_key, node_key, reboot=True)
+
+        self.runtime.spawn(reimage())
+
     def set_scheduling(self, row: Row, enabled: bool, option: str) -> None:
         """Enable or disable scheduling on a node; disabling may requeue or end its tasks.
         (`taskCompletion` and the others let running tasks finish.)"""
@@ -403,3 +433,13 @@ class Nodes(ResourceModule):
                 node.body["runningTasksCount"] = node.body["runningTaskSlotsCount"] = 0
                 self.store.put(node)
                 self._boot(pool_key, node.key, reboot=True)
+
+
+NODE_FOLDERS = ("shared", "startup", "workitems", "fsmounts")
+
+
+def fresh_folders(root: Path) -> None:
+    """A node's folders emptied, as on a fresh disk (reimage, a preempted node restored)."""
+    for sub in NODE_FOLDERS:
+        shutil.rmtree(root / sub, True)
+        (root / sub).mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 from typing import Any
 
 from .clock import Clock, Timer
-from .nodes import Nodes
+from .nodes import Nodes, fresh_folders
 from .resources import BatchError
 from .runs import Running, Runtime
 from .settings import Settings
@@ -26,7 +25,6 @@ from .store import Store
 # States in which a Spot node holds a VM that Azure can take back.
 PREEMPTIBLE = ("creating", "starting", "waitingforstarttask", "idle", "running", "starttaskfailed")
 TICK = 60.0  # the rate is per minute of service clock
-NODE_FOLDERS = ("shared", "startup", "workitems", "fsmounts")
 
 
 class Preemption:
@@ -128,14 +126,7 @@ class Preemption:
         waits = [e.aio for e in entries if e.aio]
         if waits:
             await asyncio.wait(waits)
-        root = self.runtime.node_dir(pool_key, node_key)
-
-        def wipe() -> None:
-            for sub in NODE_FOLDERS:
-                shutil.rmtree(root / sub, True)
-                (root / sub).mkdir(parents=True, exist_ok=True)
-
-        await asyncio.to_thread(wipe)
+        await asyncio.to_thread(fresh_folders, self.runtime.node_dir(pool_key, node_key))
 
     def _restore_due(self, pool_key: str, node_key: str) -> None:
         self._restores.pop((pool_key, node_key), None)

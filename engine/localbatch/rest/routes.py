@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from ..resources import BatchError
 from .files_api import FilesApi
 from .jobs_api import JobsApi
+from .nodes_api import NodeOpsApi
 from .pools_api import PoolsApi
 from .protocol import Handler
 
@@ -19,6 +20,7 @@ Route = tuple[str, re.Pattern[str], str, Handler]
 
 
 def table(pools: PoolsApi, jobs: JobsApi, files: FilesApi) -> list[tuple[str, str, str, Handler]]:
+    node_ops = NodeOpsApi(pools.batch)
     return [
         ("GET", "/pools", "Pools_ListPools", pools.list_pools),
         ("POST", "/pools", "Pools_CreatePool", pools.create_pool),
@@ -39,6 +41,13 @@ def table(pools: PoolsApi, jobs: JobsApi, files: FilesApi) -> list[tuple[str, st
         ("GET", "/pools/{poolId}/nodes", "Nodes_ListNodes", pools.list_nodes),
         ("GET", "/pools/{poolId}/nodes/{nodeId}", "Nodes_GetNode", pools.get_node),
         ("POST", "/pools/{poolId}/nodes/{nodeId}/reboot", "Nodes_RebootNode", pools.reboot_node),
+        ("POST", "/pools/{poolId}/nodes/{nodeId}/reimage", "Nodes_ReimageNode", node_ops.reimage),
+        (
+            "GET",
+            "/pools/{poolId}/nodes/{nodeId}/remoteloginsettings",
+            "Nodes_GetNodeRemoteLoginSettings",
+            node_ops.remote_login_settings,
+        ),
         (
             "GET",
             "/pools/{poolId}/nodes/{nodeId}/files",

@@ -79,21 +79,34 @@ class Containers:
         self.home = home
         self.storage: podman.Storage | None = None
         self.unavailable: str | None = "podman has not been checked yet"
+        self._checked = False
 
     async def start(self) -> None:
-        """Check podman once; open the private storage; remove containers a previous run
-        left (their tasks were requeued by the restart)."""
-        self.unavailable = await asyncio.to_thread(podman.available)
+        """A state folder that ran containers before: open its storage now and remove the
+        containers a previous run left (their tasks were requeued by the restart). Otherwise
+        podman is checked when a container pool first needs it, so that a service without
+        container pools starts as fast as before."""
+        if not (self.home / "containers").exists():
+            return
+        await asyncio.to_thread(self._check)
+        if self.storage is not None:
+            try:
+                await asyncio.to_thread(podman.remove_containers, self.storage)
+            except (podman.PodmanError, OSError) as exc:
+                log.warning("cannot remove the containers left by a previous run: %s", exc)
+
+    def _check(self) -> None:
+        """Once: can podman run here, and the private storage configured."""
+        if self._checked:
+            return
+        self._checked = True
+        self.unavailable = podman.available()
         if self.unavailable is not None:
             return
         try:
-            fresh = not (self.home / "containers").exists()
-            self.storage = await asyncio.to_thread(podman.ensure_config, self.home)
-            if not fresh:
-                await asyncio.to_thread(podman.remove_containers, self.storage)
+            self.storage = podman.ensure_config(self.home)
         except (podman.PodmanError, OSError) as exc:
             self.unavailable = f"podman's storage cannot be used: {exc}"
-            self.storage = None
 
     # ------------------------------------------------------------------ pools
 
@@ -103,6 +116,7 @@ class Containers:
         if config is None:
             return
         kind = str(config.get("type") or "")
+        self._check()  # the first container pool: a few milliseconds, once
         if kind.lower() not in TYPES:
             raise BatchError(
                 400,

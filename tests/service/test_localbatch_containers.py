@@ -7,10 +7,7 @@ pool fails. Skipped with the reason when podman or busybox-static is not install
 
 from __future__ import annotations
 
-import shutil
-import tarfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +18,7 @@ from test_localbatch_api import IMAGE as VM_IMAGE
 from test_localbatch_api import wait_for
 from test_localbatch_blobs import container_sas
 from test_localbatch_restart import Server
-
-IMAGE = "localhost/bspec-busybox:test"
-BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh", "echo", "cat", "sleep", "ls", "pwd", "env", "true", "false", "touch")
+from test_podman_runtime import BUSYBOX, IMAGE, _discard, _static, busybox_rootfs
 
 
 @pytest.fixture(scope="module")
@@ -33,31 +27,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     reason = common.available()
     if reason is not None:
         pytest.skip(f"podman not installed: apt-get install podman runc ({reason})")
-    if not BUSYBOX.exists() or b"/lib64/ld-linux" in BUSYBOX.read_bytes()[:4096]:
+    if not BUSYBOX.exists() or not _static(BUSYBOX):
         pytest.skip("busybox-static not installed: apt-get install busybox-static")
     base = tmp_path_factory.mktemp("containers")
     home = base / "home"
     home.mkdir()
     store = common.ensure_config(home)
-    rootfs = base / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
-    for applet in APPLETS:
-        (rootfs / "bin" / applet).symlink_to("busybox")
-    (rootfs / "tmp").mkdir()
-    tarball = base / "rootfs.tar"
-    with tarfile.open(tarball, "w") as tar:
-        tar.add(rootfs, arcname=".")
-    assert common.import_tarball(store, tarball, IMAGE) == IMAGE
+    assert common.import_tarball(store, busybox_rootfs(base), IMAGE) == IMAGE
     srv = Server(home)
     srv.start()
     try:
         yield srv
     finally:
         srv.stop()
-        common.release(store)
-        if not store.runroot.is_relative_to(store.base):
-            shutil.rmtree(store.runroot, ignore_errors=True)
+        _discard(store)
 
 
 def _vm(container: bool) -> m.VirtualMachineConfiguration:

@@ -4,12 +4,14 @@ attempts upload nothing, every task succeeds exactly once, and the node comes ba
 
 from __future__ import annotations
 
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.batch import models as m
+from bspec.local import http_json
 from reference import Reference, get_json
 from test_localbatch_api import IMAGE, wait_for
 from test_localbatch_blobs import container_sas
@@ -61,7 +63,7 @@ def test_preemption_requeues_and_every_task_succeeds_once(
         'echo "attempt-$n" > out-$n.txt; echo "attempt-$n"; '
         f"while [ ! -e {tmp_path}/gate ]; do sleep 0.05; done"
     )
-    assert _put(f"{manual.url}/_local/settings", {"maxProcesses": 8})[0] == 200
+    http_json("PUT", f"{manual.url}/_local/settings", {"maxProcesses": 8})
     with manual.client(reference) as c:
         _spot_pool(c, "p", spot=2, slots=2)
         pool = c.get_pool("p")
@@ -150,8 +152,7 @@ def test_seeded_rate_preempts_spot_nodes_and_they_come_back(
     with manual.client(reference) as c:
         _spot_pool(c, "r", spot=3, dedicated=1)
         put = {"preemptionRate": 1.0, "preemptionSeed": 7, "preemptionRestoreAfter": 120}
-        status, body = _put(settings, put)
-        assert status == 200 and body["preemptionRate"] == 1.0
+        assert http_json("PUT", settings, put)["preemptionRate"] == 1.0
         # A minute of service clock: every Spot node is preempted (rate 1), never a dedicated.
         assert post_json(f"{manual.url}/_local/clock", {"seconds": 60})[0] == 200
         nodes = list(c.list_nodes("r"))
@@ -161,29 +162,14 @@ def test_seeded_rate_preempts_spot_nodes_and_they_come_back(
             (False, "preempted"),
             (True, "idle"),
         ]
-        assert _put(settings, {"preemptionRate": 0})[0] == 200
+        http_json("PUT", settings, {"preemptionRate": 0})
         # Two minutes later Batch restores them.
         assert post_json(f"{manual.url}/_local/clock", {"seconds": 120})[0] == 200
         wait_for(lambda: all(n.state == "idle" for n in c.list_nodes("r")), what="nodes restored")
         pool = c.get_pool("r")
         assert (pool.current_dedicated_nodes, pool.current_low_priority_nodes) == (1, 3)
-    assert _put(settings, {"preemptionRate": "x"})[0] == 400
+    with pytest.raises(urllib.error.HTTPError) as err:
+        http_json("PUT", settings, {"preemptionRate": "x"})
+    assert err.value.code == 400
+    err.value.close()  # the error holds the response's socket
     assert get_json(settings)["preemptionSeed"] == 7
-
-
-def _put(url: str, body: Any) -> tuple[int, Any]:
-    import json
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="PUT",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())

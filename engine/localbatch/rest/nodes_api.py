@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..resources import BatchError, http_date, new_etag
 from ..service import Batch
+from ..store import Row
 from .protocol import Call, Reply
 
 NO_REMOTE_LOGIN = (
@@ -13,6 +14,19 @@ NO_REMOTE_LOGIN = (
     "(AZ_BATCH_NODE_ROOT_DIR) yourself."
 )
 OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
+
+
+def accepted(node: Row) -> Reply:
+    """The 202 of a node operation that goes on after the answer (reboot, reimage)."""
+    return Reply(
+        202,
+        None,
+        {
+            "DataServiceId": node.body["url"],
+            "ETag": new_etag(),
+            "Last-Modified": http_date(node.body["stateTransitionTime"]),
+        },
+    )
 
 
 class NodeOpsApi:
@@ -31,16 +45,7 @@ class NodeOpsApi:
                 {"PropertyName": "nodeReimageOption", "PropertyValue": option},
             )
         self.batch.nodes.reimage(row, option.lower())
-        node = self.batch.nodes.get(pool, call.params["nodeId"])
-        return Reply(
-            202,
-            None,
-            {
-                "DataServiceId": node.body["url"],
-                "ETag": new_etag(),
-                "Last-Modified": http_date(node.body["stateTransitionTime"]),
-            },
-        )
+        return accepted(self.batch.nodes.get(pool, call.params["nodeId"]))
 
     def remote_login_settings(self, call: Call) -> Reply:
         pool = self.batch.pools.get(call.params["poolId"])

@@ -358,7 +358,7 @@ class Nodes(ResourceModule):
     # ------------------------------------------------------------------ requests
 
     def reboot(self, row: Row, option: str) -> None:
-        if row.body["state"] in ("creating", "starting", "rebooting", "leavingpool"):
+        if row.body["state"] in ("creating", "starting", "rebooting", "leavingpool", "preempted"):
             raise BatchError(
                 409, "OperationNotValidOnNode", "The node is not in a state that allows a reboot."
             )

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from azure.batch import models as m
+from azure.core.exceptions import HttpResponseError
 from bspec.local import http_json
 from reference import Reference, get_json
 from test_localbatch_api import IMAGE, wait_for
@@ -102,6 +103,9 @@ def test_preemption_requeues_and_every_task_succeeds_once(
         )
         assert status == 200 and body["preempted"] == [victim.id]
         assert c.get_node("p", victim.id).state == "preempted"
+        with pytest.raises(HttpResponseError) as refused:  # nothing to reboot
+            c.begin_reboot_node("p", victim.id, {"nodeRebootOption": "requeue"})
+        assert refused.value.status_code == 409
         for tid in on_victim:
             task = c.get_task("j", tid)
             assert task.state in ("active", "running", "preparing")

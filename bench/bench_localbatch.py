@@ -41,8 +41,14 @@ IMAGE = m.VirtualMachineConfiguration(
 
 
 @contextmanager
-def service(home: Path, max_processes: int = 8) -> Iterator[tuple[BatchClient, int]]:
-    """A fresh service in its own state folder; yields an SDK client and the service's PID."""
+def service(
+    home: Path,
+    max_processes: int = 8,
+    extra: tuple[str, ...] = (),
+    on_url: Callable[[str], None] | None = None,
+) -> Iterator[tuple[BatchClient, int]]:
+    """A fresh service in its own state folder (EXTRA: more service arguments; ON_URL hears
+    its URL); yields an SDK client and the service's PID."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -60,12 +66,15 @@ def service(home: Path, max_processes: int = 8) -> Iterator[tuple[BatchClient, i
                 str(max_processes),
                 "--delete-delay",
                 "0.1",
+                *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
+    if on_url is not None:
+        on_url(url)
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -1,4 +1,4 @@
-"""`bspec local up|down|status|env`: manage the local Batch service and Azurite by hand.
+"""`bspec local up|down|status|env|images`: manage the local Batch service and Azurite by hand.
 
 Other commands start the services on their own when they need them; these exist to
 start them ahead of time, see what runs, stop them, and point other tools at them.
@@ -10,11 +10,14 @@ from __future__ import annotations
 import shlex
 import sys
 import urllib.error
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from bspec import local as services
-from bspec.cli import JSON_HELP, emit_json, err, local_app, out
+from bspec.cli import JSON_HELP, emit_json, err, fail, local_app, out
+from bspec.common import podman
+from bspec.errors import InputError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 
@@ -215,3 +218,75 @@ def env_command(as_json: JsonFlag = False) -> None:
     # Plain writes, not rich: these lines are for a shell to eval, byte for byte.
     sys.stdout.write("".join(f"export {n}={shlex.quote(v)}\n" for n, v in variables.items()))
     sys.stdout.flush()
+
+
+images_app = typer.Typer(
+    help="The local service's container images (its private podman storage).",
+    no_args_is_help=True,
+)
+local_app.add_typer(images_app, name="images")
+
+
+def _storage() -> podman.Storage:
+    try:
+        return podman.open_storage(services.state_home())
+    except podman.PodmanError as exc:
+        raise InputError(exc.message, hint=exc.hint) from exc
+
+
+@images_app.command("list")
+def images_list_command(as_json: JsonFlag = False) -> None:
+    """List the images container tasks can use (podman --root <state>/containers/storage images)."""
+    try:
+        images = podman.list_images(_storage())
+    except (podman.PodmanError, InputError) as exc:
+        fail(_input(exc), as_json)
+    if as_json:
+        emit_json({"images": [image.to_json() for image in images]})
+        return
+    if not images:
+        out.print("No images. Add one with `bspec local images import`.", markup=False)
+    for image in images:
+        names = ", ".join(image.names) or "<untagged>"
+        out.print(f"{image.id}  {image.size / 1e6:8.1f} MB  {names}", markup=False)
+
+
+@images_app.command("import")
+def images_import_command(
+    tarball: Annotated[
+        Path | None,
+        typer.Argument(help="An image archive (podman/docker save) or a root file system tar."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The reference to give the imported image.")
+    ] = None,
+    from_podman: Annotated[
+        str | None,
+        typer.Option("--from-podman", help="Copy this image from your own podman storage."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add an image to the local service's storage, from a tarball or your own podman."""
+    try:
+        if (tarball is None) == (from_podman is None):
+            raise InputError("give a TARBALL or --from-podman NAME (one of them)")
+        if from_podman is not None:
+            ref = podman.import_from_user_storage(_storage(), from_podman)
+        else:
+            assert tarball is not None
+            if not tarball.is_file():
+                raise InputError(f"{tarball} is not a file")
+            ref = podman.import_tarball(_storage(), tarball, name)
+    except (podman.PodmanError, InputError) as exc:
+        fail(_input(exc), as_json)
+    if as_json:
+        emit_json({"image": ref})
+        return
+    out.print(f"Imported {ref}", markup=False)
+
+
+def _input(exc: podman.PodmanError | InputError) -> InputError:
+    """A podman failure is the user's input to fix (exit 2), with podman's hint."""
+    if isinstance(exc, InputError):
+        return exc
+    return InputError(exc.message, hint=exc.hint)

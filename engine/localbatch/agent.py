@@ -37,6 +37,7 @@ import aiohttp
 from bspec.common import proctree
 
 from . import processes as procs
+from .containers import ContainerRun
 
 log = logging.getLogger("bspec.localbatch.agent")
 
@@ -86,6 +87,8 @@ class Execution:
     output_files: tuple[OutputFile, ...] = ()
     # seconds of real time; the service leaves it None and calls expire() from its clock
     max_wall_clock_time: float | None = None
+    container: ContainerRun | None = None  # run through podman, not on the host
+    refusal: tuple[str, str] | None = None  # (code, message): the task cannot run here
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ class TaskRun:
         self._killed = asyncio.Event()
         self._expired = asyncio.Event()
         self._exited = False
+        self._container_name: str | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -210,6 +214,7 @@ class TaskRun:
         if self._killed.is_set():
             return
         self._killed.set()
+        self._remove_container()
         pid = self.pid
         if pid is not None and not self._exited:
             procs.signal_group(pid, signal.SIGTERM)
@@ -217,6 +222,14 @@ class TaskRun:
                 asyncio.get_running_loop().call_later(
                     KILL_GRACE, procs.signal_group, pid, signal.SIGKILL
                 )
+
+    def _remove_container(self, ended: bool = False) -> None:
+        """A container task stopped from outside: `podman rm -f` its container, in a thread
+        (podman forwards SIGTERM, but a SIGKILL of podman would leave the container)."""
+        c, name = self.execution.container, self._container_name
+        if c is not None and name is not None and (ended or not self._exited):
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().run_in_executor(None, c.remove, name)
 
     def expire(self) -> None:
         """The task's maxWallClockTime passed (on the service clock): kill the process group
@@ -226,6 +239,8 @@ class TaskRun:
     async def run(self, on_running: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
         """Resource files, then the process (holding a `processes` slot), then output files."""
         ex = self.execution
+        if ex.refusal is not None:
+            return self._outcome("failure", None, failure_info(*ex.refusal), None, "resourcefiles")
         if ex.resource_files:
             # The folders first, for the downloads; otherwise the thread that starts the
             # process makes them (a mkdir can take a millisecond: never on the loop).
@@ -240,6 +255,10 @@ class TaskRun:
                 return self._killed_outcome(None)
         elif self._killed.is_set():
             return self._killed_outcome(None)
+        if ex.container is not None:  # its image present first (pulled if need be)
+            failed = await asyncio.to_thread(ex.container.prepare)
+            if failed is not None:
+                return self._outcome("failure", None, failure_info(*failed), None, "resourcefiles")
 
         async with self.processes:
             if self._killed.is_set():
@@ -266,6 +285,11 @@ class TaskRun:
 
         if stage == "killed":
             return self._killed_outcome(start_time)
+        if stage == "timeout":
+            self._remove_container(ended=True)
+        failed = ex.container.failure(exit_code, ex.task_dir) if ex.container else None
+        if failed is not None and stage == "process":  # podman's own exit 125
+            return self._outcome("failure", exit_code, failure_info(*failed), start_time, stage)
         result = "success" if stage == "process" and exit_code == 0 else "failure"
         upload_error: dict[str, Any] | None = None
         if ex.output_files:
@@ -334,11 +358,17 @@ class TaskRun:
             argv = []
         else:
             info = failure_info("CommandLaunchFailed", "The command line is empty")
+        env = _base_environment()
+        env.update(ex.environment)
+        if ex.container is not None and (argv or not ex.command_line.strip()):
+            try:  # the task's `podman run` (no command line: the image's ENTRYPOINT)
+                argv, env, self._container_name = ex.container.command(ex)
+            except ValueError as exc:
+                info = failure_info(ex.container.invalid, str(exc))
+                argv = []
         if not argv:
             unmade = await self._make_dirs() if make_dirs else None
             return unmade or self._outcome("failure", None, info, None, "process")
-        env = _base_environment()
-        env.update(ex.environment)
         loop = asyncio.get_running_loop()
         starting = loop.run_in_executor(procs.spawner(), procs.popen, argv, ex, env, make_dirs)
         try:
@@ -370,6 +400,7 @@ class TaskRun:
             self.pid = proc.pid
             if self._killed.is_set():  # kill() raced the start
                 procs.signal_group(proc.pid, signal.SIGKILL)
+                self._remove_container(ended=True)
             return proc, self.clock()
         return self._outcome("failure", None, info, None, "process")
 

@@ -13,12 +13,14 @@ import asyncio
 import secrets
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import agent
 from .base import ResourceModule
 from .bodies import resource_files
 from .clock import Clock
+from .containers import Containers
 from .resources import BatchError, iso
 from .runs import BOOT_STEP, Running, Runtime
 from .store import Row, Store
@@ -54,6 +56,8 @@ REMOVAL_ORDER = {
 
 
 class Nodes(ResourceModule):
+    containers: Containers | None = None  # container pools' images (service.py sets it)
+
     def __init__(self, store: Store, clock: Clock, runtime: Runtime, tasks: Tasks) -> None:
         super().__init__(store, clock, runtime)
         self.tasks = tasks
@@ -152,6 +156,17 @@ class Nodes(ResourceModule):
         if pool is None or node is None or pool.body["state"] != "active":
             return
         node.body["lastBootTime"] = self.clock.iso()
+        if self.containers is not None:
+            errors = await self.containers.pull_for_node(pool)
+            node = self.store.get("node", pool_key, node_key)
+            if node is None:
+                return
+            if errors:
+                node.body["errors"] = errors
+                self.store.put(node)
+                self._set(pool_key, node_key, state="unusable")
+                return
+            node.body.pop("errors", None)
         start = pool.body.get("startTask")
         if start:
             node.body["startTask"] = start
@@ -190,12 +205,19 @@ class Nodes(ResourceModule):
             for setting in start.get("environmentSettings") or []:
                 env[str(setting["name"])] = str(setting.get("value", ""))
             (root / "startup" / "wd").mkdir(parents=True, exist_ok=True)
+            container, refusal = (None, None)
+            if self.containers is not None and start.get("containerSettings"):
+                container, refusal = self.containers.run_for(
+                    pool, node, "starttask", start["containerSettings"]
+                )
             execution = agent.Execution(
                 command_line=start["commandLine"],
                 task_dir=root / "startup",
                 working_dir=root / "startup" / "wd",
                 environment=env,
                 resource_files=tuple(resource_files(start.get("resourceFiles"))),
+                container=container,
+                refusal=refusal,
             )
             run = agent.TaskRun(
                 execution, self.runtime.http, self.runtime.processes, clock=self.clock.now
@@ -244,6 +266,14 @@ class Nodes(ResourceModule):
         node.body.update(changes)
         self.store.put(node)
         return node
+
+    def set_state(self, pool_key: str, node_key: str, **changes: Any) -> Row | None:
+        """Change a node's fields from another module (preemption)."""
+        return self._set(pool_key, node_key, **changes)
+
+    def boot(self, pool_key: str, node_key: str) -> None:
+        """Boot a node again, start task and all (a preempted node restored)."""
+        self._boot(pool_key, node_key, reboot=True)
 
     # ------------------------------------------------------------------ tasks on nodes
 
@@ -300,7 +330,11 @@ class Nodes(ResourceModule):
         if waits:
             await asyncio.wait(waits)
         await asyncio.sleep(BOOT_STEP)
+        node = self.store.get("node", pool_key, node_key)
+        pool = self.store.get("pool", "", pool_key)
         self.drop(pool_key, node_key)
+        if self.containers is not None and node is not None and pool is not None:
+            await self.containers.remove_for(pool.body["id"], node.body["id"])
         await asyncio.to_thread(shutil.rmtree, self.runtime.node_dir(pool_key, node_key), True)
         self.on_count(pool_key)
 
@@ -324,7 +358,7 @@ class Nodes(ResourceModule):
     # ------------------------------------------------------------------ requests
 
     def reboot(self, row: Row, option: str) -> None:
-        if row.body["state"] in ("creating", "starting", "rebooting", "leavingpool"):
+        if row.body["state"] in ("creating", "starting", "rebooting", "leavingpool", "preempted"):
             raise BatchError(
                 409, "OperationNotValidOnNode", "The node is not in a state that allows a reboot."
             )
@@ -343,6 +377,35 @@ class Nodes(ResourceModule):
             self._boot(pool_key, node_key, reboot=True)
 
         self.runtime.spawn(reboot())
+
+    def reimage(self, row: Row, option: str) -> None:
+        """A reboot on a fresh disk: once the node's tasks are stopped (or, taskCompletion and
+        retainedData, done), its folders start empty and the start task runs again."""
+        if row.body["state"] not in ("idle", "running", "starttaskfailed", "unusable"):
+            raise BatchError(
+                409, "OperationNotValidOnNode", "The node is not in a state that allows a reimage."
+            )
+        pool_key, node_key = row.parent, row.key
+        entries = self.runtime.on_node(pool_key, node_key)
+        self.runtime.node_runtime(pool_key, node_key).halt()
+        self._set(pool_key, node_key, state="reimaging")
+        if option in ("requeue", "terminate"):
+            self.tasks.stop_all(entries, option)
+
+        async def reimage() -> None:
+            waits = [e.aio for e in entries if e.aio]
+            if waits:
+                await asyncio.wait(waits)
+            await asyncio.to_thread(fresh_folders, self.runtime.node_dir(pool_key, node_key))
+            node = self.store.get("node", pool_key, node_key)
+            if node is not None:
+                node.body.pop("startTaskInfo", None)
+                node.body.pop("errors", None)
+                self.store.put(node)
+            await asyncio.sleep(BOOT_STEP)
+            self._boot(pool_key, node_key, reboot=True)
+
+        self.runtime.spawn(reimage())
 
     def set_scheduling(self, row: Row, enabled: bool, option: str) -> None:
         """Enable or disable scheduling on a node; disabling may requeue or end its tasks.
@@ -370,3 +433,13 @@ class Nodes(ResourceModule):
                 node.body["runningTasksCount"] = node.body["runningTaskSlotsCount"] = 0
                 self.store.put(node)
                 self._boot(pool_key, node.key, reboot=True)
+
+
+NODE_FOLDERS = ("shared", "startup", "workitems", "fsmounts")
+
+
+def fresh_folders(root: Path) -> None:
+    """A node's folders emptied, as on a fresh disk (reimage, a preempted node restored)."""
+    for sub in NODE_FOLDERS:
+        shutil.rmtree(root / sub, True)
+        (root / sub).mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import Any
 from . import quotas
 from .base import ResourceModule
 from .clock import Clock
+from .containers import Containers
 from .nodes import Nodes
 from .resources import (
     BatchError,
@@ -60,6 +61,8 @@ ANY_TIME = (
 
 
 class Pools(ResourceModule):
+    containers: Containers | None = None  # container pools (service.py sets it)
+
     def __init__(
         self, store: Store, clock: Clock, runtime: Runtime, nodes: Nodes, settings: Settings
     ) -> None:
@@ -107,6 +110,8 @@ class Pools(ResourceModule):
         if req.get("startTask") is not None:
             _check_start_task(req["startTask"])
         self.check_autoscale(req)
+        if self.containers is not None:
+            self.containers.check_pool(req)
         stamp = self.clock.iso()
         url = f"{base}/pools/{pool_id}"
         body: dict[str, Any] = {"id": pool_id}
@@ -325,6 +330,9 @@ class Pools(ResourceModule):
         waits = [e.aio for e in self.runtime.in_pool(pool_key) if e.aio]
         if waits:
             await asyncio.wait(waits)
+        pool = self.store.get("pool", "", pool_key)
+        if self.containers is not None and pool is not None:
+            await self.containers.remove_for(pool.body["id"])
         await asyncio.to_thread(shutil.rmtree, self.runtime.nodes_root / pool_key, True)
         self.nodes.forget_pool(pool_key)
         self.store.delete("pool", "", pool_key)

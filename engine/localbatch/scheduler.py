@@ -20,6 +20,7 @@ import aiohttp
 from . import agent
 from .bodies import output_files, resource_files
 from .clock import Clock
+from .containers import Containers
 from .jobs import Jobs
 from .nodes import Nodes
 from .pools import Pools
@@ -34,6 +35,8 @@ log = logging.getLogger("bspec.localbatch.scheduler")
 
 
 class Scheduler:
+    containers: Containers | None = None  # container tasks (service.py sets it)
+
     def __init__(
         self,
         store: Store,
@@ -277,6 +280,11 @@ class Scheduler:
             wall = duration_seconds(row.body.get("constraints", {}).get("maxWallClockTime"))
         except ValueError:
             wall = None
+        container, refusal = (None, None)
+        if self.containers is not None and row.body.get("containerSettings"):
+            container, refusal = self.containers.run_for(
+                pool, node, row.body["id"], row.body["containerSettings"]
+            )
         execution = agent.Execution(
             command_line=row.body["commandLine"],
             task_dir=task_dir,
@@ -284,6 +292,8 @@ class Scheduler:
             environment=env,
             resource_files=tuple(resource_files(row.body.get("resourceFiles"))),
             output_files=tuple(output_files(row.body.get("outputFiles"))),
+            container=container,
+            refusal=refusal,
         )
         run = agent.TaskRun(execution, rt.http, rt.processes, clock=self.clock.now)
         entry = Running(

@@ -13,11 +13,13 @@ from pathlib import Path
 from .autopools import AutoPools
 from .autoscaling import AutoScaling
 from .clock import Clock
+from .containers import Containers
 from .files import Files
 from .jobs import Jobs
 from .jobschedules import JobSchedules
 from .nodes import Nodes
 from .pools import Pools
+from .preemption import Preemption
 from .runs import Runtime
 from .scheduler import Scheduler
 from .settings import Settings
@@ -57,16 +59,22 @@ class Batch:
             self.jobs,
             self.tasks,
         )
+        self.containers = Containers(home)
+        self.pools.containers = self.nodes.containers = self.scheduler.containers = self.containers
+        self.preemption = Preemption(self.store, self.clock, self.runtime, self.nodes, settings)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.store.commit_later(lambda commit: loop.call_later(0.005, commit))
         await self.clock.start()
+        await self.containers.start()
         await self.scheduler.start()
         self.autoscaling.recover()
         self.jobschedules.recover()
+        self.preemption.start()
 
     async def stop(self) -> None:
+        self.preemption.stop()
         await self.scheduler.stop()
         await self.clock.stop()
         self.store.close()

@@ -33,6 +33,12 @@ class Settings:
     image_end_of_life: dict[str, str] = field(default_factory=dict)
     # The account's quotas (quotas.py enforces them): generous by default, lowered by tests.
     quotas: Quotas = field(default_factory=Quotas)
+    # Spot preemption (preemption.py): the chance per Spot node and minute of service clock,
+    # its random seed, and after how many service seconds a preempted node comes back
+    # (None: only when POST /_local/restore says so).
+    preemption_rate: float = 0.0
+    preemption_seed: int | None = 0
+    preemption_restore_after: float | None = 120.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +50,9 @@ class Settings:
             "clock": self.clock,
             "imageEndOfLife": dict(self.image_end_of_life),
             **self.quotas.to_json(),
+            "preemptionRate": self.preemption_rate,
+            "preemptionSeed": self.preemption_seed,
+            "preemptionRestoreAfter": self.preemption_restore_after,
         }
 
     def apply(self, data: Any) -> None:
@@ -71,6 +80,12 @@ class Settings:
                 self.image_end_of_life = {str(k): str(v) for k, v in value.items()}
             elif key in QUOTA_KEYS:
                 self.quotas.apply(key, value)
+            elif key == "preemptionRate":
+                self.preemption_rate = min(1.0, max(0.0, float(value)))
+            elif key == "preemptionSeed":
+                self.preemption_seed = None if value is None else int(value)
+            elif key == "preemptionRestoreAfter":
+                self.preemption_restore_after = None if value is None else max(0.0, float(value))
             elif key == "clock":
                 if value != self.clock:
                     raise ValueError("the clock mode is fixed when the service starts (--clock)")

@@ -44,6 +44,18 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[common.Storage
     before = _snapshot(MACHINE_STORAGE)
     base = tmp_path_factory.mktemp("podman")
     store = common.ensure_config(base / "state")
+    assert common.import_tarball(store, busybox_rootfs(base), IMAGE) == IMAGE
+    yield store
+    podman.remove_containers(store)
+    _discard(store)
+    assert not [
+        line for line in Path("/proc/self/mounts").read_text().splitlines() if str(base) in line
+    ]
+    assert _snapshot(MACHINE_STORAGE) == before, "the machine's podman storage was modified"
+
+
+def busybox_rootfs(base: Path) -> Path:
+    """A tarball of a root file system with only busybox-static and its applets in /bin."""
     rootfs = base / "rootfs"
     (rootfs / "bin").mkdir(parents=True)
     shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
@@ -53,14 +65,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[common.Storage
     tarball = base / "rootfs.tar"
     with tarfile.open(tarball, "w") as tar:
         tar.add(rootfs, arcname=".")
-    assert common.import_tarball(store, tarball, IMAGE) == IMAGE
-    yield store
-    podman.remove_containers(store)
-    _discard(store)
-    assert not [
-        line for line in Path("/proc/self/mounts").read_text().splitlines() if str(base) in line
-    ]
-    assert _snapshot(MACHINE_STORAGE) == before, "the machine's podman storage was modified"
+    return tarball
 
 
 def _discard(store: common.Storage) -> None:

@@ -190,8 +190,10 @@ _TASK = (
     "dependsOn.*",
     "exitConditions.*",
     "authenticationTokenSettings.*",
+    "containerSettings.*",
 )
 _START_TASK = (
+    "startTask.containerSettings.*",
     "startTask.commandLine",
     "startTask.resourceFiles.*",
     "startTask.environmentSettings.*",
@@ -315,7 +317,7 @@ IMPLEMENTED_PROPERTIES: dict[str, tuple[str, ...]] = {
 
 # Why a refused property is refused, by its last path segment (for the table and the error).
 REASONS: dict[str, str] = {
-    "containerSettings": "containers are not run by the local Batch service yet",
+    "containerSettings": "job manager, preparation and release tasks do not run in containers locally",
     "certificateReferences": "no certificate store",
     "applicationPackageReferences": "no application packages",
     "userAccounts": "every process runs as the service's user",

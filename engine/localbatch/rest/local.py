@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..resources import duration_seconds
+from ..resources import BatchError, duration_seconds
 from ..service import Batch
 
 
@@ -78,6 +78,8 @@ class LocalControls:
             return web.json_response(batch.clock.to_json())
         if path == "/_local/clock" and method == "POST":
             return await self._advance(request)
+        if path in ("/_local/preempt", "/_local/restore") and method == "POST":
+            return await self._spot(request, path.rsplit("/", 1)[1])
         return web.json_response({"error": f"no such path {path}"}, status=404)
 
     async def _advance(self, request: web.Request) -> web.StreamResponse:
@@ -93,6 +95,36 @@ class LocalControls:
             return web.json_response({"error": str(exc)}, status=400)
         await clock.advance(seconds)
         return web.json_response(clock.to_json())
+
+    async def _spot(self, request: web.Request, action: str) -> web.StreamResponse:
+        """{"poolId", "nodeIds" | "count"}: preempt Spot nodes, or restore preempted ones."""
+        try:
+            data = await request.json()
+            if not isinstance(data, dict) or not isinstance(data.get("poolId"), str):
+                raise ValueError('give {"poolId": ..., "nodeIds": [...]} or "count"')
+            ids = data.get("nodeIds")
+            if ids is not None and (
+                not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)
+            ):
+                raise ValueError("nodeIds must be a list of node ids")
+            count = data.get("count")
+            if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+                raise ValueError("count must be a whole number")
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        spot = self.batch.preemption
+        try:
+            if action == "preempt":
+                if ids is None and count is None:
+                    return web.json_response({"error": "give nodeIds or count"}, status=400)
+                done = spot.preempt(data["poolId"], ids, count)
+            else:
+                done = spot.restore(data["poolId"], ids)
+        except BatchError as exc:
+            return web.json_response({"error": exc.message, "code": exc.code}, status=exc.status)
+        return web.json_response(
+            {"poolId": data["poolId"], "preempted" if action == "preempt" else "restored": done}
+        )
 
 
 def _seconds(data: Any) -> float:

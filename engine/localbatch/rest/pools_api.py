@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import odata
-from ..resources import http_date, new_etag
 from ..service import Batch
+from .nodes_api import accepted
 from .paging import (
     conditions,
     created,
@@ -139,16 +139,7 @@ class PoolsApi:
     def reboot_node(self, call: Call) -> Reply:
         row = self._node(call)
         self.nodes.reboot(row, call.optional_body().get("nodeRebootOption") or "requeue")
-        node = self._node(call)
-        return Reply(
-            202,
-            None,
-            {
-                "DataServiceId": node.body["url"],
-                "ETag": new_etag(),
-                "Last-Modified": http_date(node.body["stateTransitionTime"]),
-            },
-        )
+        return accepted(self._node(call))
 
     def disable_scheduling(self, call: Call) -> Reply:
         row = self._node(call)

@@ -13,6 +13,7 @@ from ..resources import BatchError
 from .files_api import FilesApi
 from .jobs_api import JobsApi
 from .jobschedules_api import JobSchedulesApi
+from .nodes_api import NodeOpsApi
 from .pools_api import PoolsApi
 from .protocol import Handler
 
@@ -22,6 +23,7 @@ Route = tuple[str, re.Pattern[str], str, Handler]
 def table(
     pools: PoolsApi, jobs: JobsApi, files: FilesApi, schedules: JobSchedulesApi | None = None
 ) -> list[tuple[str, str, str, Handler]]:
+    node_ops = NodeOpsApi(pools.batch)
     return (_schedule_rows(schedules) if schedules is not None else []) + [
         ("GET", "/pools", "Pools_ListPools", pools.list_pools),
         ("POST", "/pools", "Pools_CreatePool", pools.create_pool),
@@ -60,6 +62,13 @@ def table(
         ("GET", "/pools/{poolId}/nodes", "Nodes_ListNodes", pools.list_nodes),
         ("GET", "/pools/{poolId}/nodes/{nodeId}", "Nodes_GetNode", pools.get_node),
         ("POST", "/pools/{poolId}/nodes/{nodeId}/reboot", "Nodes_RebootNode", pools.reboot_node),
+        ("POST", "/pools/{poolId}/nodes/{nodeId}/reimage", "Nodes_ReimageNode", node_ops.reimage),
+        (
+            "GET",
+            "/pools/{poolId}/nodes/{nodeId}/remoteloginsettings",
+            "Nodes_GetNodeRemoteLoginSettings",
+            node_ops.remote_login_settings,
+        ),
         (
             "GET",
             "/pools/{poolId}/nodes/{nodeId}/files",

@@ -160,7 +160,9 @@ class Clock:
         awaited before the next (manual mode)."""
         while True:
             self._drop_cancelled()
-            if not self._timers or self._timers[0].due > target:
+            # A microsecond of slack: timers set from datetimes (whole microseconds) must
+            # fire on the step that reaches them, whatever the float rounding.
+            if not self._timers or self._timers[0].due > target + 1e-6:
                 return
             timer = heapq.heappop(self._timers)
             self._frozen = max(self._frozen, timer.due)

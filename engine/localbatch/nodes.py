@@ -155,7 +155,6 @@ class Nodes(ResourceModule):
         node = self.store.get("node", pool_key, node_key)
         if pool is None or node is None or pool.body["state"] != "active":
             return
-        node.body["lastBootTime"] = self.clock.iso()
         if self.containers is not None:
             errors = await self.containers.pull_for_node(pool)
             node = self.store.get("node", pool_key, node_key)
@@ -167,6 +166,7 @@ class Nodes(ResourceModule):
                 self._set(pool_key, node_key, state="unusable")
                 return
             node.body.pop("errors", None)
+        node.body["lastBootTime"] = self.clock.iso()  # after the pull, which reads the row again
         start = pool.body.get("startTask")
         if start:
             node.body["startTask"] = start

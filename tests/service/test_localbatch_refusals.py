@@ -155,9 +155,11 @@ def test_refused_property_over_http(local_services: Any, reference: Reference) -
                 {
                     "id": "refused-pool",
                     "vmSize": "standard_d2s_v3",
-                    "startTask": {"commandLine": "true", "containerSettings": {"imageName": "i"}},
+                    "mountConfiguration": [
+                        {"nfsMountConfiguration": {"source": "s", "relativeMountPath": "m"}}
+                    ],
                 },
-                "startTask.containerSettings",
+                "mountConfiguration",
             ),
         ):
             with pytest.raises(HttpResponseError) as err:

@@ -310,6 +310,7 @@ IMPLEMENTED_PROPERTIES: dict[str, tuple[str, ...]] = {
     "Tasks_CreateTaskCollection": (*tuple(f"value[].{p}" for p in _TASK), "value"),
     "Tasks_ReplaceTask": ("constraints.*",),
     "Nodes_RebootNode": ("nodeRebootOption",),
+    "Nodes_ReimageNode": ("nodeReimageOption",),
     "Nodes_DisableNodeScheduling": ("nodeDisableSchedulingOption",),
     "Pools_EnablePoolAutoScale": ("autoScaleFormula", "autoScaleEvaluationInterval"),
     "Pools_EvaluatePoolAutoScale": ("autoScaleFormula",),

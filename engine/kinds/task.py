@@ -254,4 +254,13 @@ DEF = KindDef(
     plan=plan,
     reads=(Kind.CONTAINER, Kind.BLOB, Kind.JOB),
     summarized=True,
+    words={
+        "taskConstraintsChanged": lambda v: "constraints changed: " + ", ".join(v["fields"]),
+        "jobReplacesTask": lambda v: "its job is replaced",
+        "adoptedRunsAgain": lambda v: "adopted: not created by bspec, runs again",
+        "inputBlobChanged": lambda v: f"input blob {v['container']}/{v['blob']} changed",
+        "inputContainerChanged": lambda v: f"input container {v['container']} changed",
+        "dependencyRunsAgain": lambda v: f"depends on task {v['task']}, which runs again",
+        "definitionChanged": lambda v: "task definition changed",
+    },
 )

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar
 
-
 _KNOWN: dict[str, Kind] = {}  # every registered kind by name, in registration order
 _PARTS: dict[str, int] = {}  # how many parts its addresses have
 

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 _KNOWN: dict[str, Kind] = {}  # every registered kind by name, in registration order
 _PARTS: dict[str, int] = {}  # how many parts its addresses have
+_FORGOTTEN: dict[str, Kind] = {}  # unregistered (by a test), kept so that `is` still holds
 
 
 class _KindMeta(type):
@@ -71,16 +72,17 @@ class Kind(str, metaclass=_KindMeta):
         """The kind named `value` (created once); its addresses have `parts` parts, the last
         of which may hold slashes when there are two (a blob's name)."""
         if value not in _KNOWN:
-            kind = str.__new__(cls, value)
-            _KNOWN[value] = kind
+            old = _FORGOTTEN.pop(value) if value in _FORGOTTEN else None
+            _KNOWN[value] = old if old is not None else str.__new__(cls, value)
             _PARTS[value] = parts
         return _KNOWN[value]
 
     @classmethod
     def unregister(cls, kind: Kind) -> None:
-        """Forget a kind registered for a test."""
-        _KNOWN.pop(str(kind), None)
-        _PARTS.pop(str(kind), None)
+        """Forget a kind registered for a test (registering it again gives the same one)."""
+        if _KNOWN.pop(kind.value, None) is not None:
+            _FORGOTTEN[kind.value] = kind
+            _PARTS.pop(kind.value, None)
 
     @property
     def value(self) -> str:

@@ -110,7 +110,7 @@ KIND_ORDER: tuple[Kind, ...] = tuple(Kind)  # the built-in kinds
 LOGS_KEY = "_bspec"  # the key of the stack's own container (task logs, the lock blob)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Address:
     """`container/<key>`, `blob/<key>/<blob name>`, `pool/<id>`, `job/<id>`, `task/<job>/<task>`.
 
@@ -347,7 +347,7 @@ class DesiredState:
 # --------------------------------------------------------------------------- actual state
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resource:
     """A resource as the services report it, reduced to what the planner diffs.
 
@@ -401,7 +401,7 @@ def reason(code: str, **values: Any) -> Reason:
     return Reason(code, values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One resource's change. See the module docstring for what before/after hold."""
 

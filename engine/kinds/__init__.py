@@ -12,7 +12,6 @@ from bspec.model import Kind
 KINDS: tuple[KindDef, ...] = (container.DEF, blob.DEF, pool.DEF, job.DEF, task.DEF)
 
 
-
 def of(kind: Kind) -> KindDef:
     """The registered kind `kind` (KINDS is read each time: a test may add a kind)."""
     return next(k for k in KINDS if k.kind is kind)

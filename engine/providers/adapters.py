@@ -162,16 +162,22 @@ def _container_of(blob: Resource, key: str) -> str:
     return str(blob.props.get("container") or key)
 
 
+def _delete_and_wait(
+    what: str, delete: Callable[[str], None], changes: list[Change], run: ApplyRun
+) -> None:
+    """Delete the deleted and replaced pools or jobs in parallel, then wait until they are
+    gone (a replace creates under the same id)."""
+    gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
+    if gone:
+        parallel(delete, gone)
+        run.say(f"Waiting for {what}{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted")
+        run.batch.wait_gone(what, gone)
+
+
 class Pools:
     def apply(self, changes: list[Change], run: ApplyRun) -> None:
         batch = run.batch
-        gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
-        if gone:
-            parallel(batch.delete_pool, gone)
-            run.say(
-                f"Waiting for pool{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted"
-            )
-            batch.wait_gone("pool", gone)
+        _delete_and_wait("pool", batch.delete_pool, changes, run)
         for c in changes:
             if c.after is None:
                 continue
@@ -187,13 +193,7 @@ class Pools:
 class Jobs:
     def apply(self, changes: list[Change], run: ApplyRun) -> None:
         batch = run.batch
-        gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
-        if gone:
-            parallel(batch.delete_job, gone)
-            run.say(
-                f"Waiting for job{'s' if len(gone) > 1 else ''} {', '.join(gone)} to be deleted"
-            )
-            batch.wait_gone("job", gone)
+        _delete_and_wait("job", batch.delete_job, changes, run)
         parallel(batch.create_job, afters(changes, Action.CREATE, Action.REPLACE))
         parallel(batch.update_job, afters(changes, Action.UPDATE))
 

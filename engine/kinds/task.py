@@ -186,10 +186,15 @@ def plan(ctx: PlanContext) -> list[Change]:
     desired_addrs = {addr for _t, addr in wanted}
     wanted_jobs = {j.id for j in d.jobs}
     # Owned tasks the spec no longer has; foreign ones are reported and left alone.
-    for r in sorted(a.of_kind(Kind.TASK), key=lambda r: r.address):
-        job_id = r.address.parts[0]
-        if r.address in desired_addrs or job_id not in wanted_jobs or job_id in fresh_jobs:
-            continue
+    # (Filtered before sorting: in a converged stack, nothing is left to sort.)
+    leftover = [
+        r
+        for r in a.of_kind(Kind.TASK)
+        if r.address not in desired_addrs
+        and r.address.parts[0] in wanted_jobs
+        and r.address.parts[0] not in fresh_jobs
+    ]
+    for r in sorted(leftover, key=lambda r: r.address):
         if r.owner == ctx.stack:
             changes.append(Change(Action.DELETE, r.address, r, None, reasons=(reason("removed"),)))
         else:

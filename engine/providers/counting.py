@@ -86,10 +86,8 @@ class CountingPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
         if "bspec_answer" in request.context:  # the retry policy is sending it again
             self.counter.add_retry(self.service)
             path = urlsplit(request.http_request.url).path
-            sys.stderr.write(
-                f"{self.service}: retrying {method} {path} after"
-                f" {request.context['bspec_answer']}\n"
-            )
+            sys.stderr.write(f"{self.service}: retrying {method} {path} after"
+                             f" {request.context['bspec_answer']}\n")
         if self.kill_after is not None and ordinal == self.kill_after:
             request.context["bspec_kill"] = True
 

@@ -28,24 +28,89 @@ import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
+
+_KNOWN: dict[str, Kind] = {}  # every registered kind by name, in registration order
+_PARTS: dict[str, int] = {}  # how many parts its addresses have
+_FORGOTTEN: dict[str, Kind] = {}  # unregistered (by a test), kept so that `is` still holds
 
 
-class Kind(str, enum.Enum):
-    """Resource kinds, in the order apply creates them (destroy deletes in reverse)."""
+class _KindMeta(type):
+    """Iterating `Kind` gives the registered kinds in the order they were registered."""
 
-    CONTAINER = "container"
-    BLOB = "blob"
-    POOL = "pool"
-    JOB = "job"
-    TASK = "task"
+    def __iter__(cls) -> Iterator[Kind]:
+        return iter(tuple(_KNOWN.values()))
+
+    def __len__(cls) -> int:
+        return len(_KNOWN)
 
 
-KIND_ORDER: tuple[Kind, ...] = tuple(Kind)
+class Kind(str, metaclass=_KindMeta):
+    """A resource kind's name ("pool"), one interned instance per kind, so `is` compares.
+
+    Open, unlike an enum: the five built-in kinds register below, in the order apply
+    creates them; a new kind registers itself in its own module (`Kind.register`), with
+    the number of parts its address has, so `Address.parse` knows it without an edit here.
+    """
+
+    __slots__ = ()
+
+    CONTAINER: ClassVar[Kind]
+    BLOB: ClassVar[Kind]
+    POOL: ClassVar[Kind]
+    JOB: ClassVar[Kind]
+    TASK: ClassVar[Kind]
+
+    def __new__(cls, value: str) -> Kind:
+        known = _KNOWN.get(value)
+        if known is None:
+            raise ValueError(f"{value!r} is not a valid Kind")
+        return known
+
+    @classmethod
+    def register(cls, value: str, parts: int = 1) -> Kind:
+        """The kind named `value` (created once); its addresses have `parts` parts, the last
+        of which may hold slashes when there are two (a blob's name)."""
+        if value not in _KNOWN:
+            old = _FORGOTTEN.pop(value) if value in _FORGOTTEN else None
+            _KNOWN[value] = old if old is not None else str.__new__(cls, value)
+            _PARTS[value] = parts
+        return _KNOWN[value]
+
+    @classmethod
+    def unregister(cls, kind: Kind) -> None:
+        """Forget a kind registered for a test (registering it again gives the same one)."""
+        if _KNOWN.pop(kind.value, None) is not None:
+            _FORGOTTEN[kind.value] = kind
+            _PARTS.pop(kind.value, None)
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def parts(self) -> int:
+        return _PARTS[self.value]
+
+    def __repr__(self) -> str:
+        return f"<Kind {self.value}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Kind, (self.value,))
+
+
+Kind.CONTAINER = Kind.register("container")
+Kind.BLOB = Kind.register("blob", parts=2)
+Kind.POOL = Kind.register("pool")
+Kind.JOB = Kind.register("job")
+Kind.TASK = Kind.register("task", parts=2)
+
+
+KIND_ORDER: tuple[Kind, ...] = tuple(Kind)  # the built-in kinds
 LOGS_KEY = "_bspec"  # the key of the stack's own container (task logs, the lock blob)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Address:
     """`container/<key>`, `blob/<key>/<blob name>`, `pool/<id>`, `job/<id>`, `task/<job>/<task>`.
 
@@ -62,7 +127,7 @@ class Address:
     def parse(cls, text: str) -> Address:
         kind_text, _, rest = text.partition("/")
         kind = Kind(kind_text)
-        if kind in (Kind.BLOB, Kind.TASK):
+        if kind.parts == 2:
             first, _, second = rest.partition("/")
             if not first or not second:
                 raise ValueError(f"bad address {text!r}")
@@ -257,6 +322,12 @@ class DesiredState:
     pool: PoolSpec | None
     jobs: tuple[JobSpec, ...]
     tasks: tuple[TaskSpec, ...]  # every job's tasks, in spec order
+    # The spec objects of the kinds without a field above, by kind (a kind added later
+    # reads its own here: `of_kind`), so a new kind needs no edit of this class.
+    more: Mapping[Kind, tuple[Any, ...]] = field(default_factory=dict)
+
+    def of_kind(self, kind: Kind) -> tuple[Any, ...]:
+        return tuple(self.more.get(kind, ()))
 
     def container(self, key: str) -> ContainerSpec:
         for c in self.containers:
@@ -276,7 +347,7 @@ class DesiredState:
 # --------------------------------------------------------------------------- actual state
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resource:
     """A resource as the services report it, reduced to what the planner diffs.
 
@@ -330,7 +401,7 @@ def reason(code: str, **values: Any) -> Reason:
     return Reason(code, values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One resource's change. See the module docstring for what before/after hold."""
 

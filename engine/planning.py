@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import bspec.kinds as kinds
 from bspec.errors import OwnershipError
-from bspec.kinds import KINDS, KindDef, PlanContext
+from bspec.kinds import KindDef, PlanContext
 from bspec.kinds import job as job_kind
 from bspec.kinds import pool as pool_kind
 from bspec.kinds import task as task_kind
@@ -73,7 +74,7 @@ def plan(desired: DesiredState, actual: ActualState, options: PlanOptions | None
     """
     options = options or PlanOptions()
     ctx = PlanContext(desired, actual, options.adopt)
-    for k in _plan_order(KINDS):
+    for k in _plan_order(kinds.KINDS):
         ctx.changes[k.kind] = k.plan(ctx)
     if ctx.unowned:
         raise OwnershipError(
@@ -81,7 +82,7 @@ def plan(desired: DesiredState, actual: ActualState, options: PlanOptions | None
             + "\n  ".join(ctx.unowned),
             hint="rename them in the spec, or pass --adopt to take them over",
         )
-    ordered = [c for k in KINDS for c in _deletes_first(ctx.changes[k.kind])]
+    ordered = [c for k in kinds.KINDS for c in _deletes_first(ctx.changes[k.kind])]
     return Plan(desired.stack, options.target, tuple(ordered), tuple(ctx.warnings))
 
 
@@ -96,7 +97,7 @@ def plan_destroy(desired: DesiredState, actual: ActualState, target: str = "loca
     containers (the logs container last). Tasks and blobs go with what holds them."""
     stack = desired.stack
     changes: list[Change] = []
-    for k in reversed(KINDS):
+    for k in reversed(kinds.KINDS):
         if not k.destroyed:
             continue
         rs = sorted(

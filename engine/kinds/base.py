@@ -32,6 +32,14 @@ DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0  # Batch's default task retentionTim
 UNLIMITED_SECONDS = 100 * 365 * 24 * 3600.0  # at or above this, a duration means "unlimited"
 
 
+Words = Callable[[Mapping[str, Any]], str]  # a reason's values -> the words users read
+
+
+def count(n: int, noun: str) -> str:
+    """`1 node`, `3 nodes`."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 class Rule(str, enum.Enum):
     """What a difference in a field does."""
 
@@ -80,6 +88,8 @@ class KindDef:
     summarized: bool = False  # rendered plans show a few of each action and count the rest
     destroyed: bool = False  # `destroy` deletes it (others go with what holds them)
     destroy_reasons: Callable[[Resource], tuple[Reason, ...]] = lambda _r: ()
+    # the words for this kind's own reason codes (`model.Reason`); reports read them here
+    words: Mapping[str, Words] = field(default_factory=dict)
 
     compared: tuple[str, ...] = field(init=False)  # the fields a diff compares, in order
 
@@ -160,8 +170,10 @@ __all__ = [
     "KindDef",
     "PlanContext",
     "Rule",
+    "Words",
     "absent",
     "container_names",
+    "count",
     "resource_file_ref",
     "seconds",
 ]

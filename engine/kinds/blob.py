@@ -59,4 +59,5 @@ DEF = KindDef(
     fields={"md5": Rule.UPDATE, "container": Rule.IGNORE, "path": Rule.IGNORE, "size": Rule.IGNORE},
     plan=plan,
     summarized=True,
+    words={"contentChanged": lambda v: "content changed"},
 )

@@ -60,6 +60,7 @@ DEF = KindDef(
     plan=plan,
     destroyed=True,
     destroy_reasons=lambda _r: (reason("blobsGo"),),
+    words={"blobsGo": lambda v: "deletes every blob in it"},
 )
 
 __all__ = ["DEF", "container_names", "from_listing", "from_spec"]

@@ -12,7 +12,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from bspec.common import durations
-from bspec.kinds.base import KindDef, PlanContext, Rule, absent, desired, gone, seconds, stale
+from bspec.kinds.base import (
+    KindDef,
+    PlanContext,
+    Rule,
+    Words,
+    absent,
+    count,
+    desired,
+    gone,
+    seconds,
+    stale,
+)
 from bspec.model import (
     STACK_METADATA,
     Action,
@@ -139,6 +150,13 @@ def plan(ctx: PlanContext) -> list[Change]:
     return changes
 
 
+_REPLACED_BY: dict[str, Words] = {
+    "poolId": lambda v: "the pool it runs on changed",
+    "usesTaskDependencies": lambda v: "task dependencies switched on",
+    "state": lambda v: f"the job was {v['state']} outside bspec",
+}
+
+
 def fresh(changes: list[Change]) -> set[str]:
     """Ids of the jobs whose tasks all start over: created or replaced."""
     return {c.address.parts[0] for c in changes if c.action in (Action.CREATE, Action.REPLACE)}
@@ -153,4 +171,14 @@ DEF = KindDef(
     plan=plan,
     destroyed=True,
     destroy_reasons=deletes_tasks,
+    words={
+        "deletesTasks": lambda v: f"deletes its {v['tasks']} tasks",
+        "jobReplaced": lambda v: (
+            "job replaced ("
+            + "; ".join(_REPLACED_BY[f](v) for f in v["forced"])
+            + f"): {count(v['tasks'], 'task')} rerun"
+        ),
+        "priorityChanged": lambda v: "priority changed",
+        "constraintsChanged": lambda v: "constraints changed",
+    },
 )

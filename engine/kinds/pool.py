@@ -11,7 +11,7 @@ info: currentDedicatedNodes, currentLowPriorityNodes, allocationState.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bspec.kinds.base import (
@@ -20,6 +20,7 @@ from bspec.kinds.base import (
     Rule,
     absent,
     container_names,
+    count,
     desired,
     gone,
     resource_file_ref,
@@ -251,4 +252,27 @@ DEF = KindDef(
     reads=(Kind.TASK,),
     destroyed=True,
     destroy_reasons=destroys,
+    words={
+        "destroysNodes": lambda v: f"destroys {count(v['nodes'], 'node')}",
+        "idle": lambda v: "deleted when idle; no work to run",
+        "emptyOnly": lambda v: (
+            f"replaces pool: {', '.join(v['fields'])} can only change on an"
+            f" empty pool; destroys {count(v['nodes'], 'node')}, requeues running tasks"
+        ),
+        "changedOnEmptyPool": lambda v: (
+            f"{', '.join(v['fields'])} changed in place (the pool has no nodes)"
+        ),
+        "startTaskChanged": lambda v: (
+            "start task changed; it reaches existing nodes when they restart"
+        ),
+        "resize": lambda v: f"resize from {_nodes(v['old'])} to {_nodes(v['new'])}",
+    },
 )
+
+
+def _nodes(pair: Sequence[int]) -> str:
+    dedicated, low = pair
+    text = count(dedicated, "node")
+    if low:
+        text += f" + {low} low-priority"
+    return text

@@ -182,13 +182,19 @@ def plan(ctx: PlanContext) -> list[Change]:
     changes: list[Change] = []
     d, a = ctx.desired, ctx.actual
     fresh_jobs = fresh(ctx.changes.get(Kind.JOB, []))
-    desired_addrs = {t.address for t in d.tasks}
+    wanted = [(t, t.address) for t in d.tasks]  # each address built once
+    desired_addrs = {addr for _t, addr in wanted}
     wanted_jobs = {j.id for j in d.jobs}
     # Owned tasks the spec no longer has; foreign ones are reported and left alone.
-    for r in sorted(a.of_kind(Kind.TASK), key=lambda r: r.address):
-        job_id = r.address.parts[0]
-        if r.address in desired_addrs or job_id not in wanted_jobs or job_id in fresh_jobs:
-            continue
+    # (Filtered before sorting: in a converged stack, nothing is left to sort.)
+    leftover = [
+        r
+        for r in a.of_kind(Kind.TASK)
+        if r.address not in desired_addrs
+        and r.address.parts[0] in wanted_jobs
+        and r.address.parts[0] not in fresh_jobs
+    ]
+    for r in sorted(leftover, key=lambda r: r.address):
         if r.owner == ctx.stack:
             changes.append(Change(Action.DELETE, r.address, r, None, reasons=(reason("removed"),)))
         else:
@@ -203,8 +209,7 @@ def plan(ctx: PlanContext) -> list[Change]:
     def added(t: TaskSpec) -> Resource:
         return Resource(t.address, props_of(t, names, logs), owner=stack)
 
-    for t in d.tasks:
-        addr = t.address
+    for t, addr in wanted:
         before = a.get(addr)
         again = replaced[t.job_id]
         if t.job_id in fresh_jobs:
@@ -230,7 +235,11 @@ def plan(ctx: PlanContext) -> list[Change]:
             changes.append(_replace(before, after, "fingerprint", inputs.why(t, after, again)))
             continue
         # Kept or changed in place: the compared fields are all it needs (as a listed task).
-        kept = Resource(addr, compared_props(t), owner=stack)
+        kept_props = compared_props(t)
+        if kept_props == before.props:  # the common case, one C-level dict comparison
+            changes.append(Change(Action.NOOP, addr, before, Resource(addr, kept_props, stack)))
+            continue
+        kept = Resource(addr, kept_props, owner=stack)
         fields = DEF.diff(kept.props, before.props)
         if fields:
             why = (reason("taskConstraintsChanged", fields=fields),)
@@ -254,4 +263,13 @@ DEF = KindDef(
     plan=plan,
     reads=(Kind.CONTAINER, Kind.BLOB, Kind.JOB),
     summarized=True,
+    words={
+        "taskConstraintsChanged": lambda v: "constraints changed: " + ", ".join(v["fields"]),
+        "jobReplacesTask": lambda v: "its job is replaced",
+        "adoptedRunsAgain": lambda v: "adopted: not created by bspec, runs again",
+        "inputBlobChanged": lambda v: f"input blob {v['container']}/{v['blob']} changed",
+        "inputContainerChanged": lambda v: f"input container {v['container']} changed",
+        "dependencyRunsAgain": lambda v: f"depends on task {v['task']}, which runs again",
+        "definitionChanged": lambda v: "task definition changed",
+    },
 )

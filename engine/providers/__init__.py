@@ -5,8 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from bspec.errors import NotFoundError
-from bspec.model import LOGS_KEY, ActualState, Address, DesiredState, Kind, Resource
+from bspec.model import ActualState, Address, DesiredState, Kind, Resource
 
 if TYPE_CHECKING:
     from bspec.providers.batch import BatchProvider
@@ -21,48 +20,23 @@ def read_actual(
     tasks: bool = True,
     blobs: bool = True,
 ) -> ActualState:
-    """Everything the planner needs, in a handful of list calls made in parallel:
-    containers (1), blobs (1 per spec container), pools (1), jobs (1), tasks (1 page of
-    1,000 per spec job that exists)."""
-    names = {c.name: c.key for c in desired.containers}
-    names[desired.logs_container.name] = LOGS_KEY
+    """Everything the planner needs, in a handful of list calls made in parallel, through
+    each kind's adapter (`providers.adapters.ADAPTERS`): containers (1), blobs (1 per spec
+    container), pools (1), jobs (1), tasks (1 page of 1,000 per spec job that exists)."""
+    from bspec import kinds
+    from bspec.providers.adapters import ADAPTERS, ReadRun
+
+    skip = {k for k, wanted in ((Kind.TASK, tasks), (Kind.BLOB, blobs)) if not wanted}
     resources: dict[Address, Resource] = {}
     with ThreadPoolExecutor(max_workers=4) as pool:
-        f_containers = pool.submit(storage.read_containers, names)
-        f_pools = pool.submit(batch.read_pools)
-        f_jobs = pool.submit(batch.read_jobs)
-        f_blobs = (
-            [pool.submit(storage.read_blobs, c.name, c.key) for c in desired.containers]
-            if blobs
-            else []
-        )
-        containers = f_containers.result()
-        present = {r.props["name"] for r in containers if r.state != "deleting"}
-        for r in containers:
-            resources[r.address] = r
-        for f in f_blobs:
-            try:
-                rs = f.result()
-            except NotFoundError:
-                rs = []  # the container does not exist (yet)
-            for r in rs:
-                if r.address.parts[0] in {names.get(n) for n in present}:
-                    resources[r.address] = r
-        for r in f_pools.result():
-            resources[r.address] = r
-        jobs = f_jobs.result()
-        for r in jobs:
-            resources[r.address] = r
-        if tasks:
-            wanted = {j.id for j in desired.jobs}
-            f_tasks = [
-                pool.submit(batch.read_tasks, r.address.parts[0], r.owner)
-                for r in jobs
-                if r.address.parts[0] in wanted and r.state != "deleting"
-            ]
-            for f in f_tasks:
-                for r in f.result():
-                    resources[r.address] = r
+        run = ReadRun(desired, batch, storage, pool)
+        # Every kind starts its reads, in dependency order; then each is collected in the
+        # same order, so a kind's collect sees what the kinds before it read.
+        started = [(k.kind, ADAPTERS[k.kind].read(run)) for k in kinds.KINDS if k.kind not in skip]
+        for kind, collect in started:
+            run.read[kind] = collect()
+            for r in run.read[kind]:
+                resources[r.address] = r
     return ActualState(resources)
 
 

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bspec.kinds import KINDS
+from bspec import kinds
+from bspec.kinds.base import KindDef, Words
 from bspec.model import Action, Change, Plan, Reason
 
 SYMBOLS = {
@@ -40,65 +41,35 @@ def _change_lines(c: Change) -> list[str]:
     return lines
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' if n != 1 else ''}"
-
-
-def _nodes(pair: Sequence[int]) -> str:
-    dedicated, low = pair
-    text = _count(dedicated, "node")
-    if low:
-        text += f" + {low} low-priority"
-    return text
-
-
-_JOB_REPLACED = {
-    "poolId": lambda v: "the pool it runs on changed",
-    "usesTaskDependencies": lambda v: "task dependencies switched on",
-    "state": lambda v: f"the job was {v['state']} outside bspec",
-}
-
-# A change's reason codes (`model.Reason`) in words; the --json `reason` is these words.
-REASON_WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+# The words of the reason codes every kind may use (`model.Reason`); a kind's own codes
+# carry their words in its module (`KindDef.words`). The --json `reason` is these words.
+COMMON_WORDS: dict[str, Words] = {
     "new": lambda v: f"new {v['noun']}",
     "removed": lambda v: "no longer in the spec",
     "owned": lambda v: f"owned by stack {v['stack']}",
     "adopted": lambda v: f"adopted into stack {v['stack']}",
-    "destroysNodes": lambda v: f"destroys {_count(v['nodes'], 'node')}",
-    "deletesTasks": lambda v: f"deletes its {v['tasks']} tasks",
-    "blobsGo": lambda v: "deletes every blob in it",
-    "contentChanged": lambda v: "content changed",
-    "idle": lambda v: "deleted when idle; no work to run",
-    "emptyOnly": lambda v: (
-        f"replaces pool: {', '.join(v['fields'])} can only change on an"
-        f" empty pool; destroys {_count(v['nodes'], 'node')}, requeues running tasks"
-    ),
-    "changedOnEmptyPool": lambda v: (
-        f"{', '.join(v['fields'])} changed in place (the pool has no nodes)"
-    ),
-    "startTaskChanged": lambda v: "start task changed; it reaches existing nodes when they restart",
     "metadataChanged": lambda v: "metadata changed",
-    "resize": lambda v: f"resize from {_nodes(v['old'])} to {_nodes(v['new'])}",
-    "jobReplaced": lambda v: (
-        "job replaced ("
-        + "; ".join(_JOB_REPLACED[f](v) for f in v["forced"])
-        + f"): {_count(v['tasks'], 'task')} rerun"
-    ),
-    "priorityChanged": lambda v: "priority changed",
-    "constraintsChanged": lambda v: "constraints changed",
-    "taskConstraintsChanged": lambda v: "constraints changed: " + ", ".join(v["fields"]),
-    "jobReplacesTask": lambda v: "its job is replaced",
-    "adoptedRunsAgain": lambda v: "adopted: not created by bspec, runs again",
-    "inputBlobChanged": lambda v: f"input blob {v['container']}/{v['blob']} changed",
-    "inputContainerChanged": lambda v: f"input container {v['container']} changed",
-    "dependencyRunsAgain": lambda v: f"depends on task {v['task']}, which runs again",
-    "definitionChanged": lambda v: "task definition changed",
 }
+_words_for: list[tuple[tuple[KindDef, ...], dict[str, Words]]] = []  # built once per KINDS
+
+
+def reason_words() -> dict[str, Words]:
+    """Every reason code's words: the common ones and each registered kind's."""
+    if _words_for and _words_for[0][0] is kinds.KINDS:
+        return _words_for[0][1]
+    table = dict(COMMON_WORDS)
+    for k in kinds.KINDS:
+        table.update(k.words)
+    _words_for[:] = [(kinds.KINDS, table)]
+    return table
 
 
 def reason_text(reasons: Sequence[Reason]) -> str:
     """A change's reasons as the words plans show (and `--json` carries), "; "-joined."""
-    return "; ".join(REASON_WORDS[r.code](r.values) for r in reasons)
+    if not reasons:
+        return ""
+    words = reason_words()
+    return "; ".join(words[r.code](r.values) for r in reasons)
 
 
 def summary_line(plan: Plan, *, destroy: bool = False) -> str:
@@ -116,7 +87,7 @@ def render_plan(plan: Plan, *, limit: int = 3, destroy: bool = False) -> list[st
     ("+ 9,997 more tasks"), a summary line at the end."""
     lines: list[str] = []
     pending = plan.pending()
-    for k in KINDS if not destroy else tuple(reversed(KINDS)):
+    for k in kinds.KINDS if not destroy else tuple(reversed(kinds.KINDS)):
         mine = [c for c in pending if c.address.kind is k.kind]
         if not mine:
             continue

@@ -182,14 +182,14 @@ def test_the_private_call_check_catches_sdk_and_provider_calls() -> None:
 
 
 def test_every_kind_has_words_and_an_apply_step() -> None:
-    """Adding a kind is its module plus the line in `kinds.KINDS`; the applier and the
-    reports must know it too (issue 9), or the kind is half added."""
-    from bspec import applying
+    """Adding a kind is its module plus the line in `kinds.KINDS`; the applier and
+    `read_actual` must find its adapter too (issue 9), or the kind is half added."""
     from bspec.kinds import KINDS
     from bspec.model import Kind
+    from bspec.providers.adapters import ADAPTERS
 
     assert [k.kind for k in KINDS] == list(Kind)
-    assert set(applying._STEPS) == set(Kind)
+    assert set(ADAPTERS) == set(Kind)
     assert all(k.heading and k.noun and k.nouns for k in KINDS)
 
 

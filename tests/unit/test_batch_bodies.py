@@ -8,9 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from bspec.applying import _waves
 from bspec.kinds import task as task_kind
 from bspec.model import OutputFileSpec, Resource, ResourceFileSpec, TaskConstraintsSpec, TaskSpec
+from bspec.providers.adapters import waves as _waves
 from bspec.providers.batch import (
     MAX_CHUNK_BYTES,
     BatchProvider,

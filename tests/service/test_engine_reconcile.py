@@ -123,7 +123,8 @@ def _wait_nodes(batch_client: Any, pool_id: str, n: int, timeout: float = 30.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pool = batch_client.get_pool(pool_id)
-        if (pool.current_dedicated_nodes or 0) >= n:
+        # Steady too: a resize still settling makes the next one stop it first (3 writes).
+        if (pool.current_dedicated_nodes or 0) >= n and pool.allocation_state == "steady":
             return
         time.sleep(0.2)
     raise AssertionError(f"pool {pool_id} did not reach {n} nodes")

@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
-from bspec.spec.loading import PathKey
 from bspec.spec.limits import (
     MACRO_STEPS,
     MAX_RESULT,
@@ -23,6 +22,7 @@ from bspec.spec.limits import (
     MAX_TEMPLATE_STEPS,
     MAX_VALUE_CHARS,
 )
+from bspec.spec.loading import PathKey
 from jinja2 import (
     ChoiceLoader,
     FileSystemLoader,
@@ -115,10 +115,12 @@ class _Generator(CodeGenerator):
                 stmt.set_lineno(loop.lineno)
                 loop.body.insert(0, stmt)
             for out in node.find_all(nodes.Output):
-                out.nodes = [
-                    nodes.Filter(n, _OUT, [], [], None, None).set_lineno(n.lineno)
-                    for n in out.nodes
-                ]
+                wrapped: list[nodes.Expr] = []
+                for n in out.nodes:
+                    f = nodes.Filter(n, _OUT, [], [], None, None)
+                    f.set_lineno(n.lineno)
+                    wrapped.append(f)
+                out.nodes = wrapped
         super().visit_Template(node, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
@@ -175,7 +177,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             raise _too_big(f"the output of {self.chars:,} characters")
         return text
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         kind = type(__obj)
         if kind is Macro or kind is LoopContext:
             __self.steps += MACRO_STEPS - 1  # a call costs about ten loop iterations
@@ -269,10 +271,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             parts.append(text)
         return str(d).join(parts)
 
-    def _lipsum(self, n: Any = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+    def _lipsum(self, n: Any = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
         if not isinstance(n, int) or n > 1000:
             raise _too_big(f"lipsum({n!r})")
-        return cast(str, generate_lorem_ipsum(n, html, min, max))
+        return generate_lorem_ipsum(n, html, min, max)
 
 
 def make_environment(spec_dir: Path | str | None = None) -> ImmutableSandboxedEnvironment:

@@ -21,10 +21,12 @@ MAX_ID_CHARS = 64  # pool, job and task ids (the spec's schema checks the writte
 MAX_DISPLAY_NAME_CHARS = 1024  # displayName of pools, jobs and tasks
 MAX_DEPENDS_CHARS = 64_000  # dependsOn.taskIds, the ids' lengths added (TaskDependencyListTooLong)
 MAX_REQUEST_BYTES = 1_000_000  # one addtaskcollection body, "less than 1MB" (RequestBodyTooLarge)
+MAX_ARG_BYTES = 131_072  # one argument or NAME=value on a Linux node (MAX_ARG_STRLEN, 32 pages)
 SAS_URL_CHARS = 400  # what one resource file's blob URL with its SAS adds to a task's body
 
 __all__ = [
     "MACRO_STEPS",
+    "MAX_ARG_BYTES",
     "MAX_DEPENDS_CHARS",
     "MAX_DISPLAY_NAME_CHARS",
     "MAX_ID_CHARS",

@@ -9,6 +9,7 @@ are computed parents first, which also finds cycles.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +20,12 @@ from bspec.spec.dependencies import expand_dependencies
 from bspec.spec.environment import Failure, describe
 from bspec.spec.files import stem
 from bspec.spec.fingerprint import BlobIndex, task_fingerprint
+from bspec.spec.limits import (
+    MAX_ARG_BYTES,
+    MAX_DISPLAY_NAME_CHARS,
+    MAX_REQUEST_BYTES,
+    SAS_URL_CHARS,
+)
 from bspec.spec.loading import PathKey
 from bspec.spec.references import References
 from bspec.spec.tree import Renderer, as_bool, as_duration, as_int, evaluate, typed
@@ -238,6 +245,7 @@ class JobTasks:
             "elevated": as_bool(t.get("elevated", False), path, "elevated"),
             "required_slots": slots,
         }
+        check_batch_limits(t, fields, path)
         raw = [((*path, "dependsOn", i), d) for i, d in enumerate(t.get("dependsOn") or ())]
         return Pending(task_id, fields, raw, origin)
 
@@ -352,6 +360,61 @@ class JobTasks:
             )
             for p in self.pending
         ]
+
+
+def check_batch_limits(t: Mapping[str, Any], fields: Mapping[str, Any], path: PathKey) -> None:
+    """Batch's limits on one rendered task (or start task), each a `Failure` at its field.
+
+    Cheap on the common path: lengths only; the task's JSON is measured exactly only when a
+    rough size (every character counted six times, as JSON's escapes at worst) could be over.
+    """
+    command = fields["command_line"]
+    if len(command) > MAX_ARG_BYTES // 4 and len(command.encode()) > MAX_ARG_BYTES:
+        key = "commands" if "commands" in t else "commandLine"
+        raise Failure(
+            (*path, key),
+            f"the command line is {len(command.encode()):,} bytes, over the limit of "
+            f"{MAX_ARG_BYTES:,} (the longest argument a Linux node runs; `commands` are one "
+            "argument of bash -c): move the data into a resource file",
+        )
+    env = fields["environment"]
+    rough = len(command)
+    for name, value in env:
+        size = len(name) + 1 + len(value)
+        rough += size + 40
+        if size > MAX_ARG_BYTES // 4 and size + len(value.encode()) - len(value) > MAX_ARG_BYTES:
+            raise Failure(
+                (*path, "environment", name),
+                f"environment variable {name} is {size:,} bytes with its name, over the limit "
+                f"of {MAX_ARG_BYTES:,} (the longest NAME=value a Linux node accepts)",
+            )
+    display = fields.get("display_name")
+    if display is not None and len(display) > MAX_DISPLAY_NAME_CHARS:
+        raise Failure(
+            (*path, "displayName"),
+            f"the display name is {len(display):,} characters, over Batch's limit of "
+            f"{MAX_DISPLAY_NAME_CHARS:,}",
+        )
+    files = len(fields.get("resource_files", ())) + len(fields.get("output_files", ()))
+    rough += files * SAS_URL_CHARS + len(display or "")
+    if rough * 6 + 2_000 <= MAX_REQUEST_BYTES:
+        return
+    body = {
+        "commandLine": command,
+        "environmentSettings": [{"name": k, "value": v} for k, v in env],
+        "displayName": display,
+        "resourceFiles": [repr(rf) for rf in fields.get("resource_files", ())],
+        "outputFiles": [repr(of) for of in fields.get("output_files", ())],
+    }
+    size = len(json.dumps(body)) + files * SAS_URL_CHARS + 2_000  # ids, URLs, constraints
+    if size > MAX_REQUEST_BYTES:
+        task_id = t.get("id")
+        raise Failure(
+            (*path, "id") if task_id is not None else path,
+            f"task {task_id!r} would be a request of about {size:,} bytes, over Batch's limit of "
+            f"{MAX_REQUEST_BYTES:,} for adding tasks (its command line, environment and "
+            f"{files} files): move data into resource files",
+        )
 
 
 def _short(item: Any) -> str:

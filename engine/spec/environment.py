@@ -68,9 +68,13 @@ class TemplateLimit(Exception):
 
 
 _STEP = "_bspec_step"  # the filter the code generator calls at each loop iteration
-_OUT = "_bspec_out"  # the filter every output of a template with loops or macros goes through
+_OUT = "_bspec_out"
+COUNTED = "bspec_counted"  # set in the module of a template with loops or macros  # the filter every output of a template with loops or macros goes through
 _WIDTH = re.compile(r"%[-+ #0]*(?:\d{7,}|\*)|%[-+ #0]*\d*\.(?:\d{7,}|\*)|\{[^{}]*\d{7,}|\{[^{}]*\{")
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "replace"})
+
+
+_SIZED = (str, list, tuple)
 
 
 def _too_big(what: str) -> TemplateLimit:
@@ -108,7 +112,8 @@ class _Generator(CodeGenerator):
     with loops or macros, every output measured: the two ways a short template does a lot."""
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
-        if any(True for _ in node.find_all((nodes.For, nodes.Macro, nodes.CallBlock))):
+        counted = any(True for _ in node.find_all((nodes.For, nodes.Macro, nodes.CallBlock)))
+        if counted:
             for loop in node.find_all(nodes.For):
                 step = nodes.Filter(nodes.Const(None), _STEP, [], [], None, None)
                 stmt = nodes.ExprStmt(step)
@@ -122,6 +127,8 @@ class _Generator(CodeGenerator):
                     wrapped.append(f)
                 out.nodes = wrapped
         super().visit_Template(node, frame)
+        if counted:  # read by `Tpl`: only these templates use (and reset) the counters
+            self.writeline(f"{COUNTED} = True")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         """`~` through the sandbox's size check (the sandbox never sees it otherwise)."""
@@ -218,7 +225,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "+":
-            return _sized(left + right)
+            out = left + right
+            if out.__class__ in _SIZED and len(out) > MAX_VALUE_CHARS:
+                raise _too_big(f"a value of {len(out):,} characters or items")
+            return out
         if operator == "%":
             if isinstance(left, str):
                 _check_format(left, right if isinstance(right, tuple | dict) else (right,))
@@ -236,7 +246,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def concat_checked(self, parts: Any) -> str:
         """`~`: the joined value, refused when it is too long."""
-        return cast(str, _sized("".join(map(str, parts))))
+        text = "".join(map(str, parts))
+        if len(text) > MAX_VALUE_CHARS:
+            raise _too_big(f"a value of {len(text):,} characters")
+        return text
 
     def _indent(self, value: Any, width: Any = 4, first: bool = False, blank: bool = False) -> Any:
         text = str(value)
@@ -321,18 +334,20 @@ class Tpl:
     (a ChainMap walk of the globals), the larger part of a short string's cost.
     """
 
-    __slots__ = ("context", "path", "source", "template")
+    __slots__ = ("context", "counted", "path", "source", "template")
 
     def __init__(self, template: Template, path: PathKey, source: str) -> None:
         self.template = template
         self.path = path
         self.source = source
         self.context = Context(template.environment, {}, template.name, template.blocks, None)
+        self.counted = bool(template.root_render_func.__globals__.get(COUNTED))
 
     def render(self, scope: dict[str, Any]) -> str:
         t = self.template
         context = self.context
-        t.environment.reset()  # type: ignore[attr-defined]
+        if self.counted:
+            t.environment.reset()  # type: ignore[attr-defined]
         context.parent = scope
         if context.vars:
             context.vars.clear()

@@ -183,11 +183,7 @@ def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> Pool
             for i, rf in enumerate(st.get("resourceFiles") or []):
                 files.append(refs.resource_file(rf, (*path, "resourceFiles", i)))
             environment = tuple((k, str(v)) for k, v in (st.get("environment") or {}).items())
-            check_batch_limits(
-                st,
-                {"command_line": command_line, "environment": environment, "resource_files": files},
-                path,
-            )
+            check_batch_limits(st, path, command_line, environment, None, len(files))
         except Failure as f:
             r.problem(f.path, f.message)
             command_line = ""

@@ -68,13 +68,14 @@ class TemplateLimit(Exception):
 
 
 _STEP = "_bspec_step"  # the filter the code generator calls at each loop iteration
-_OUT = "_bspec_out"
-COUNTED = "bspec_counted"  # set in the module of a template with loops or macros  # the filter every output of a template with loops or macros goes through
+_OUT = "_bspec_out"  # the filter every output of a template with loops or macros goes through
+COUNTED = "bspec_counted"  # set in the module of a template that can use the counters
 _WIDTH = re.compile(r"%[-+ #0]*(?:\d{7,}|\*)|%[-+ #0]*\d*\.(?:\d{7,}|\*)|\{[^{}]*\d{7,}|\{[^{}]*\{")
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "replace"})
-
-
 _SIZED = (str, list, tuple)
+_LOOPS = (nodes.For, nodes.Macro, nodes.CallBlock)
+# what can reach a macro or loop of this template or another: these templates reset the counters
+_COUNTS = (*_LOOPS, nodes.Call, nodes.Import, nodes.FromImport, nodes.Include, nodes.Extends)
 
 
 def _too_big(what: str) -> TemplateLimit:
@@ -112,8 +113,8 @@ class _Generator(CodeGenerator):
     with loops or macros, every output measured: the two ways a short template does a lot."""
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
-        counted = any(True for _ in node.find_all((nodes.For, nodes.Macro, nodes.CallBlock)))
-        if counted:
+        counted = any(True for _ in node.find_all(_COUNTS))
+        if any(True for _ in node.find_all(_LOOPS)):
             for loop in node.find_all(nodes.For):
                 step = nodes.Filter(nodes.Const(None), _STEP, [], [], None, None)
                 stmt = nodes.ExprStmt(step)

@@ -117,3 +117,14 @@ def test_the_budget_is_per_rendering() -> None:
     source = "{% for a in range(60000) %}{% endfor %}ok"
     tpl = Tpl(env.from_string(source), ("x",), source)
     assert [tpl.render(dict(env.globals)) for _ in range(3)] == ["ok"] * 3
+
+
+def test_imported_macros_get_a_fresh_budget_every_rendering() -> None:
+    """A template calling a macro of macros.j2 (no loop of its own) resets the budget too."""
+    env = make_environment()
+    source = '{% from "macros.j2" import id_for %}{{ id_for("t", item) }}'
+    tpl = Tpl(env.from_string(source), ("x",), source)
+    scope = dict(env.globals)
+    for item in range(MAX_TEMPLATE_STEPS // 5):  # twice the calls one budget allows
+        scope["item"] = item
+        assert tpl.render(scope)

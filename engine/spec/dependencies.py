@@ -16,9 +16,8 @@ from typing import Any
 
 from bspec.spec.environment import Failure
 from bspec.spec.files import GLOB_CHARS
+from bspec.spec.limits import MAX_DEPENDS_CHARS as MAX_DEPENDS_CHARS
 from bspec.spec.loading import PathKey
-
-MAX_DEPENDS_CHARS = 64_000  # Batch's limit on the depended-on ids of one task
 
 Ranges = tuple[tuple[int, int], ...]
 

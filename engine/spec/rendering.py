@@ -51,7 +51,7 @@ from bspec.spec.files import CONTAINER_NAME, containers
 from bspec.spec.fingerprint import BlobIndex
 from bspec.spec.loading import Document, PathKey, json_path
 from bspec.spec.references import FILE_MODE, References
-from bspec.spec.tasks import BATCH_ID, JobTasks
+from bspec.spec.tasks import BATCH_ID, JobTasks, check_batch_limits
 from bspec.spec.tree import MAX_PROBLEMS, Renderer, parse_duration
 from bspec.spec.validation import validate
 
@@ -182,6 +182,8 @@ def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> Pool
             command_line = r.command_line(st, path, r.wrapper())
             for i, rf in enumerate(st.get("resourceFiles") or []):
                 files.append(refs.resource_file(rf, (*path, "resourceFiles", i)))
+            environment = tuple((k, str(v)) for k, v in (st.get("environment") or {}).items())
+            check_batch_limits(st, path, command_line, environment, None, len(files))
         except Failure as f:
             r.problem(f.path, f.message)
             command_line = ""

@@ -9,6 +9,7 @@ are computed parents first, which also finds cycles.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +20,12 @@ from bspec.spec.dependencies import expand_dependencies
 from bspec.spec.environment import Failure, describe
 from bspec.spec.files import stem
 from bspec.spec.fingerprint import BlobIndex, task_fingerprint
+from bspec.spec.limits import (
+    MAX_ARG_BYTES,
+    MAX_DISPLAY_NAME_CHARS,
+    MAX_REQUEST_BYTES,
+    SAS_URL_CHARS,
+)
 from bspec.spec.loading import PathKey
 from bspec.spec.references import References
 from bspec.spec.tree import Renderer, as_bool, as_duration, as_int, evaluate, typed
@@ -228,13 +235,20 @@ class JobTasks:
                 (*path, "requiredSlots"),
                 f"requiredSlots {slots} is more than the pool's taskSlotsPerNode ({self.slots})",
             )
+        command_line = self.r.command_line(t, path, self.wrapper)
+        environment = tuple((k, str(v)) for k, v in env.items()) if env else ()
+        display_name = t.get("displayName")
+        files = len(resource_files) + len(output_files)
+        if environment or display_name is not None or len(command_line) > 16_384 or files > 256:
+            # otherwise well under every limit: the common case pays four tests, not a call
+            check_batch_limits(t, path, command_line, environment, display_name, files)
         fields: dict[str, Any] = {
-            "command_line": self.r.command_line(t, path, self.wrapper),
+            "command_line": command_line,
             "resource_files": resource_files,
             "output_files": output_files,
-            "environment": tuple((k, str(v)) for k, v in env.items()) if env else (),
+            "environment": environment,
             "constraints": constraints,
-            "display_name": t.get("displayName"),
+            "display_name": display_name,
             "elevated": as_bool(t.get("elevated", False), path, "elevated"),
             "required_slots": slots,
         }
@@ -352,6 +366,62 @@ class JobTasks:
             )
             for p in self.pending
         ]
+
+
+def check_batch_limits(
+    t: Mapping[str, Any],
+    path: PathKey,
+    command: str,
+    env: tuple[tuple[str, str], ...],
+    display: str | None = None,
+    files: int = 0,
+) -> None:
+    """Batch's limits on one rendered task (or start task), each a `Failure` at its field.
+
+    Cheap on the common path (a few lengths); the task's JSON is measured only when a rough
+    size, every character counted six times (JSON's escapes at worst), could be over.
+    """
+    rough = len(command) + files * SAS_URL_CHARS
+    if display is not None:
+        rough += len(display)
+        if len(display) > MAX_DISPLAY_NAME_CHARS:
+            raise Failure(
+                (*path, "displayName"),
+                f"the display name is {len(display):,} characters, over Batch's limit of "
+                f"{MAX_DISPLAY_NAME_CHARS:,}",
+            )
+    if len(command) > MAX_ARG_BYTES // 4 and len(command.encode()) > MAX_ARG_BYTES:
+        raise Failure(
+            (*path, "commands" if "commands" in t else "commandLine"),
+            f"the command line is {len(command.encode()):,} bytes, over the limit of "
+            f"{MAX_ARG_BYTES:,} (the longest argument a Linux node runs; `commands` are one "
+            "argument of bash -c): move the data into a resource file",
+        )
+    for name, value in env:
+        size = len(name) + 1 + len(value)
+        rough += size + 40
+        if size > MAX_ARG_BYTES // 4 and size + len(value.encode()) - len(value) > MAX_ARG_BYTES:
+            raise Failure(
+                (*path, "environment", name),
+                f"environment variable {name} is {size:,} bytes with its name, over the limit "
+                f"of {MAX_ARG_BYTES:,} (the longest NAME=value a Linux node accepts)",
+            )
+    if rough * 6 + 2_000 <= MAX_REQUEST_BYTES:
+        return
+    body = {
+        "commandLine": command,
+        "environmentSettings": [{"name": k, "value": v} for k, v in env],
+        "displayName": display,
+    }
+    size = len(json.dumps(body)) + files * SAS_URL_CHARS + 2_000  # ids, URLs, constraints
+    if size > MAX_REQUEST_BYTES:
+        task_id = t.get("id")
+        raise Failure(
+            (*path, "id") if task_id is not None else path,
+            f"{f'task {task_id!r}' if task_id is not None else 'the start task'} would be a request of about {size:,} bytes, over Batch's limit of "
+            f"{MAX_REQUEST_BYTES:,} for adding tasks (its command line, environment and "
+            f"{files} files): move data into resource files",
+        )
 
 
 def _short(item: Any) -> str:

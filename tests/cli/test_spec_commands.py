@@ -124,3 +124,32 @@ def test_the_console_script_reports_spec_errors_without_traceback(tmp_path: Path
     assert proc.returncode == 2
     assert f"{bad}:3:7: $.pool: expected a mapping" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "limit"),
+    [
+        ("47-template-loop-steps", "limit of 100,000 steps per template"),
+        ("48-template-macro-recursion", "nest deeper than the limit of 50"),
+        ("49-template-center-width", "over the limit of 1,000,000 characters per template"),
+        ("55-task-request-too-large", "over Batch's limit of 1,000,000 for adding tasks"),
+    ],
+)
+def test_a_spec_over_a_limit_is_one_clear_error(case: str, limit: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bspec validate` as a user runs it: the file, line, JSON path and limit; exit 2; and
+    nothing written (a spec over a limit never gets as far as planning)."""
+    corpus = REPO / "tests" / "unit" / "invalid"
+    shutil.copytree(corpus / "data", tmp_path / "data")
+    spec = tmp_path / f"{case}.yaml"
+    spec.write_text((corpus / f"{case}.yaml").read_text())
+    path = spec.read_text().splitlines()[0].removeprefix("# path: ")
+    line = next(i for i, t in enumerate(spec.read_text().splitlines(), 1) if t.endswith("# ERROR"))
+    monkeypatch.chdir(tmp_path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    code, out, err = run(["validate", str(spec)], capsys)
+    assert code == 2 and out == ""
+    assert f"{spec}:{line}:" in err and path in err and limit in err
+    assert "Traceback" not in err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

@@ -145,14 +145,15 @@ def test_common_imports_nothing_of_bspec() -> None:
 
 def _private_uses(source: str, name: str) -> list[str]:
     """`x._name` where x is not self/cls: a private attribute of another object (an SDK
-    client, a provider), e.g. `client._delete_pool_internal` or `batch._raw_list`."""
+    client, a provider), e.g. `client._delete_pool_internal` or `batch._raw_list`. (`__self`
+    is self in Jinja's `call` signature, which keeps the name free for keyword arguments.)"""
     out = []
     for node in ast.walk(ast.parse(source, name)):
         if (
             isinstance(node, ast.Attribute)
             and node.attr.startswith("_")
             and not node.attr.startswith("__")
-            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls", "__self"))
         ):
             out.append(f"{name}:{node.lineno}: .{node.attr}")
     return out

@@ -14,6 +14,7 @@ from typing import Any
 from azure.batch import BatchServiceClient
 from azure.batch import models as m
 from azure.batch.batch_auth import SharedKeyCredentials
+from old_client_lifecycle import add_pool
 
 
 def wait(what: str, probe: Callable[[], Any], seconds: float = 60) -> Any:
@@ -33,19 +34,7 @@ def main() -> int:
     c = BatchServiceClient(SharedKeyCredentials(account, os.environ["BSPEC_TEST_BATCH_KEY"]), url)
     c.config.retry_policy.retries = 0
     pool_id, job_id = f"old-jtpool-{suffix}", f"old-jt-{suffix}"
-    image = m.ImageReference(
-        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
-    )
-    c.pool.add(
-        m.PoolAddParameter(
-            id=pool_id,
-            vm_size="STANDARD_D2S_V3",
-            virtual_machine_configuration=m.VirtualMachineConfiguration(
-                image_reference=image, node_agent_sku_id="batch.node.ubuntu 22.04"
-            ),
-            target_dedicated_nodes=1,
-        )
-    )
+    add_pool(c, pool_id)
     c.job.add(
         m.JobAddParameter(
             id=job_id,

@@ -14,12 +14,8 @@ from azure.batch import models as m
 from azure.batch.batch_auth import SharedKeyCredentials
 
 
-def main() -> int:
-    url, account, suffix = sys.argv[1], sys.argv[2], sys.argv[3]
-    client = BatchServiceClient(
-        SharedKeyCredentials(account, os.environ["BSPEC_TEST_BATCH_KEY"]), batch_url=url
-    )
-    pool_id, job_id = f"old-pool-{suffix}", f"old-job-{suffix}"
+def add_pool(client: BatchServiceClient, pool_id: str) -> None:
+    """A one-node Ubuntu pool, as an azure-batch 12 user writes it."""
     image = m.ImageReference(
         publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
     )
@@ -33,6 +29,15 @@ def main() -> int:
             target_dedicated_nodes=1,
         )
     )
+
+
+def main() -> int:
+    url, account, suffix = sys.argv[1], sys.argv[2], sys.argv[3]
+    client = BatchServiceClient(
+        SharedKeyCredentials(account, os.environ["BSPEC_TEST_BATCH_KEY"]), batch_url=url
+    )
+    pool_id, job_id = f"old-pool-{suffix}", f"old-job-{suffix}"
+    add_pool(client, pool_id)
     client.job.add(m.JobAddParameter(id=job_id, pool_info=m.PoolInformation(pool_id=pool_id)))
     tasks = [
         m.TaskAddParameter(id=f"t{i}", command_line=f"/bin/sh -c 'echo hello-{i}'")

@@ -18,13 +18,15 @@ COMPAT_PYTHON = ROOT / ".venv" / "compat" / "bin" / "python"
 SCRIPT = Path(__file__).with_name("old_client_lifecycle.py")
 
 
-def test_azure_batch_12_pool_job_tasks_lifecycle(local_services: Any) -> None:
+def run_old_client(local_services: Any, script: Path) -> Any:
+    """What SCRIPT, run by azure-batch 12 in .venv/compat against the session's service with a
+    fresh id suffix, printed on its last line; its stderr when it fails."""
     if not COMPAT_PYTHON.exists():
         pytest.fail(f"{COMPAT_PYTHON} is missing: run `make install` (it builds .venv/compat)")
     done = subprocess.run(
         [
             str(COMPAT_PYTHON),
-            str(SCRIPT),
+            str(script),
             local_services.batch_url,
             local_services.account,
             uuid.uuid4().hex[:8],
@@ -36,7 +38,11 @@ def test_azure_batch_12_pool_job_tasks_lifecycle(local_services: Any) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_azure_batch_12_pool_job_tasks_lifecycle(local_services: Any) -> None:
+    seen = run_old_client(local_services, SCRIPT)
     assert seen["api"] == "2022-01-01.15.0"
     assert seen["added"] == ["success"] * 3
     assert seen["listed"] == ["t0", "t1", "t2"]

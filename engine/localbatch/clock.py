@@ -165,7 +165,7 @@ class Clock:
             if not self._timers or self._timers[0].due > target + 1e-6:
                 return
             timer = heapq.heappop(self._timers)
-            self._frozen = max(self._frozen, timer.due)
+            self._frozen = max(self._frozen, min(timer.due, target))
             try:
                 result = timer.action()
                 if result is not None:

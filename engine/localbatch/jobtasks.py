@@ -253,15 +253,19 @@ class JobTasks:
     async def _execute(
         self, run: agent.TaskRun, wall: float | None, pool: Row, node: Row
     ) -> agent.Outcome:
-        """Run on NODE (a reboot or removal of it kills the run, as it kills a start task)."""
+        """Run on NODE (a reboot or removal of it kills the run, as it kills a start task).
+        The wall clock counts from now, when the run was reported running, not from the
+        process start a moment later: a client that steps the manual clock as soon as it sees
+        the run must find the limit where the reported start time says it is."""
         timer: Any = None
+        started = self.clock.time()
         on_node = self.runtime.node_runtime(pool.key, node.key).job_runs
         on_node.add(run)
 
         async def on_running(_pid: int) -> None:
             nonlocal timer
-            if wall is not None:  # on the service clock, from the process start
-                timer = self.clock.after(wall, run.expire)
+            if wall is not None:  # on the service clock
+                timer = self.clock.at(started + wall, run.expire)
 
         try:
             return await run.run(on_running)

@@ -1,6 +1,6 @@
 """Execute a Plan: the only module that changes the world.
 
-Order: the kinds' (`kinds.KINDS`): containers and blobs, then pool, then jobs, then tasks,
+Order: the kinds' (`kinds.KINDS`): containers and blobs, then pools, then jobs, then tasks,
 deletes before adds within each; independent work in parallel. What each kind's changes
 become is its adapter's (`providers.adapters`). Every step is idempotent (creates tolerate
 "exists" with the same content, deletes tolerate "not found", being-deleted codes are
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bspec import kinds
-from bspec.model import LOGS_KEY, Change, DesiredState, Kind, Plan, WhenIdle
+from bspec.model import LOGS_KEY, Change, DesiredState, Kind, Plan, PoolSpec, WhenIdle
 from bspec.providers.adapters import ADAPTERS, ApplyResult, ApplyRun
 from bspec.providers.adapters import parallel as _parallel
 from bspec.providers.batch import BatchProvider
@@ -103,23 +103,45 @@ def destroy(plan: Plan, target: Target, say: Callable[[str], None] = note) -> No
 
 def when_idle(desired: DesiredState, target: Target, say: Callable[[str], None] = note) -> str:
     """Once the spec's tasks have completed: what `pool.whenIdle` asks (scale the pool to
-    zero, or delete it). The planner does not count the state this leaves as drift."""
+    zero, or delete it). The planner does not count the state this leaves as drift.
+    The one pool's outcome ("kept" without one); `when_idle_pools` does several."""
     pool = desired.pool
-    if pool is None or pool.when_idle is WhenIdle.KEEP:
+    if pool is None:
         return "kept"
+    return when_idle_pools(desired, target, [pool], say)[pool.id]
+
+
+def when_idle_pools(
+    desired: DesiredState,
+    target: Target,
+    pools: Sequence[PoolSpec],
+    say: Callable[[str], None] = note,
+) -> dict[str, str]:
+    """`whenIdle` of `pools`, whose jobs' tasks have all completed: per pool id, what it
+    did (kept, scaledToZero, deleted, none). One list request when any pool acts."""
+    out = {p.id: "kept" for p in pools if p.when_idle is WhenIdle.KEEP}
+    acting = [p for p in pools if p.when_idle is not WhenIdle.KEEP]
+    if not acting:
+        return out
     current = {r.address.parts[0]: r for r in target.batch.read_pools()}
-    r = current.get(pool.id)
-    if r is None or r.state == "deleting" or r.owner != desired.stack:
-        return "none"
-    if pool.when_idle is WhenIdle.DELETE:
-        say(f"All tasks completed: deleting pool {pool.id} (whenIdle: delete)")
-        target.batch.delete_pool(pool.id)
-        return "deleted"
-    if r.props.get("targetDedicatedNodes") or r.props.get("targetLowPriorityNodes"):
-        say(f"All tasks completed: scaling pool {pool.id} to zero (whenIdle: scaleToZero)")
-        target.batch.resize_pool(pool.id, 0, 0)
-        return "scaledToZero"
-    return "none"
+    for pool in acting:
+        done = "All tasks completed"
+        if len(desired.pools) > 1:
+            done = f"The tasks of the jobs on pool {pool.id} completed"
+        r = current.get(pool.id)
+        if r is None or r.state == "deleting" or r.owner != desired.stack:
+            out[pool.id] = "none"
+        elif pool.when_idle is WhenIdle.DELETE:
+            say(f"{done}: deleting pool {pool.id} (whenIdle: delete)")
+            target.batch.delete_pool(pool.id)
+            out[pool.id] = "deleted"
+        elif r.props.get("targetDedicatedNodes") or r.props.get("targetLowPriorityNodes"):
+            say(f"{done}: scaling pool {pool.id} to zero (whenIdle: scaleToZero)")
+            target.batch.resize_pool(pool.id, 0, 0)
+            out[pool.id] = "scaledToZero"
+        else:
+            out[pool.id] = "none"
+    return out
 
 
 __all__ = [
@@ -129,4 +151,5 @@ __all__ = [
     "destroy",
     "reactivate_tasks",
     "when_idle",
+    "when_idle_pools",
 ]

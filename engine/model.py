@@ -250,6 +250,7 @@ class PoolSpec:
     start_task: StartTaskSpec | None = None
     metadata: tuple[tuple[str, str], ...] = ()  # user metadata; bspec adds bspec-stack
     when_idle: WhenIdle = WhenIdle.KEEP
+    key: str | None = None  # its key in the spec's `pools`; None for the `pool:` shorthand
 
 
 @dataclass(frozen=True)
@@ -319,12 +320,30 @@ class DesiredState:
     target: str | None  # "local" | "azure" | None (the spec did not say)
     containers: tuple[ContainerSpec, ...]
     blobs: tuple[BlobSpec, ...]
-    pool: PoolSpec | None
+    pool: PoolSpec | None  # the one pool when there is exactly one, else None (see `pools`)
     jobs: tuple[JobSpec, ...]
     tasks: tuple[TaskSpec, ...]  # every job's tasks, in spec order
     # The spec objects of the kinds without a field above, by kind (a kind added later
     # reads its own here: `of_kind`), so a new kind needs no edit of this class.
     more: Mapping[Kind, tuple[Any, ...]] = field(default_factory=dict)
+    # Every pool, in spec order (`pools:`, or the `pool:` shorthand's one). With one pool,
+    # `pool` is the one that counts (`dataclasses.replace(d, pool=...)` keeps working).
+    pools: tuple[PoolSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.pool is not None and len(self.pools) <= 1:
+            object.__setattr__(self, "pools", (self.pool,))
+
+    def pool_of(self, job_id: str) -> PoolSpec | None:
+        """The pool job `job_id` runs on."""
+        for j in self.jobs:
+            if j.id == job_id:
+                return next((p for p in self.pools if p.id == j.pool_id), None)
+        return None
+
+    def jobs_on(self, pool_id: str) -> tuple[JobSpec, ...]:
+        """The jobs that run on pool `pool_id`."""
+        return tuple(j for j in self.jobs if j.pool_id == pool_id)
 
     def of_kind(self, kind: Kind) -> tuple[Any, ...]:
         return tuple(self.more.get(kind, ()))

@@ -116,21 +116,23 @@ def wait_for_tasks(
     display: ProgressDisplay | None = None,
     storage: StorageProvider | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_job_done: Callable[[str], None] | None = None,
 ) -> WatchResult:
     """Block until every task of the spec's jobs has completed; report failures.
+    `on_job_done(job_id)` is called as each job's tasks are seen completed.
 
     Raises WaitTimeoutError (exit 1) when `timeout` seconds pass first."""
     shown = display or Display(quiet=True)
     deadline = None if timeout is None else time.monotonic() + timeout
     wanted = {j.id: {t.id for t in desired.tasks_of(j.id)} for j in desired.jobs}
     pending = [j for j in desired.jobs if wanted[j.id]]
-    nodes = _NodeWatch()
+    nodes: dict[str, _NodeWatch] = {}  # by pool id
     start_failures: list[NodeFailure] = []
     polls = 0
     with shown.running():
         while pending:
             still = []
-            any_waiting = False
+            waiting: list[str] = []  # pools with tasks waiting and none running
             for job in pending:
                 counts = batch.task_counts(job.id)
                 total = len(wanted[job.id])
@@ -143,15 +145,20 @@ def wait_for_tasks(
                     )
                     if not any(t.get("id") in wanted[job.id] for t in left):
                         shown.update(job.id, total, batch.task_counts(job.id), final=True)
+                        if on_job_done:
+                            on_job_done(job.id)
                         continue
                 still.append(job)
-                if counts["active"] > 0 and counts["running"] == 0:
-                    any_waiting = True
+                idle = counts["active"] > 0 and counts["running"] == 0
+                if idle and job.pool_id not in waiting:
+                    waiting.append(job.pool_id)
             pending = still
             if not pending:
                 break
-            if any_waiting and desired.pool is not None and polls % 3 == 0:
-                start_failures.extend(_check_nodes(batch, desired.pool.id, nodes, shown))
+            for pool_id in waiting if polls % 3 == 0 else ():
+                if any(p.id == pool_id for p in desired.pools):
+                    watch = nodes.setdefault(pool_id, _NodeWatch())
+                    start_failures.extend(_check_nodes(batch, pool_id, watch, shown))
             if deadline is not None and time.monotonic() > deadline:
                 ids = ", ".join(j.id for j in pending)
                 raise WaitTimeoutError(

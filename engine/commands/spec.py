@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from bspec.cli import JSON_HELP, app, emit_json, out
 from bspec.common import durations
-from bspec.model import DesiredState, ResourceFileSpec, TaskSpec
+from bspec.model import DesiredState, PoolSpec, ResourceFileSpec, TaskSpec
 from bspec.spec import load, parse_var_flags
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
@@ -40,8 +40,7 @@ def validate_command(
     for c in summary["containers"]:
         files = f"{c['files']} file(s), {_bytes(c['bytes'])}" if c["files"] else "no files"
         out.print(f"  container {c['key']:<14} {c['name']:<30} {files}", markup=False)
-    pool = summary["pool"]
-    if pool:
+    for pool in summary["pools"]:
         nodes = f"{pool['nodes']} node(s)"
         if pool["lowPriorityNodes"]:
             nodes += f" + {pool['lowPriorityNodes']} low-priority"
@@ -71,9 +70,9 @@ def render_command(
     for b in data["blobs"]:
         out.print(f"blob/{b['container']}/{b['name']}  size={b['size']} md5={b['md5']}",
                   markup=False)
-    if desired.pool:
-        p = data["pool"]
-        out.print(f"pool/{p['id']}  vmSize={p['vmSize']} nodes={p['nodes']}", markup=False)
+    for p in data["pools"]:
+        key = f" key={p['key']}" if p["key"] is not None else ""
+        out.print(f"pool/{p['id']}  vmSize={p['vmSize']} nodes={p['nodes']}{key}", markup=False)
         if p["startTask"]:
             out.print(f"  startTask: {p['startTask']['commandLine']}", markup=False)
     for job in data["jobs"]:
@@ -111,7 +110,12 @@ def validate_summary(desired: DesiredState) -> dict[str, Any]:
     for b in desired.blobs:
         per_container.setdefault(b.container, []).append(b.size)
     counts = Counter(t.job_id for t in desired.tasks)
-    pool = desired.pool
+    pools = [
+        {"id": p.id, "vmSize": p.vm_size, "nodes": p.target_dedicated_nodes,
+         "lowPriorityNodes": p.target_low_priority_nodes,
+         "taskSlotsPerNode": p.task_slots_per_node}
+        for p in desired.pools
+    ]
     return {
         "stack": desired.stack,
         "file": desired.spec_file,
@@ -121,11 +125,8 @@ def validate_summary(desired: DesiredState) -> dict[str, Any]:
              "bytes": sum(per_container.get(c.key, []))}
             for c in desired.containers
         ],
-        "pool": None if pool is None else {
-            "id": pool.id, "vmSize": pool.vm_size, "nodes": pool.target_dedicated_nodes,
-            "lowPriorityNodes": pool.target_low_priority_nodes,
-            "taskSlotsPerNode": pool.task_slots_per_node,
-        },
+        "pool": pools[0] if desired.pool is not None else None,
+        "pools": [{**p, "key": d.key} for p, d in zip(pools, desired.pools, strict=True)],
         "jobs": [
             {"id": j.id, "tasks": counts.get(j.id, 0),
              "usesTaskDependencies": j.uses_task_dependencies}
@@ -176,10 +177,33 @@ def _task(t: TaskSpec) -> dict[str, Any]:
     }
 
 
+def _pool(pool: PoolSpec) -> dict[str, Any]:
+    start = pool.start_task
+    return {
+        "id": pool.id,
+        "vmSize": pool.vm_size,
+        "image": {"publisher": pool.image.publisher, "offer": pool.image.offer,
+                  "sku": pool.image.sku, "version": pool.image.version,
+                  "nodeAgentSku": pool.image.node_agent_sku},
+        "nodes": pool.target_dedicated_nodes,
+        "lowPriorityNodes": pool.target_low_priority_nodes,
+        "taskSlotsPerNode": pool.task_slots_per_node,
+        "whenIdle": pool.when_idle.value,
+        "metadata": dict(pool.metadata),
+        "startTask": None if start is None else {
+            "commandLine": start.command_line,
+            "resourceFiles": [_rf(rf) for rf in start.resource_files],
+            "environment": dict(start.environment),
+            "elevated": start.elevated,
+            "waitForSuccess": start.wait_for_success,
+            "maxTaskRetryCount": start.max_task_retry_count,
+        },
+    }
+
+
 def desired_to_json(desired: DesiredState) -> dict[str, Any]:
     """The `render --json` object (without formatVersion): the desired state, SAS-free."""
-    pool = desired.pool
-    start = pool.start_task if pool else None
+    pools = [_pool(p) for p in desired.pools]
     return {
         "stack": desired.stack,
         "file": desired.spec_file,
@@ -192,26 +216,8 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
              "md5": b.md5}
             for b in desired.blobs
         ],
-        "pool": None if pool is None else {
-            "id": pool.id,
-            "vmSize": pool.vm_size,
-            "image": {"publisher": pool.image.publisher, "offer": pool.image.offer,
-                      "sku": pool.image.sku, "version": pool.image.version,
-                      "nodeAgentSku": pool.image.node_agent_sku},
-            "nodes": pool.target_dedicated_nodes,
-            "lowPriorityNodes": pool.target_low_priority_nodes,
-            "taskSlotsPerNode": pool.task_slots_per_node,
-            "whenIdle": pool.when_idle.value,
-            "metadata": dict(pool.metadata),
-            "startTask": None if start is None else {
-                "commandLine": start.command_line,
-                "resourceFiles": [_rf(rf) for rf in start.resource_files],
-                "environment": dict(start.environment),
-                "elevated": start.elevated,
-                "waitForSuccess": start.wait_for_success,
-                "maxTaskRetryCount": start.max_task_retry_count,
-            },
-        },
+        "pool": pools[0] if desired.pool is not None else None,
+        "pools": [{**p, "key": d.key} for p, d in zip(pools, desired.pools, strict=True)],
         "jobs": [
             {
                 "id": j.id,

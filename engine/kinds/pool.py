@@ -1,4 +1,4 @@
-"""The stack's pool. Props (both sides):
+"""The stack's pools (one, or several by key). Props (both sides):
 
     {"vmSize" (lower case), "image": {"publisher", "offer", "sku", "version", "nodeAgentSku"},
      "taskSlotsPerNode", "targetDedicatedNodes", "targetLowPriorityNodes",
@@ -182,23 +182,28 @@ def _work_to_run(task_changes: list[Change]) -> bool:
 
 
 def plan(ctx: PlanContext) -> list[Change]:
-    spec = ctx.desired.pool
-    wanted = {Address.pool(spec.id)} if spec is not None else set()
+    pools = ctx.desired.pools
+    wanted = {Address.pool(p.id) for p in pools}
     changes = [gone(r, *destroys(r)) for r in stale(ctx, Kind.POOL, wanted)]
-    if spec is None:
-        return changes
+    task_changes = ctx.changes.get(Kind.TASK, [])
+    for spec in pools:
+        jobs = {j.id for j in ctx.desired.jobs_on(spec.id)}
+        if len(pools) > 1:  # whenIdle is per pool: only its jobs' tasks need it
+            mine = [c for c in task_changes if c.address.parts[0] in jobs]
+        else:
+            mine = task_changes
+        changes.append(_plan_one(ctx, spec, _work_to_run(mine)))
+    return changes
+
+
+def _plan_one(ctx: PlanContext, spec: PoolSpec, work_to_run: bool) -> Change:
     after = from_spec(spec, ctx.desired)
     addr, want = after.address, after.props
     before = ctx.actual.get(addr)
-    work_to_run = _work_to_run(ctx.changes.get(Kind.TASK, []))
     if absent(before):
         if spec.when_idle is WhenIdle.DELETE and not work_to_run:
-            changes.append(Change(Action.NOOP, addr, None, after, reasons=(reason("idle"),)))
-        else:
-            changes.append(
-                Change(Action.CREATE, addr, before, after, reasons=(reason("new", noun="pool"),))
-            )
-        return changes
+            return Change(Action.NOOP, addr, None, after, reasons=(reason("idle"),))
+        return Change(Action.CREATE, addr, before, after, reasons=(reason("new", noun="pool"),))
     assert before is not None
     ctx.check_owner(before, "pool")
     have = before.props
@@ -214,16 +219,12 @@ def plan(ctx: PlanContext) -> list[Change]:
     if before.owner != ctx.stack:
         fields.append("owner")
     if not fields:
-        changes.append(Change(Action.NOOP, addr, before, after))
-        return changes
+        return Change(Action.NOOP, addr, before, after)
     fixed = DEF.with_rule(fields, Rule.REPLACE_IF_NODES)
     nodes = node_count(before)
     if fixed and nodes > 0:
         why = reason("emptyOnly", fields=list(fixed), nodes=nodes)
-        changes.append(
-            Change(Action.REPLACE, addr, before, after, tuple(fields), fixed, reasons=(why,))
-        )
-        return changes
+        return Change(Action.REPLACE, addr, before, after, tuple(fields), fixed, reasons=(why,))
     reasons: list[Reason] = []
     if fixed:
         reasons.append(reason("changedOnEmptyPool", fields=list(fixed)))
@@ -236,10 +237,7 @@ def plan(ctx: PlanContext) -> list[Change]:
         reasons.append(reason("resize", old=old, new=[want[f] for f in RESIZE_FIELDS]))
     if "owner" in fields:
         reasons.append(reason("adopted", stack=ctx.stack))
-    changes.append(
-        Change(Action.UPDATE, addr, before, after, tuple(fields), reasons=tuple(reasons))
-    )
-    return changes
+    return Change(Action.UPDATE, addr, before, after, tuple(fields), reasons=tuple(reasons))
 
 
 DEF = KindDef(

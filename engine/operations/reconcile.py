@@ -175,8 +175,7 @@ def _apply(
             )
     if wait and desired.tasks:
         finished, exit_code = finish(tgt, desired, reporter, timeout=wait_timeout)
-        data["outcome"].update(finished)
-        data["outcome"]["pool"] = applying.when_idle(desired, tgt, reporter.note)
+        data["outcome"].update(finished)  # with what pool.whenIdle did
     data["requests"] = tgt.counter.snapshot()
     return Outcome(data, exit_code, p)
 

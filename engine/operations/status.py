@@ -1,4 +1,4 @@
-"""`bspec status`: the pool (allocation, nodes by state), the jobs, their task counts and
+"""`bspec status`: the pools (allocation, nodes by state), the jobs, their task counts and
 the spec's failed tasks, read without changing anything."""
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ def status(
             "pool": None,
             "jobs": [],
         }
+        pools = [{**_pool_status(tgt, p.id), "key": p.key} for p in desired.pools]
         if desired.pool is not None:
-            data["pool"] = _pool_status(tgt, desired.pool.id)
+            data["pool"] = {k: v for k, v in pools[0].items() if k != "key"}
+        data["pools"] = pools
         for job in desired.jobs:
             data["jobs"].append(_job_status(tgt, desired, job.id, failed_limit))
         data["requests"] = tgt.counter.snapshot()

@@ -1,8 +1,10 @@
-"""After submitting: wait for the spec's tasks, report failures, download the outputs;
-`wait` and `outputs` on their own; and reactivating failed tasks (`--rerun-failed`)."""
+"""After submitting: wait for the spec's tasks, report failures, download the outputs and
+do what each pool's `whenIdle` asks; `wait` and `outputs` on their own; and reactivating
+failed tasks (`--rerun-failed`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,14 @@ def finish(
     display = reporter.progress()
     total = len(desired.tasks)
     display.say(f"Waiting for {total:,} task{'s' if total != 1 else ''} to complete")
+    idle = IdlePools(desired, target, display.say)
     watched = wait_for_tasks(
-        target.batch, desired, timeout=timeout, display=display, storage=target.storage
+        target.batch,
+        desired,
+        timeout=timeout,
+        display=display,
+        storage=target.storage,
+        on_job_done=idle.job_done if len(desired.pools) > 1 else None,
     )
     data: dict[str, Any] = {"tasks": watched.to_json()}
     for line in render_result(watched):
@@ -46,7 +54,53 @@ def finish(
         data["outputs"] = got.to_json()
         for line in render_outputs(got, base=base or Path.cwd()):
             reporter.show(line)
+    data.update(idle.finish(reporter.note))
     return data, 1 if watched.failed_count else 0
+
+
+class IdlePools:
+    """`whenIdle` per pool: a pool's fires once the tasks of the jobs on it have completed,
+    while the other pools' tasks may still run (with one pool: after the wait, as always).
+    `finish` does the pools not done yet and gives the --json members: `pool` (the one
+    pool's outcome) and `pools` (each pool's id, key and outcome)."""
+
+    def __init__(self, desired: DesiredState, target: Target, say: Callable[[str], None]):
+        self.desired = desired
+        self.target = target
+        self.say = say
+        self.done_jobs = {j.id for j in desired.jobs if not any(desired.tasks_of(j.id))}
+        self.outcome: dict[str, str] = {}
+
+    def job_done(self, job_id: str) -> None:
+        self.done_jobs.add(job_id)
+        ready = [
+            p
+            for p in self.desired.pools
+            if p.id not in self.outcome
+            and all(j.id in self.done_jobs for j in self.desired.jobs_on(p.id))
+        ]
+        if ready:
+            self.outcome.update(
+                applying.when_idle_pools(self.desired, self.target, ready, self.say)
+            )
+
+    def finish(self, say: Callable[[str], None]) -> dict[str, Any]:
+        left = [p for p in self.desired.pools if p.id not in self.outcome]
+        if len(self.desired.pools) == 1 and self.desired.pool is not None:
+            self.outcome[self.desired.pool.id] = applying.when_idle(self.desired, self.target, say)
+        elif left:
+            self.outcome.update(applying.when_idle_pools(self.desired, self.target, left, say))
+        data: dict[str, Any] = {
+            "pools": [
+                {"id": p.id, "key": p.key, "outcome": self.outcome[p.id]}
+                for p in self.desired.pools
+            ]
+        }
+        if self.desired.pool is not None:
+            data["pool"] = self.outcome[self.desired.pool.id]
+        elif not self.desired.pools:
+            data["pool"] = "kept"
+        return data
 
 
 def wait(
@@ -71,9 +125,7 @@ def wait(
                 )
         data: dict[str, Any] = {"stack": desired.stack, "target": tgt.name}
         outcome, code = finish(tgt, desired, reporter, timeout=timeout)
-        data.update(outcome)
-        # as after apply: pool.whenIdle once the spec's tasks have completed
-        data["pool"] = applying.when_idle(desired, tgt, reporter.note)
+        data.update(outcome)  # with what pool.whenIdle did, as after apply
         data["requests"] = tgt.counter.snapshot()
         return Outcome(data, code)
 

@@ -1,4 +1,4 @@
-"""`bspec status` for people: the pool, its nodes, the jobs and their failed tasks."""
+"""`bspec status` for people: the pools, their nodes, the jobs and their failed tasks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 def render_status(data: dict[str, Any]) -> list[str]:
     """The status object as lines for people."""
     lines = [f"Stack {data['stack']} ({data['target']})"]
-    p = data.get("pool")
-    if p is not None:
+    pools = data.get("pools") or ([data["pool"]] if data.get("pool") else [])
+    for p in pools:
         if not p["exists"]:
             lines.append(f"Pool {p['id']}: does not exist")
         else:

@@ -1,7 +1,7 @@
 """Expand a validated spec into the desired state: sandboxed Jinja, then what only rendering shows.
 
 Strings outside `jobs[*].tasks` see `vars` and `stack`; task strings also see `item`, `index`,
-`pool` and `job`. After rendering, the result is checked again: the schema for the non-task
+`pool` (the job's pool) and `job`. After rendering, the result is checked again: the schema for the non-task
 parts, and for tasks the ids (valid, unique in a job ignoring case), the dependencies
 (existing, acyclic, within Batch's limits) and the containers and blobs they name. Every
 problem names the spec's file, line and JSON path of the string that produced it.
@@ -11,6 +11,7 @@ This module is the pipeline; each stage lives in its own module:
 - `environment`: the Jinja sandbox (StrictUndefined, the batchid and shquote filters);
 - `tree`: rendering and typing a subtree, collecting problems;
 - `files`: containers, globbing the files they upload, their MD5s;
+- `pools`: `pool:` or `pools:`, and the pool each job runs on;
 - `references`: what resource and output files name must exist;
 - `tasks` and `dependencies`: task expansion, `dependsOn`, fingerprints.
 """
@@ -27,15 +28,10 @@ from bspec.errors import SpecError
 from bspec.model import (
     BlobSpec,
     DesiredState,
-    ImageSpec,
     JobConstraintsSpec,
     JobOutputSpec,
     JobSpec,
-    PoolSpec,
-    ResourceFileSpec,
-    StartTaskSpec,
     TaskSpec,
-    WhenIdle,
 )
 from bspec.spec.dependencies import MAX_DEPENDS_CHARS, expand_dependencies
 from bspec.spec.environment import (
@@ -50,8 +46,9 @@ from bspec.spec.environment import (
 from bspec.spec.files import CONTAINER_NAME, containers
 from bspec.spec.fingerprint import BlobIndex
 from bspec.spec.loading import Document, PathKey, json_path
+from bspec.spec.pools import PoolName, declared_pools, job_pool
 from bspec.spec.references import FILE_MODE, References
-from bspec.spec.tasks import BATCH_ID, JobTasks, check_batch_limits
+from bspec.spec.tasks import BATCH_ID, JobTasks
 from bspec.spec.tree import MAX_PROBLEMS, Renderer, parse_duration
 from bspec.spec.validation import validate
 
@@ -113,9 +110,8 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
     index = BlobIndex((b.container, b.name, b.md5) for b in blobs)
     refs = References(r, declared, files_of)
 
-    # 3. The pool.
-    pool = _pool(r, rendered.get("pool"), refs)
-    pool_id = pool.id if pool else None
+    # 3. The pools (`pool:` or `pools:`).
+    pools = declared_pools(r, rendered, refs)
 
     # 4. Jobs and their tasks.
     job_specs: list[JobSpec] = []
@@ -132,15 +128,15 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
             )
             continue
         job_ids[lower] = str(job["id"])
+        pool = job_pool(r, job, path, pools)
         if pool is None:
-            r.problem(path, "jobs need a pool: add `pool:` to the spec")
             continue
         try:
             job_tasks = JobTasks(r, refs, index, str(job["id"]), path, pool.task_slots_per_node)
         except Failure as f:
             r.problem(f.path, f.message)
             break
-        job_scope = r.scope(vars=variables, stack=stack, pool=pool_id, job=job["id"])
+        job_scope = r.scope(vars=variables, stack=stack, pool=PoolName(pool), job=job["id"])
         for t, template in enumerate(job.get("tasks") or []):
             job_tasks.expand(template, (*path, "tasks", t), job_scope)
         built = job_tasks.finish()
@@ -164,54 +160,10 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         target=rendered.get("target"),
         containers=tuple(declared_containers),
         blobs=tuple(blobs),
-        pool=pool,
+        pool=pools[0] if len(pools) == 1 else None,
         jobs=tuple(job_specs),
         tasks=tuple(tasks),
-    )
-
-
-def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> PoolSpec | None:
-    if not body:
-        return None
-    start: StartTaskSpec | None = None
-    st = body.get("startTask")
-    if st:
-        path: PathKey = ("pool", "startTask")
-        files: list[ResourceFileSpec] = []
-        try:
-            command_line = r.command_line(st, path, r.wrapper())
-            for i, rf in enumerate(st.get("resourceFiles") or []):
-                files.append(refs.resource_file(rf, (*path, "resourceFiles", i)))
-            environment = tuple((k, str(v)) for k, v in (st.get("environment") or {}).items())
-            check_batch_limits(st, path, command_line, environment, None, len(files))
-        except Failure as f:
-            r.problem(f.path, f.message)
-            command_line = ""
-        start = StartTaskSpec(
-            command_line=command_line,
-            resource_files=tuple(files),
-            environment=tuple((st.get("environment") or {}).items()),
-            elevated=bool(st.get("elevated", False)),
-            wait_for_success=bool(st.get("waitForSuccess", True)),
-            max_task_retry_count=int(st.get("maxTaskRetryCount", 0)),
-        )
-    image = body["image"]
-    return PoolSpec(
-        id=body["id"],
-        vm_size=body["vmSize"],
-        image=ImageSpec(
-            publisher=image["publisher"],
-            offer=image["offer"],
-            sku=image["sku"],
-            node_agent_sku=image["nodeAgentSku"],
-            version=image.get("version", "latest"),
-        ),
-        target_dedicated_nodes=int(body.get("nodes", 0)),
-        target_low_priority_nodes=int(body.get("lowPriorityNodes", 0)),
-        task_slots_per_node=int(body.get("taskSlotsPerNode", 1)),
-        start_task=start,
-        metadata=tuple((body.get("metadata") or {}).items()),
-        when_idle=WhenIdle(body.get("whenIdle", "keep")),
+        pools=tuple(pools),
     )
 
 

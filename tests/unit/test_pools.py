@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bspec.cli import main
@@ -353,3 +354,37 @@ def test_pools_survive_a_saved_plan_round_trip(tmp_path: Path) -> None:
     d = _two(tmp_path)
     back = saved_plan.from_data(DesiredState, json.loads(json.dumps(saved_plan.to_data(d))))
     assert back.pools == d.pools and back.pool is None
+
+
+def test_status_text_shows_every_pool() -> None:
+    from bspec.reporting.status import render_status
+
+    def pool(pid: str, key: str | None, exists: bool = True) -> dict[str, Any]:
+        return {
+            "id": pid,
+            "key": key,
+            "exists": exists,
+            "state": "active",
+            "allocationState": "steady",
+            "targetDedicatedNodes": 1,
+            "currentDedicatedNodes": 1,
+            "targetLowPriorityNodes": 0,
+            "currentLowPriorityNodes": 0,
+            "nodes": {"idle": 1},
+        }
+
+    data = {
+        "stack": "two",
+        "target": "local",
+        "pool": None,
+        "pools": [pool("two-prep", "prep", exists=False), pool("two-big", "big")],
+        "jobs": [],
+    }
+    assert render_status(data) == [
+        "Stack two (local)",
+        "Pool two-prep: does not exist",
+        "Pool two-big: active, steady, 1/1 dedicated nodes (1 idle)",
+    ]
+    one = {**data, "pool": pool("p", None), "pools": [pool("p", None)]}
+    old = {k: v for k, v in one.items() if k != "pools"}  # a status object before `pools`
+    assert render_status(one) == render_status(old)

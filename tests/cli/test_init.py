@@ -17,7 +17,7 @@ from bspec.spec import load
 from jsonschema import Draft202012Validator
 
 TEMPLATES = ("sweep", "topwords")
-# pipeline validates once autoscale and containers are merged: tests/cli/test_init_pipeline.py
+# pipeline validates once autoscale and containers are merged: tests/service/test_pipeline.py
 LISTED = ("pipeline", *TEMPLATES)
 REPO = Path(__file__).resolve().parents[2]
 

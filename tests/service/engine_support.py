@@ -119,6 +119,31 @@ class Stack:
         return run_destroy(self.spec, target=self.target, yes=True, show=False)
 
 
+def use_services(monkeypatch: pytest.MonkeyPatch, services: Any) -> None:
+    """Point in-process commands at the session's local services (the local target)."""
+    monkeypatch.setenv("BSPEC_HOME", str(services.home))
+    monkeypatch.delenv("BSPEC_TARGET", raising=False)
+
+
+def copy_spec(src: Path, dest: Path, old_name: str, new_name: str) -> Path:
+    """An example spec copied to DEST with its stack renamed (a unique name per test run)."""
+    dest.write_text(src.read_text().replace(f"name: {old_name}\n", f"name: {new_name}\n"))
+    return dest
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    """Run `bspec ARGS --json` in process, as a user would; (exit code, the JSON object)."""
+    from bspec.cli import main
+
+    try:
+        main([*args, "--json"])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return code, data
+
+
 def changes(plan_or_data: Plan | dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(plan_or_data, Plan):
         return [(c.action.value, str(c.address)) for c in plan_or_data.pending()]

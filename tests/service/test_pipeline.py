@@ -1,4 +1,4 @@
-"""specs/pipeline.yaml applied for real on the local target (issue 13): a preprocessing step
+"""specs/pipeline.yaml and `bspec init --template pipeline` validate, and the spec is applied for real on the local target (issue 13): a preprocessing step
 on a Spot pool that the `queue` autoscale preset sizes, a container step on a second pool
 (busybox imported into the service's podman storage, no registry), and a reduce step.
 
@@ -8,7 +8,6 @@ busybox-static is missing."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 
 import pytest
 from bspec.cli import main
-from bspec.spec import schema
+from bspec.spec import load, schema
+from engine_support import copy_spec, run_json, use_services
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/bspec-busybox:test"
@@ -39,16 +39,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs autoscale presets and container tasks: merged later"
     f" (missing: {', '.join(_missing())})",
 )
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
-    try:
-        main([*args, "--json"])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    data: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return code, data
 
 
 @pytest.fixture
@@ -78,17 +68,14 @@ def test_pipeline_runs_on_two_pools(
 ) -> None:
     from azure.batch import models as m
 
-    monkeypatch.setenv("BSPEC_HOME", str(local_services.home))
-    monkeypatch.delenv("BSPEC_TARGET", raising=False)
+    use_services(monkeypatch, local_services)
     name = unique_id("pipe")
     folder = tmp_path / "specs"
     shutil.copytree(REPO / "specs" / "pipeline", folder / "pipeline")
-    spec = folder / "pipeline.yaml"
-    text = (REPO / "specs" / "pipeline.yaml").read_text()
-    spec.write_text(text.replace("name: pipeline\n", f"name: {name}\n"))
+    spec = copy_spec(REPO / "specs" / "pipeline.yaml", folder / "pipeline.yaml", "pipeline", name)
     image = ["--var", f"image={busybox}"]
     try:
-        code, applied = _run(capsys, "apply", str(spec), "--yes", "--no-wait", *image)
+        code, applied = run_json(capsys, "apply", str(spec), "--yes", "--no-wait", *image)
         assert code == 0, applied
         # The preset's first evaluation saw no tasks; enabling it again evaluates it now,
         # as the next interval would.
@@ -101,7 +88,7 @@ def test_pipeline_runs_on_two_pools(
                 auto_scale_evaluation_interval=prep.auto_scale_evaluation_interval,
             ),
         )
-        code, waited = _run(capsys, "wait", str(spec), "--timeout", "240", *image)
+        code, waited = run_json(capsys, "wait", str(spec), "--timeout", "240", *image)
         assert code == 0, waited
         assert (waited["tasks"]["succeeded"], waited["tasks"]["failed"]) == (7, 0)
         summary = (tmp_path / "out" / "pipeline" / "summary.csv").read_text().splitlines()
@@ -112,7 +99,27 @@ def test_pipeline_runs_on_two_pools(
             "lincoln.words",
             "melville.words",
         ]
-        code, again = _run(capsys, "plan", str(spec), *image)
+        code, again = run_json(capsys, "plan", str(spec), *image)
         assert (code, again["changes"]) == (0, [])
     finally:
-        _run(capsys, "destroy", str(spec), "--yes", *image)
+        run_json(capsys, "destroy", str(spec), "--yes", *image)
+
+
+def test_pipeline_scaffold_validates(tmp_path: Path) -> None:
+    main(["init", str(tmp_path / "p"), "-t", "pipeline", "--name", "pipe-1"])
+    d = load(tmp_path / "p" / "bspec.yaml")
+    assert [(p.key, p.id) for p in d.pools] == [("prep", "pipe-1-prep"), ("main", "pipe-1-main")]
+    assert len(d.tasks) == 7
+
+
+def test_pipeline_spec_validates() -> None:
+    d = load(REPO / "specs" / "pipeline.yaml")
+    assert [(p.key, p.id) for p in d.pools] == [
+        ("prep", "pipeline-prep"),
+        ("main", "pipeline-main"),
+    ]
+    assert [(j.id, j.pool_id) for j in d.jobs] == [
+        ("pipeline-prep", "pipeline-prep"),
+        ("pipeline-count", "pipeline-main"),
+    ]
+    assert len(d.tasks) == 7

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bspec.cli import main
+from engine_support import copy_spec, run_json, use_services
 from jsonschema import Draft202012Validator
 
 HERE = Path(__file__).parent
@@ -22,16 +22,6 @@ SCHEMA = json.loads((HERE.parents[1] / "schema" / "output.schema.json").read_tex
 def _check(data: dict[str, Any], shape: str) -> None:
     errors = list(Draft202012Validator({**SCHEMA, "$ref": f"#/$defs/{shape}"}).iter_errors(data))
     assert not errors, [e.message for e in errors]
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
-    try:
-        main([*args, "--json"])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    data: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return code, data
 
 
 def _when(value: Any) -> datetime:
@@ -47,23 +37,20 @@ def test_two_pools_apply_wait_status_converge_and_destroy(
     batch_client: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("BSPEC_HOME", str(local_services.home))
-    monkeypatch.delenv("BSPEC_TARGET", raising=False)
+    use_services(monkeypatch, local_services)
     name = unique_id("pools")
-    spec = tmp_path / "two-pools.yaml"
-    text = (HERE / "specs" / "two-pools.yaml").read_text()
-    spec.write_text(text.replace("name: two-pools", f"name: {name}"))
+    spec = copy_spec(HERE / "specs" / "two-pools.yaml", tmp_path / "spec.yaml", "two-pools", name)
     spot, main_pool = f"{name}-spot", f"{name}-main"
     wide = ["--var", "wide_seconds=4"]
 
-    code, planned = _run(capsys, "plan", str(spec), *wide)
+    code, planned = run_json(capsys, "plan", str(spec), *wide)
     assert code == 0
     _check(planned, "plan")
     creates = [c["address"] for c in planned["changes"] if c["action"] == "create"]
     assert creates.index(f"pool/{spot}") < creates.index(f"pool/{main_pool}")
     assert creates.index(f"pool/{main_pool}") < creates.index(f"job/{name}-prep")
 
-    code, applied = _run(capsys, "apply", str(spec), "--yes", *wide)
+    code, applied = run_json(capsys, "apply", str(spec), "--yes", *wide)
     assert code == 0, applied
     _check(applied, "apply")
     outcome = applied["outcome"]
@@ -86,7 +73,7 @@ def test_two_pools_apply_wait_status_converge_and_destroy(
     out = batch_client.get_job(f"{name}-reduce").pool_info.pool_id
     assert out == main_pool
 
-    code, status = _run(capsys, "status", str(spec), *wide)
+    code, status = run_json(capsys, "status", str(spec), *wide)
     assert code == 0
     _check(status, "status")
     assert status["pool"] is None
@@ -97,11 +84,11 @@ def test_two_pools_apply_wait_status_converge_and_destroy(
     assert status["pools"][0]["targetLowPriorityNodes"] == 0
 
     # converged: the Spot pool at zero is not drift; nothing to write
-    code, again = _run(capsys, "plan", str(spec), *wide)
+    code, again = run_json(capsys, "plan", str(spec), *wide)
     assert (code, again["changes"]) == (0, [])
     assert again["requests"]["batch"]["write"] == 0
 
-    code, destroyed = _run(capsys, "destroy", str(spec), "--yes")
+    code, destroyed = run_json(capsys, "destroy", str(spec), "--yes")
     assert code == 0
     gone = {c["address"] for c in destroyed["changes"]}
     assert {f"pool/{spot}", f"pool/{main_pool}"} <= gone

@@ -12,7 +12,7 @@ from typing import Any
 import bspec.cli  # noqa: F401  (loads every command module first, as `bspec` does)
 import pytest
 from bspec.commands.reconcile import run_apply, run_plan
-from engine_support import IMAGE, total_requests, writes
+from engine_support import IMAGE, total_requests, use_services, writes
 
 
 def _spec(name: str) -> dict[str, Any]:
@@ -49,8 +49,7 @@ def test_converged_plan_of_10000_tasks_on_two_pools(
     tmp_path: Path,
     unique_id: Callable[[str], str],
 ) -> None:
-    monkeypatch.setenv("BSPEC_HOME", str(local_services.home))
-    monkeypatch.delenv("BSPEC_TARGET", raising=False)
+    use_services(monkeypatch, local_services)
     name = unique_id("pools-big")
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(_spec(name)))

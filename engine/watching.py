@@ -158,7 +158,8 @@ def wait_for_tasks(
             for pool_id in waiting if polls % 3 == 0 else ():
                 if any(p.id == pool_id for p in desired.pools):
                     watch = nodes.setdefault(pool_id, _NodeWatch())
-                    start_failures.extend(_check_nodes(batch, pool_id, watch, shown))
+                    named = len(desired.pools) > 1  # say which pool
+                    start_failures.extend(_check_nodes(batch, pool_id, watch, shown, named))
             if deadline is not None and time.monotonic() > deadline:
                 ids = ", ".join(j.id for j in pending)
                 raise WaitTimeoutError(
@@ -174,7 +175,11 @@ def wait_for_tasks(
 
 
 def _check_nodes(
-    batch: BatchProvider, pool_id: str, watch: _NodeWatch, shown: ProgressDisplay
+    batch: BatchProvider,
+    pool_id: str,
+    watch: _NodeWatch,
+    shown: ProgressDisplay,
+    named: bool = False,
 ) -> list[NodeFailure]:
     """Say why tasks are waiting: nodes still starting, or nodes whose start task failed."""
     pool = inspection.get_pool(batch, pool_id)
@@ -228,7 +233,8 @@ def _check_nodes(
         why = (
             "pool resizing" if str(pool.get("allocationState")) == "resizing" else "nodes starting"
         )
-        shown.say(f"Waiting for {starting} node{'s' if starting != 1 else ''} to start ({why})")
+        of = f" of pool {pool_id}" if named else ""
+        shown.say(f"Waiting for {starting} node{'s' if starting != 1 else ''}{of} to start ({why})")
         watch.said_waiting = starting
     return found
 

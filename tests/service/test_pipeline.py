@@ -101,6 +101,7 @@ def test_pipeline_runs_on_two_pools(
         ]
         code, again = run_json(capsys, "plan", str(spec), *image)
         assert (code, again["changes"]) == (0, [])
+        assert again["requests"]["batch"]["write"] == again["requests"]["storage"]["write"] == 0
     finally:
         run_json(capsys, "destroy", str(spec), "--yes", *image)
 

@@ -388,3 +388,60 @@ def test_status_text_shows_every_pool() -> None:
     one = {**data, "pool": pool("p", None), "pools": [pool("p", None)]}
     old = {k: v for k, v in one.items() if k != "pools"}  # a status object before `pools`
     assert render_status(one) == render_status(old)
+
+
+class _FakeBatch:
+    """bspec's own BatchProvider surface that whenIdle uses, over an in-memory pool list."""
+
+    def __init__(self, d: DesiredState, nodes: int) -> None:
+        self.pools = {
+            p.id: Resource(
+                Address.pool(p.id),
+                {"targetDedicatedNodes": nodes, "targetLowPriorityNodes": 0},
+                owner=d.stack,
+                state="active",
+            )
+            for p in d.pools
+        }
+        self.calls: list[str] = []
+
+    def read_pools(self) -> list[Resource]:
+        self.calls.append("list")
+        return list(self.pools.values())
+
+    def resize_pool(self, pool_id: str, dedicated: int, low: int) -> None:
+        self.calls.append(f"resize {pool_id} {dedicated} {low}")
+
+    def delete_pool(self, pool_id: str) -> None:
+        self.calls.append(f"delete {pool_id}")
+
+
+def test_idle_pools_fire_as_their_own_jobs_complete(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from bspec.operations.tasks import IdlePools
+
+    d = _two(
+        tmp_path,
+        TWO_POOLS.replace(
+            "    taskSlotsPerNode: 4\n", "    taskSlotsPerNode: 4\n    whenIdle: delete\n"
+        ),
+    )
+    batch = _FakeBatch(d, nodes=1)
+    said: list[str] = []
+    idle = IdlePools(d, SimpleNamespace(batch=batch), said.append)  # type: ignore[arg-type]
+    idle.job_done("prep-job")  # prep's only job: prep scales to zero now
+    assert batch.calls == ["list", "resize two-prep 0 0"]
+    assert said == [
+        "The tasks of the jobs on pool two-prep completed: scaling pool two-prep to zero"
+        " (whenIdle: scaleToZero)"
+    ]
+    idle.job_done("big-job")  # more-big has no tasks: big is idle too
+    assert batch.calls[-2:] == ["list", "delete two-big"]
+    assert idle.finish(said.append) == {
+        "pools": [
+            {"id": "two-prep", "key": "prep", "outcome": "scaledToZero"},
+            {"id": "two-big", "key": "big", "outcome": "deleted"},
+        ]
+    }
+    assert len(batch.calls) == 4  # finish had nothing left to do

@@ -152,8 +152,34 @@ def _rf(rf: ResourceFileSpec) -> dict[str, Any]:
     return data
 
 
+def _secret_parts(spec: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """A task's or start task's container and secretEnvironment (names only: values are
+    never shown), added only when it has them, so the shape is unchanged for others."""
+    if spec.container is not None:
+        c = spec.container
+        data["container"] = {"image": c.image, "runOptions": c.run_options,
+                             "workingDirectory": c.working_directory}
+    if spec.secret_environment:
+        data["secretEnvironment"] = list(spec.secret_environment)
+    return data
+
+
+def _pool_containers(pool: Any, data: dict[str, Any]) -> dict[str, Any]:
+    if pool.containers is not None:
+        data["containers"] = {
+            "images": list(pool.containers.images),
+            "registries": [
+                {k: v for k, v in (("server", r.server), ("username", r.username),
+                                   ("passwordEnv", r.password_env), ("identity", r.identity))
+                 if v is not None}
+                for r in pool.containers.registries
+            ],
+        }
+    return data
+
+
 def _task(t: TaskSpec) -> dict[str, Any]:
-    return {
+    return _secret_parts(t, {
         "id": t.id,
         "displayName": t.display_name,
         "commandLine": t.command_line,
@@ -173,7 +199,7 @@ def _task(t: TaskSpec) -> dict[str, Any]:
         },
         "elevated": t.elevated,
         "requiredSlots": t.required_slots,
-    }
+    })
 
 
 def desired_to_json(desired: DesiredState) -> dict[str, Any]:
@@ -192,7 +218,7 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
              "md5": b.md5}
             for b in desired.blobs
         ],
-        "pool": None if pool is None else {
+        "pool": None if pool is None else _pool_containers(pool, {
             "id": pool.id,
             "vmSize": pool.vm_size,
             "image": {"publisher": pool.image.publisher, "offer": pool.image.offer,
@@ -203,15 +229,15 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
             "taskSlotsPerNode": pool.task_slots_per_node,
             "whenIdle": pool.when_idle.value,
             "metadata": dict(pool.metadata),
-            "startTask": None if start is None else {
+            "startTask": None if start is None else _secret_parts(start, {
                 "commandLine": start.command_line,
                 "resourceFiles": [_rf(rf) for rf in start.resource_files],
                 "environment": dict(start.environment),
                 "elevated": start.elevated,
                 "waitForSuccess": start.wait_for_success,
                 "maxTaskRetryCount": start.max_task_retry_count,
-            },
-        },
+            }),
+        }),
         "jobs": [
             {
                 "id": j.id,

@@ -25,6 +25,7 @@ from bspec.reporting.console import DECLINED, NO_TERMINAL_HINT
 from bspec.reporting.destroy import destroy_question
 from bspec.reporting.plan import plan_json, render_plan
 from bspec.reporting.reporter import Reporter
+from bspec.spec import secrets
 from bspec.targets import Target
 
 
@@ -88,6 +89,7 @@ def apply(
         desired: DesiredState = saved.desired
         name = saved.target
         adopt = saved.adopt
+        secrets.check(desired.secrets)  # set, and unchanged since the plan: before any write
     else:
         desired, name = load_stack(path, vars, target)
     with connected(desired, name) as tgt:

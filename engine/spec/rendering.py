@@ -37,6 +37,7 @@ from bspec.model import (
     TaskSpec,
     WhenIdle,
 )
+from bspec.spec.containers import SecretBook, container_settings, pool_containers
 from bspec.spec.dependencies import MAX_DEPENDS_CHARS, expand_dependencies
 from bspec.spec.environment import (
     MAX_RESULT,
@@ -114,7 +115,8 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
     refs = References(r, declared, files_of)
 
     # 3. The pool.
-    pool = _pool(r, rendered.get("pool"), refs)
+    book = SecretBook()  # the secrets the spec names, looked up once each
+    pool = _pool(r, rendered.get("pool"), refs, book)
     pool_id = pool.id if pool else None
 
     # 4. Jobs and their tasks.
@@ -136,7 +138,9 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
             r.problem(path, "jobs need a pool: add `pool:` to the spec")
             continue
         try:
-            job_tasks = JobTasks(r, refs, index, str(job["id"]), path, pool.task_slots_per_node)
+            job_tasks = JobTasks(
+                r, refs, index, str(job["id"]), path, pool.task_slots_per_node, secrets=book
+            )
         except Failure as f:
             r.problem(f.path, f.message)
             break
@@ -167,13 +171,21 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         pool=pool,
         jobs=tuple(job_specs),
         tasks=tuple(tasks),
+        secrets=book.entries(),
     )
 
 
-def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> PoolSpec | None:
+def _pool(
+    r: Renderer, body: Mapping[str, Any] | None, refs: References, book: SecretBook
+) -> PoolSpec | None:
     if not body:
         return None
     start: StartTaskSpec | None = None
+    containers = None
+    try:
+        containers = pool_containers(body.get("containers"), ("pool", "containers"), book)
+    except Failure as f:
+        r.problem(f.path, f.message)
     st = body.get("startTask")
     if st:
         path: PathKey = ("pool", "startTask")
@@ -187,6 +199,15 @@ def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> Pool
         except Failure as f:
             r.problem(f.path, f.message)
             command_line = ""
+        container = None
+        secret_names: tuple[str, ...] = ()
+        try:
+            container = container_settings(st.get("container"), (*path, "container"))
+            secret_names = book.names(
+                st.get("secretEnvironment"), (*path, "secretEnvironment"), st.get("environment")
+            )
+        except Failure as f:
+            r.problem(f.path, f.message)
         start = StartTaskSpec(
             command_line=command_line,
             resource_files=tuple(files),
@@ -194,6 +215,8 @@ def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> Pool
             elevated=bool(st.get("elevated", False)),
             wait_for_success=bool(st.get("waitForSuccess", True)),
             max_task_retry_count=int(st.get("maxTaskRetryCount", 0)),
+            container=container,
+            secret_environment=secret_names,
         )
     image = body["image"]
     return PoolSpec(
@@ -212,6 +235,7 @@ def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> Pool
         start_task=start,
         metadata=tuple((body.get("metadata") or {}).items()),
         when_idle=WhenIdle(body.get("whenIdle", "keep")),
+        containers=containers,
     )
 
 

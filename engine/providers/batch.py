@@ -182,6 +182,24 @@ class BatchProvider:
             url = f"{parts.scheme}://{parts.netloc}{parts.path}"
             query = {k: v[-1] for k, v in parse_qs(parts.query).items() if k != "api-version"}
 
+    def supported_images(self) -> list[dict[str, Any]]:
+        """Batch's supported images (one paged list through the SDK): publisher, offer,
+        sku, nodeAgentSku and endOfLife (a date, or None), for the plan's warnings."""
+        out = []
+        for i in self._list("list supported images", self.client.list_supported_images):
+            ref = i.image_reference
+            end = i.batch_support_end_of_life
+            out.append(
+                {
+                    "publisher": ref.publisher or "",
+                    "offer": ref.offer or "",
+                    "sku": ref.sku or "",
+                    "nodeAgentSku": i.node_agent_sku_id or "",
+                    "endOfLife": end.date() if end is not None else None,
+                }
+            )
+        return out
+
     def task_counts(self, job_id: str) -> dict[str, int]:
         r = self._call(f"task counts of job {job_id}", self.client.get_job_task_counts, job_id)
         c = r.task_counts

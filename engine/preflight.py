@@ -2,8 +2,8 @@
 
 `operations.preflight` does the reads (Batch's supported images, the local service's
 quotas) and hands them here as `Facts`; this module decides. Only what a plan creates,
-replaces or grows is checked: a converged plan warns about nothing, and an unchanged pool
-costs no read.
+replaces or grows is checked: a converged plan warns about nothing, and a read is made only
+when the plan is about to allocate nodes (a pool created with nodes, re-imaged, or grown).
 
 Warnings, each `{code, message, address}`:
 
@@ -92,20 +92,40 @@ def _pool_changes(plan: Plan) -> list[Change]:
 
 
 def _grows(c: Change) -> bool:
-    if c.action in GROWING:
-        return True
-    before = c.before.props if c.before is not None else {}
+    """Whether a pool change asks for more cores than the pool had."""
     after = c.after.props if c.after is not None else {}
+    if after.get("autoscale") and (c.action in GROWING or "autoscale" in c.fields):
+        return True
+    before = c.before.props if c.before is not None and c.action not in GROWING else {}
+    if "vmSize" in c.fields and _nodes(after):
+        return True
     return any(
         int(after.get(f) or 0) > int(before.get(f) or 0)
         for f in ("targetDedicatedNodes", "targetLowPriorityNodes")
-    ) or any(f in c.fields for f in ("vmSize", "autoscale"))
+    )
+
+
+def _nodes(props: Mapping[str, Any] | None) -> int:
+    p = props or {}
+    return int(p.get("targetDedicatedNodes") or 0) + int(p.get("targetLowPriorityNodes") or 0)
 
 
 def needs_images(plan: Plan) -> bool:
-    """Whether the supported images are worth a read: a pool is created, replaced or
-    changes image."""
-    return any(c.action in GROWING or "image" in c.fields for c in _pool_changes(plan))
+    """Whether the supported images are worth a read: money is about to be spent on an
+    image, i.e. a pool with nodes (or autoscale) is created, replaced or re-imaged, or a
+    pool without nodes gets some. A pool created empty costs nothing: no read."""
+    return any(_allocates(c) for c in _pool_changes(plan))
+
+
+def _allocates(c: Change) -> bool:
+    """Whether a pool change is about to allocate nodes on its image."""
+    assert c.after is not None
+    after = c.after.props
+    if not (_nodes(after) or after.get("autoscale")):
+        return False
+    if c.action in GROWING or "image" in c.fields:
+        return True
+    return c.before is not None and not _nodes(c.before.props)
 
 
 def needs_quotas(plan: Plan) -> bool:
@@ -133,7 +153,7 @@ def _pool_warnings(c: Change, facts: Facts) -> list[PlanWarning]:
     addr = str(c.address)
     out: list[PlanWarning] = []
     img = p.get("image") or {}
-    if facts.images is not None and (c.action in GROWING or "image" in c.fields):
+    if facts.images is not None and _allocates(c):
         out.extend(_eol(addr, img, facts))
     size = vmsizes.lookup(str(p.get("vmSize") or ""))
     if size is None:
@@ -357,7 +377,11 @@ class Compute:
     node_hours_per_hour: int = 0
 
     def to_json(self) -> dict[str, int]:
-        return {"vcpus": self.vcpus, "nodes": self.nodes, "nodeHoursPerHour": self.node_hours_per_hour}
+        return {
+            "vcpus": self.vcpus,
+            "nodes": self.nodes,
+            "nodeHoursPerHour": self.node_hours_per_hour,
+        }
 
     def line(self) -> str | None:
         if not self.vcpus and not self.nodes:

@@ -83,8 +83,11 @@ def warnings(
 def show(found: list[PlanWarning], compute: Compute) -> tuple[list[str], str | None]:
     """The lines above the plan (the preflight warnings; the planner's own notes stay where
     they were, below it) and the compute line beside its summary."""
-    lines = [f"Warning: {w.address + ': ' if w.address else ''}{w.message}" for w in found
-             if w.code != "foreignTask"]
+    lines = [
+        f"Warning: {w.address + ': ' if w.address else ''}{w.message}"
+        for w in found
+        if w.code != "foreignTask"
+    ]
     if lines:
         lines.append("")
     return lines, compute.line()

@@ -281,12 +281,13 @@ def _prefetch(
 ) -> list[PlanWarning]:
     containers = props.get("containers")
     out: list[PlanWarning] = []
+    one = who == "the start task" or who.startswith("1 task ")
     for image in images:
         if containers is None:
             out.append(
                 PlanWarning(
                     "containerPoolMissing",
-                    f"{who} run in container image {image}, but the pool has no "
+                    f"{who} run{'s' if one else ''} in container image {image}, but the pool has no "
                     "`containers`: Batch fails container tasks on it; add "
                     f"`containers: {{images: [{image}]}}` to the pool",
                     addr,
@@ -298,7 +299,7 @@ def _prefetch(
             out.append(
                 PlanWarning(
                     "imageNotPrefetched",
-                    f"{who} use{'s' if who == 'the start task' else ''} container image "
+                    f"{who} use{'s' if one else ''} container image "
                     f"{image}, which the pool does not prefetch: Batch pulls it when a "
                     "task starts on a node, which is slower; add it to the pool's "
                     "`containers.images`",

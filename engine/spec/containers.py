@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from bspec.model import ContainerSettingsSpec, PoolContainersSpec, RegistrySpec
@@ -28,6 +29,8 @@ class SecretBook:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env = env
         self.digests: dict[str, str] = {}
+        self._checked: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self._parts: dict[tuple[str, ...], dict[str, str]] = {}
 
     def use(self, name: Any, path: PathKey) -> str:
         """The digest of the secret `name`; a Failure at `path` when it is not set."""
@@ -53,27 +56,39 @@ class SecretBook:
     def names(
         self, node: Any, path: PathKey, environment: Mapping[str, Any] | None
     ) -> tuple[str, ...]:
-        """A `secretEnvironment` list, checked: names set, unique, not also in `environment`."""
+        """A `secretEnvironment` list, checked: names set, unique, not also in `environment`.
+        A list seen before (every task of a template has the same) is checked once."""
         if node is None:
             return ()
         if not isinstance(node, list):
             raise Failure(path, f"secretEnvironment must be a list of names, got {node!r}")
-        seen: set[str] = set()
-        for i, name in enumerate(node):
-            self.use(name, (*path, i))
-            if name in seen:
-                raise Failure((*path, i), f"{name} is named twice in secretEnvironment")
-            if environment and name in environment:
-                raise Failure(
-                    (*path, i),
-                    f"{name} is in both environment and secretEnvironment: give it once",
-                )
-            seen.add(name)
-        return tuple(node)
+        try:
+            names = self._checked.get(tuple(node))
+        except TypeError:  # an unhashable item: checked below, which reports it
+            names = None
+        if names is None:
+            seen: set[str] = set()
+            for i, name in enumerate(node):
+                self.use(name, (*path, i))
+                if name in seen:
+                    raise Failure((*path, i), f"{name} is named twice in secretEnvironment")
+                seen.add(name)
+            names = self._checked[tuple(node)] = tuple(node)
+        if environment:
+            for i, name in enumerate(names):
+                if name in environment:
+                    raise Failure(
+                        (*path, i),
+                        f"{name} is in both environment and secretEnvironment: give it once",
+                    )
+        return names
 
     def of(self, names: tuple[str, ...]) -> dict[str, str]:
-        """name -> digest of names already `use`d."""
-        return {n: self.digests[n] for n in names}
+        """name -> digest of names already `use`d (the same dict for the same names)."""
+        part = self._parts.get(names)
+        if part is None:
+            part = self._parts[names] = {n: self.digests[n] for n in names}
+        return part
 
     def entries(self) -> tuple[tuple[str, str], ...]:
         return tuple(sorted(self.digests.items()))
@@ -104,9 +119,10 @@ def container_settings(node: Any, path: PathKey) -> ContainerSettingsSpec | None
     )
 
 
+@lru_cache(maxsize=1024)
 def fingerprint_part(c: ContainerSettingsSpec) -> dict[str, str]:
     """A container's part of a task's fingerprint (defaults filled in, so that spelling the
-    default out does not rerun a task)."""
+    default out does not rerun a task); the same dict for equal settings (do not change it)."""
     return {
         "image": c.image,
         "runOptions": c.run_options or "",

@@ -160,15 +160,24 @@ def task_fingerprint(
     env = canonical(dict(environment)) if environment else "{}"
     parents = (canonical([parent_fingerprints[k] for k in sorted(parent_fingerprints)])
                if parent_fingerprints else "[]")
+    ctext = stext = ""
+    if container:
+        ckey = ("container", *container.items())
+        ctext = cache.get(ckey) or cache.setdefault(ckey, ',"container":' + canonical(container))
+    if secret_environment:
+        skey = ("secrets", *secret_environment.items())
+        stext = cache.get(skey) or cache.setdefault(
+            skey, ',"secretEnvironment":' + canonical(secret_environment)
+        )
     text = (
         '{"commandLine":' + _string(command_line)
-        + (',"container":' + canonical(container) if container else "")
+        + ctext
         + ',"dependsOn":' + deps
         + ',"environment":' + env
         + ',"outputFiles":[' + ",".join(ofs) + "]"
         + ',"parents":' + parents
         + ',"resourceFiles":[' + ",".join(rfs) + "]"
-        + (',"secretEnvironment":' + canonical(secret_environment) if secret_environment else "")
+        + stext
         + "}"
     )
     return PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()

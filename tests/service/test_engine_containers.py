@@ -107,7 +107,7 @@ def test_a_container_pool_runs_a_container_task_with_its_secret(
     assert out == f"len={len(TOKEN)}\n"  # ran in the container, with its secret's value
     _secret_free(json.dumps(done.data))
     # The pool, read back (Batch keeps no secret bspec can read): converged, no write.
-    p2, data2 = s.plan()
+    p2, _ = s.plan()
     assert p2.empty(), changes(p2)
     again = s.apply()
     assert writes(again.data) == {"batch": 0, "storage": 0}
@@ -151,7 +151,10 @@ def test_a_missing_password_variable_changes_nothing(
 
 
 def test_plan_warnings_and_strict(
-    make_stack: Callable[..., Stack], env: Any, batch_client: Any, capsys: pytest.CaptureFixture[str]
+    make_stack: Callable[..., Stack],
+    env: Any,
+    batch_client: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     s = make_stack()
     s.nodes = 2

@@ -98,7 +98,7 @@ def test_a_container_pool_runs_a_container_task_with_its_secret(
     saved = tmp_path / "plan.json"
     p, data = s.plan(out_file=saved)
     assert ("create", f"pool/{s.pool_id}") in changes(p)
-    assert data["warnings"] == []  # the image is prefetched, the size known
+    assert _valid(json.dumps({"formatVersion": 1, **data}))["warnings"] == []  # all known
     assert data["compute"] == {"vcpus": 2, "nodes": 1, "nodeHoursPerHour": 1}
     _secret_free(json.dumps(data), saved.read_text())
     done = s.apply(path=saved, no_wait=False, wait_timeout=120)
@@ -166,7 +166,7 @@ def test_plan_warnings_and_strict(
         with pytest.raises(SystemExit) as exited:
             main(["plan", spec, "--strict", "--json"])
         assert exited.value.code == 3
-        data = json.loads(capsys.readouterr().out)
+        data = _valid(capsys.readouterr().out)
         codes = sorted((w["code"], w["address"]) for w in data["warnings"])
         assert codes == [
             ("coreQuota", f"pool/{s.pool_id}"),
@@ -185,7 +185,7 @@ def test_plan_warnings_and_strict(
         assert "Compute: 4 vCPUs on 2 nodes in the pools it creates or resizes" in text
         # apply --strict refuses before anything is written
         assert main_exit(["apply", spec, "--strict", "--yes", "--json"]) == 3
-        error = json.loads(capsys.readouterr().out)["error"]
+        error = _valid(capsys.readouterr().out)["error"]
         assert error["code"] == "PlanWarnings"
     assert list(batch_client.list_pools(filter=f"id eq '{s.pool_id}'")) == []
     # an unknown VM size (a plan that allocates nothing makes no read for the images)
@@ -196,6 +196,18 @@ def test_plan_warnings_and_strict(
     _, data = s.plan()
     assert [w["code"] for w in data["warnings"]] == ["unknownVmSize"]
     assert data["requests"]["batch"] == {"read": 2, "write": 0}
+
+
+def _valid(text: str) -> dict[str, Any]:
+    """The --json object, checked against schema/output.schema.json."""
+    from importlib import resources
+
+    import jsonschema
+
+    data: dict[str, Any] = json.loads(text)
+    schema = json.loads(resources.files("bspec.schema").joinpath("output.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(data)
+    return data
 
 
 def main_exit(args: list[str]) -> int:

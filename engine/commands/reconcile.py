@@ -48,19 +48,9 @@ def _parse_ttl(text: str) -> timedelta:
         ) from exc
 
 
-def run_plan(
-    spec: Path,
-    *,
-    var: Sequence[str] = (),
-    target: str | None = None,
-    adopt: bool = False,
-    out_file: Path | None = None,
-    show: bool = True,
-    strict: bool = False,
-) -> tuple[Plan, dict[str, Any]]:
-    done = run_plan_outcome(
-        spec, var=var, target=target, adopt=adopt, out_file=out_file, show=show, strict=strict
-    )
+def run_plan(spec: Path, **kw: Any) -> tuple[Plan, dict[str, Any]]:
+    """The plan and its --json object (keywords as `run_plan_outcome`'s)."""
+    done = run_plan_outcome(spec, **kw)
     assert done.plan is not None
     return done.plan, done.data
 

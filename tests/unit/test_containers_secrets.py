@@ -99,14 +99,7 @@ def test_fingerprint_has_container_and_secret_digest_only_when_given(
     d = _load(tmp_path)
     t1, plain = d.tasks
     doc = fingerprint_document(
-        command_line=t1.command_line,
-        resource_files=(),
-        output_files=(),
-        environment=(),
-        depends_on=(),
-        depends_on_ranges=(),
-        parent_fingerprints={},
-        blobs=_blobs(),
+        **_empty(t1.command_line),
         container={
             "image": "busybox",
             "runOptions": "--rm",
@@ -117,27 +110,11 @@ def test_fingerprint_has_container_and_secret_digest_only_when_given(
     assert SECRET not in canonical(doc)
     assert t1.fingerprint == "v1:" + hashlib.sha256(canonical(doc).encode()).hexdigest()
     assert t1.fingerprint == fast_fingerprint(
-        command_line=t1.command_line,
-        resource_files=(),
-        output_files=(),
-        environment=(),
-        depends_on=(),
-        depends_on_ranges=(),
-        parent_fingerprints={},
-        blobs=_blobs(),
+        **_empty(t1.command_line),
         container=doc["container"],
         secret_environment=doc["secretEnvironment"],
     )
-    bare = fingerprint_document(
-        command_line="/bin/true",
-        resource_files=(),
-        output_files=(),
-        environment=(),
-        depends_on=(),
-        depends_on_ranges=(),
-        parent_fingerprints={},
-        blobs=_blobs(),
-    )
+    bare = fingerprint_document(**_empty("/bin/true"))
     assert "container" not in bare and "secretEnvironment" not in bare
     assert plain.fingerprint == "v1:" + hashlib.sha256(canonical(bare).encode()).hexdigest()
     # A changed secret changes the fingerprint (a rerun), not the plain task's.
@@ -147,10 +124,20 @@ def test_fingerprint_has_container_and_secret_digest_only_when_given(
     assert again.tasks[1].fingerprint == plain.fingerprint
 
 
-def _blobs() -> Any:
+def _empty(command_line: str) -> dict[str, Any]:
+    """The fingerprint arguments of a task with only a command line."""
     from bspec.spec.fingerprint import BlobIndex
 
-    return BlobIndex(())
+    return {
+        "command_line": command_line,
+        "resource_files": (),
+        "output_files": (),
+        "environment": (),
+        "depends_on": (),
+        "depends_on_ranges": (),
+        "parent_fingerprints": {},
+        "blobs": BlobIndex(()),
+    }
 
 
 # Recorded from main before containers and secrets existed: the existing specs' task

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from bspec.cli import main
 from bspec.common import podman as common
+from bspec.errors import StalePlanError
 from engine_support import Stack, changes, writes
 from test_podman_runtime import BUSYBOX, IMAGE, _discard, _static, busybox_rootfs
 
@@ -117,6 +118,9 @@ def test_a_container_pool_runs_a_container_task_with_its_secret(
     os.environ["REG_PW"] = PASSWORD + "-2"
     try:
         p3, data3 = s.plan()
+        # the saved plan was made with the old password: refused before anything else
+        with pytest.raises(StalePlanError, match="REG_PW changed since it was made"):
+            s.apply(path=saved)
     finally:
         os.environ["REG_PW"] = PASSWORD
     assert changes(p3) == [("replace", f"pool/{s.pool_id}")]

@@ -74,14 +74,22 @@ def render_command(
     if desired.pool:
         p = data["pool"]
         out.print(f"pool/{p['id']}  vmSize={p['vmSize']} nodes={p['nodes']}", markup=False)
+        if p.get("containers"):
+            images = ", ".join(p["containers"]["images"]) or "none"
+            servers = ", ".join(r["server"] for r in p["containers"]["registries"]) or "none"
+            out.print(f"  containers: images {images}; registries {servers}", markup=False)
         if p["startTask"]:
             out.print(f"  startTask: {p['startTask']['commandLine']}", markup=False)
+            for line in _container_lines(p["startTask"], "    "):
+                out.print(line, markup=False)
     for job in data["jobs"]:
         out.print(f"job/{job['id']}  pool={job['poolId']} priority={job['priority']}",
                   markup=False)
         for t in job["tasks"]:
             out.print(f"task/{job['id']}/{t['id']}  {t['fingerprint']}", markup=False)
             out.print(f"  commandLine: {t['commandLine']}", markup=False)
+            for line in _container_lines(t):
+                out.print(line, markup=False)
             for rf in t["resourceFiles"]:
                 src = f"{rf['container']}/{rf['blob']}" if rf.get("blob") else \
                     f"{rf['container']}/{rf.get('prefix') or ''}*"
@@ -162,6 +170,17 @@ def _secret_parts(spec: Any, data: dict[str, Any]) -> dict[str, Any]:
     if spec.secret_environment:
         data["secretEnvironment"] = list(spec.secret_environment)
     return data
+
+
+def _container_lines(t: dict[str, Any], indent: str = "  ") -> list[str]:
+    """A task's container and secret names for `render`'s text (never a secret's value)."""
+    lines = []
+    if t.get("container"):
+        lines.append(f"{indent}container: {t['container']['image']}")
+    if t.get("secretEnvironment"):
+        names = ", ".join(t["secretEnvironment"])
+        lines.append(f"{indent}secretEnvironment: {names} (values from the environment)")
+    return lines
 
 
 def _pool_containers(pool: Any, data: dict[str, Any]) -> dict[str, Any]:

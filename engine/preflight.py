@@ -9,6 +9,8 @@ Warnings, each `{code, message, address}`:
 
 - `imageEndOfSupport`: a pool's image whose Batch end of support is past or within
   `EOL_DAYS` days; `imageNotSupported`: an image Batch does not list at all;
+  `imageWithoutContainers`: a container pool on an image without the DockerCompatible
+  capability;
 - `unknownVmSize`: a vmSize not in the shared table (`common.vmsizes`);
 - `taskSlotsOverLimit`: taskSlotsPerNode over Batch's limit, the smaller of 4 x the
   size's vCPUs and 256 (the REST reference's rule);
@@ -31,6 +33,7 @@ from bspec.kinds.base import count
 from bspec.model import Action, Address, Change, DesiredState, Kind, Plan, Resource
 
 EOL_DAYS = 90
+CONTAINER_CAPABILITY = "DockerCompatible"
 MAX_SLOTS = 256
 SLOTS_PER_VCPU = 4
 GROWING = (Action.CREATE, Action.REPLACE)
@@ -57,6 +60,7 @@ class SupportedImage:
     sku: str
     node_agent_sku: str
     end_of_life: dt.date | None = None
+    capabilities: tuple[str, ...] = ()
 
     def key(self) -> tuple[str, str, str]:
         return (self.publisher.lower(), self.offer.lower(), self.sku.lower())
@@ -154,7 +158,7 @@ def _pool_warnings(c: Change, facts: Facts) -> list[PlanWarning]:
     out: list[PlanWarning] = []
     img = p.get("image") or {}
     if facts.images is not None and _allocates(c):
-        out.extend(_eol(addr, img, facts))
+        out.extend(_eol(addr, img, facts, containers=p.get("containers") is not None))
     size = vmsizes.lookup(str(p.get("vmSize") or ""))
     if size is None:
         out.append(
@@ -185,7 +189,9 @@ def _pool_warnings(c: Change, facts: Facts) -> list[PlanWarning]:
     return out
 
 
-def _eol(addr: str, img: Mapping[str, Any], facts: Facts) -> list[PlanWarning]:
+def _eol(
+    addr: str, img: Mapping[str, Any], facts: Facts, *, containers: bool = False
+) -> list[PlanWarning]:
     assert facts.images is not None
     key = (
         str(img.get("publisher") or "").lower(),
@@ -205,23 +211,36 @@ def _eol(addr: str, img: Mapping[str, Any], facts: Facts) -> list[PlanWarning]:
         ]
     agent = str(img.get("nodeAgentSku") or "").lower()
     row = next((i for i in found if i.node_agent_sku.lower() == agent), found[0])
+    out: list[PlanWarning] = []
+    if containers and CONTAINER_CAPABILITY not in row.capabilities:
+        out.append(
+            PlanWarning(
+                "imageWithoutContainers",
+                f"image {name} does not list the {CONTAINER_CAPABILITY} capability among "
+                "Batch's supported images, but the pool has `containers`: on Azure its nodes "
+                "cannot run container tasks; use an image with container support (like "
+                "microsoft-dsvm/ubuntu-hpc)",
+                addr,
+            )
+        )
     end = row.end_of_life
     if end is None:
-        return []
+        return out
     days = (end - facts.today).days
     if days < 0:
         text = f"reached Batch's end of support on {end.isoformat()}"
     elif days <= EOL_DAYS:
         text = f"reaches Batch's end of support on {end.isoformat()}, in {count(days, 'day')}"
     else:
-        return []
-    return [
+        return out
+    out.append(
         PlanWarning(
             "imageEndOfSupport",
             f"image {name} ({row.node_agent_sku}) {text}: move to a newer image",
             addr,
         )
-    ]
+    )
+    return out
 
 
 def normal_image(name: str) -> str:

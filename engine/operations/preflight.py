@@ -42,7 +42,12 @@ def facts(
         try:
             images = [
                 SupportedImage(
-                    i["publisher"], i["offer"], i["sku"], i["nodeAgentSku"], i["endOfLife"]
+                    i["publisher"],
+                    i["offer"],
+                    i["sku"],
+                    i["nodeAgentSku"],
+                    i["endOfLife"],
+                    tuple(i.get("capabilities") or ()),
                 )
                 for i in tgt.batch.supported_images()
             ]

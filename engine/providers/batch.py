@@ -196,6 +196,7 @@ class BatchProvider:
                     "sku": ref.sku or "",
                     "nodeAgentSku": i.node_agent_sku_id or "",
                     "endOfLife": end.date() if end is not None else None,
+                    "capabilities": list(i.capabilities or ()),
                 }
             )
         return out

@@ -21,6 +21,12 @@ from bspec.errors import StalePlanError
 from engine_support import Stack, changes, writes
 from test_podman_runtime import BUSYBOX, IMAGE, _discard, _static, busybox_rootfs
 
+HPC = {
+    "publisher": "microsoft-dsvm",
+    "offer": "ubuntu-hpc",
+    "sku": "2204",
+    "nodeAgentSku": "batch.node.ubuntu 22.04",
+}
 TOKEN = "tok-VALUE-never-shown-1234"
 PASSWORD = "registry-PASSWORD-never-shown"
 START = "start-SECRET-never-shown"
@@ -75,6 +81,7 @@ def test_a_container_pool_runs_a_container_task_with_its_secret(
     s = make_stack()
     s.nodes = 1
     s.pool_extra = {
+        "image": HPC,  # an image Batch lists as DockerCompatible
         "containers": {
             "images": [busybox],
             "registries": [
@@ -176,6 +183,7 @@ def test_plan_warnings_and_strict(
             ("coreQuota", f"pool/{s.pool_id}"),
             ("imageEndOfSupport", f"pool/{s.pool_id}"),
             ("imageNotPrefetched", f"job/{s.job_id}"),
+            ("imageWithoutContainers", f"pool/{s.pool_id}"),
             ("taskSlotsOverLimit", f"pool/{s.pool_id}"),
         ]
         # one read more than a plan without nodes: the supported images; the quota is

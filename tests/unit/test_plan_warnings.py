@@ -30,7 +30,15 @@ FOCAL = SupportedImage(
     "batch.node.ubuntu 20.04",
     dt.date(2025, 4, 23),
 )
-IMAGES = (JAMMY, FOCAL)
+HPC = SupportedImage(
+    "microsoft-dsvm",
+    "ubuntu-hpc",
+    "2204",
+    "batch.node.ubuntu 22.04",
+    dt.date(2027, 6, 30),
+    ("DockerCompatible",),
+)
+IMAGES = (JAMMY, FOCAL, HPC)
 
 
 def spec(pool: str = "", task: str = "", nodes: int = 2, image: str = "jammy") -> str:
@@ -40,6 +48,8 @@ def spec(pool: str = "", task: str = "", nodes: int = 2, image: str = "jammy") -
         "focal": "{publisher: canonical, offer: 0001-com-ubuntu-server-focal, sku: 20_04-lts,"
         " nodeAgentSku: batch.node.ubuntu 20.04}",
         "odd": "{publisher: acme, offer: os, sku: '1', nodeAgentSku: batch.node.ubuntu 22.04}",
+        "hpc": "{publisher: microsoft-dsvm, offer: ubuntu-hpc, sku: '2204',"
+        " nodeAgentSku: batch.node.ubuntu 22.04}",
     }[image]
     return f"""apiVersion: bspec/v1
 name: w
@@ -98,6 +108,15 @@ def test_past_and_unknown_images(tmp_path: Path) -> None:
     assert warnings(tmp_path, spec(image="odd"), images=IMAGES) == [("imageNotSupported", "pool/p")]
     # not read (no facts): no image warning
     assert warnings(tmp_path, spec(image="focal")) == []
+
+
+def test_a_container_pool_needs_an_image_with_container_support(tmp_path: Path) -> None:
+    pool = "  containers: {images: [busybox]}"
+    assert warnings(tmp_path, spec(pool=pool), images=IMAGES) == [
+        ("imageWithoutContainers", "pool/p")
+    ]
+    assert warnings(tmp_path, spec(pool=pool, image="hpc"), images=IMAGES) == []
+    assert warnings(tmp_path, spec(image="jammy"), images=IMAGES) == []  # no containers
 
 
 def test_unknown_vm_size_and_slots(tmp_path: Path) -> None:

@@ -262,7 +262,7 @@ class BatchProvider:
             "metadata": self._metadata(p["metadata"], pool_kind.secrets_metadata(p)),
         }
         if p.get("containers") is not None:
-            body["virtualMachineConfiguration"]["containerConfiguration"] = _containers_body(
+            body["virtualMachineConfiguration"]["containerConfiguration"] = containers_body(
                 p["containers"]
             )
         if p["startTask"] is not None:
@@ -283,12 +283,12 @@ class BatchProvider:
             "commandLine": st["commandLine"],
             "resourceFiles": [_rf_body(rf, sas) for rf in st["resourceFiles"]],
             "environmentSettings": [{"name": k, "value": v} for k, v in st["environment"].items()]
-            + _secret_settings(st.get("secretEnvironment") or ()),
+            + secret_settings(st.get("secretEnvironment") or ()),
             "waitForSuccess": st["waitForSuccess"],
             "maxTaskRetryCount": st["maxTaskRetryCount"],
         }
         if st.get("container") is not None:
-            body["containerSettings"] = _container_settings_body(st["container"])
+            body["containerSettings"] = container_settings_body(st["container"])
         if st["elevated"]:
             body["userIdentity"] = {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}
         return body
@@ -517,13 +517,13 @@ class BatchProvider:
             "resourceFiles": [_rf_body(rf, sas) for rf in p["resourceFiles"]],
             "outputFiles": outputs,
             "environmentSettings": [{"name": k, "value": v} for k, v in p["environment"].items()]
-            + _secret_settings(p.get("secretEnvironment") or ())
+            + secret_settings(p.get("secretEnvironment") or ())
             + [{"name": FINGERPRINT_ENV, "value": p["fingerprint"]}],
             "constraints": constraints,
             "requiredSlots": p["requiredSlots"],
         }
         if p.get("container") is not None:
-            body["containerSettings"] = _container_settings_body(p["container"])
+            body["containerSettings"] = container_settings_body(p["container"])
         if p["displayName"]:
             body["displayName"] = p["displayName"]
         if p["elevated"]:
@@ -684,19 +684,20 @@ def _chunks(bodies: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
-def _secret_settings(names: Iterable[str]) -> list[dict[str, str]]:
+def secret_settings(names: Iterable[str]) -> list[dict[str, str]]:
     """Environment settings for secrets: the values read now from bspec's environment."""
     return [{"name": n, "value": secrets.value(n)} for n in names]
 
 
-def _container_settings_body(c: Mapping[str, Any]) -> dict[str, Any]:
+def container_settings_body(c: Mapping[str, Any]) -> dict[str, Any]:
+    """containerSettings from a container's normal form (`kinds.pool.container_props`)."""
     body: dict[str, Any] = {"imageName": c["image"], "workingDirectory": c["workingDirectory"]}
     if c.get("runOptions"):
         body["containerRunOptions"] = c["runOptions"]
     return body
 
 
-def _containers_body(c: Mapping[str, Any]) -> dict[str, Any]:
+def containers_body(c: Mapping[str, Any]) -> dict[str, Any]:
     """containerConfiguration; registry passwords read now from bspec's environment."""
     registries = []
     for r in c["registries"]:
@@ -752,4 +753,12 @@ def _state(value: Any) -> str | None:
     return str(getattr(value, "value", value)).lower()
 
 
-__all__ = ["BatchProvider", "ConflictError", "SasMaker", "iso_duration"]
+__all__ = [
+    "BatchProvider",
+    "ConflictError",
+    "SasMaker",
+    "container_settings_body",
+    "containers_body",
+    "iso_duration",
+    "secret_settings",
+]

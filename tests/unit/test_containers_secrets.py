@@ -294,3 +294,12 @@ def test_the_digest_is_salted_by_name_and_slow() -> None:
     assert a.startswith("pbkdf2:") and "same" not in a
     assert a != "pbkdf2:" + hashlib.sha256(b"same").hexdigest()
     assert secrets.ITERATIONS >= 100_000
+
+
+def test_a_saved_plan_scrubs_a_secret_read_back_from_an_untagged_start_task() -> None:
+    from bspec.saved_plan import scrub
+
+    basis = {"pool/p": {"props": {"startTask": {"environment": {"TOKEN": SECRET, "A": "1"}}}}}
+    clean = scrub(basis, {"TOKEN"})
+    assert clean["pool/p"]["props"]["startTask"]["environment"] == {"TOKEN": "(secret)", "A": "1"}
+    assert scrub(basis, set()) is basis

@@ -258,9 +258,7 @@ class JobTasks:
         }
         container = t.get("container")
         if container is not None:
-            fields["container"] = self._shared(
-                container, (*path, "container"), container_settings
-            )
+            fields["container"] = self._shared(container, (*path, "container"), container_settings)
         secret = t.get("secretEnvironment")
         if secret is not None:
             fields["secret_environment"] = self.secrets.names(

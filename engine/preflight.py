@@ -159,20 +159,22 @@ def _pool_warnings(c: Change, facts: Facts) -> list[PlanWarning]:
     img = p.get("image") or {}
     if facts.images is not None and _allocates(c):
         out.extend(_eol(addr, img, facts, containers=p.get("containers") is not None))
+    new = c.action in GROWING
     size = vmsizes.lookup(str(p.get("vmSize") or ""))
-    if size is None:
+    if size is None and (new or "vmSize" in c.fields):
         out.append(
             PlanWarning(
                 "unknownVmSize",
-                f"vmSize {p.get('vmSize')} is not a size bspec knows (docs/vm-sizes or "
-                "bspec.common.vmsizes): check its spelling; Batch refuses sizes the "
+                f"vmSize {p.get('vmSize')} is not in bspec's table of Azure VM sizes "
+                "(bspec.common.vmsizes): check its spelling; Batch refuses sizes the "
                 "region does not offer",
                 addr,
             )
         )
     slots = int(p.get("taskSlotsPerNode") or 1)
     limit = min(MAX_SLOTS, SLOTS_PER_VCPU * size.vcpus) if size is not None else MAX_SLOTS
-    if slots > limit:
+    touched = new or "vmSize" in c.fields or "taskSlotsPerNode" in c.fields
+    if slots > limit and touched:
         why = (
             f"{SLOTS_PER_VCPU} x the {size.vcpus} vCPUs of {size.name}"
             if size is not None and limit < MAX_SLOTS

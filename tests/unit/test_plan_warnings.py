@@ -190,3 +190,15 @@ def test_compute_beside_the_summary(tmp_path: Path) -> None:
     )
     d0 = load(write(tmp_path, spec(nodes=0)))
     assert preflight.compute(plan(d0, ActualState({}), PlanOptions("local"))).line() is None
+
+
+def test_an_existing_pool_is_checked_only_for_what_changes(tmp_path: Path) -> None:
+    from bspec.kinds import pool as pool_kind
+
+    text = spec(pool="  taskSlotsPerNode: 9").replace("standard_d2s_v3", "standard_d2s_v9")
+    d = load(write(tmp_path, text))
+    assert d.pool is not None
+    have = pool_kind.from_spec(d.pool, d)
+    props = {**have.props, "metadata": {"old": "1"}}  # only the metadata differs
+    actual = ActualState({have.address: Resource(have.address, props, owner="w")})
+    assert warnings(tmp_path, text, actual, images=IMAGES) == []

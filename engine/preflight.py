@@ -264,21 +264,15 @@ def normal_image(name: str) -> str:
 def _image_warnings(plan: Plan, desired: DesiredState) -> list[PlanWarning]:
     """Container images that a created task (or a created pool's start task) uses and its
     pool does not prefetch; container tasks on a pool without `containers`."""
-    pools = {
-        c.address.parts[0]: c.after.props
-        for c in plan.changes
-        if c.address.kind is Kind.POOL and c.after is not None
-    }
+    pool_changes = [c for c in plan.changes if c.address.kind is Kind.POOL and c.after is not None]
+    pools = {c.address.parts[0]: c.after.props for c in pool_changes if c.after is not None}
     pool_of = {j.id: j.pool_id for j in desired.jobs}
     out: list[PlanWarning] = []
-    for pid, props in pools.items():
-        start = (props.get("startTask") or {}).get("container")
-        if start is None:
-            continue
-        change = next(c for c in plan.changes if c.address == Address.pool(pid))
-        if change.action is Action.NOOP:
-            continue
-        out.extend(_prefetch(props, [start["image"]], str(Address.pool(pid)), "the start task"))
+    for c in pool_changes:
+        assert c.after is not None
+        start = (c.after.props.get("startTask") or {}).get("container")
+        if start is not None and c.action is not Action.NOOP:
+            out.extend(_prefetch(c.after.props, [start["image"]], str(c.address), "the start task"))
     used: dict[tuple[str, str], int] = {}  # (job, image) -> tasks
     for c in plan.pending():
         if c.address.kind is not Kind.TASK or c.action not in GROWING or c.after is None:
@@ -288,12 +282,10 @@ def _image_warnings(plan: Plan, desired: DesiredState) -> list[PlanWarning]:
             key = (c.address.parts[0], str(cont["image"]))
             used[key] = used.get(key, 0) + 1
     for (job, image), n in sorted(used.items()):
-        found = pools.get(pool_of.get(job, ""))
-        if found is None:
-            continue
-        props = found
-        who = f"{count(n, 'task')} of job {job}"
-        out.extend(_prefetch(props, [image], str(Address.job(job)), who))
+        pool = pools.get(pool_of.get(job, ""))
+        if pool is not None:
+            who = f"{count(n, 'task')} of job {job}"
+            out.extend(_prefetch(pool, [image], str(Address.job(job)), who))
     return out
 
 
@@ -308,8 +300,8 @@ def _prefetch(
             out.append(
                 PlanWarning(
                     "containerPoolMissing",
-                    f"{who} run{'s' if one else ''} in container image {image}, but the pool has no "
-                    "`containers`: Batch fails container tasks on it; add "
+                    f"{who} run{'s' if one else ''} in container image {image}, but the "
+                    "pool has no `containers`: Batch fails container tasks on it; add "
                     f"`containers: {{images: [{image}]}}` to the pool",
                     addr,
                 )

@@ -340,16 +340,14 @@ def _quota_warnings(plan: Plan, pools: Sequence[Change], facts: Facts) -> list[P
         for c in plan.pending()
         if c.address.kind is Kind.POOL and c.action is Action.DELETE
     }
+    others = [
+        r.props
+        for r in facts.pools
+        if r.address not in planned and r.address not in gone and r.state != "deleting"
+    ]
     dedicated = low = 0
     family: dict[str, int] = {}
-    for r in facts.pools:
-        if r.address in planned or r.address in gone or r.state == "deleting":
-            continue
-        d, lp, fam = _cores(r.props)
-        dedicated, low = dedicated + d, low + lp
-        if fam:
-            family[fam] = family.get(fam, 0) + d
-    for props in planned.values():
+    for props in [*others, *planned.values()]:
         d, lp, fam = _cores(props)
         dedicated, low = dedicated + d, low + lp
         if fam:
@@ -400,7 +398,10 @@ class Compute:
     def line(self) -> str | None:
         if not self.vcpus and not self.nodes:
             return None
-        text = f"Compute: {self.vcpus} vCPUs on {count(self.nodes, 'node')} in the pools it creates or resizes"
+        text = (
+            f"Compute: {self.vcpus} vCPUs on {count(self.nodes, 'node')}"
+            " in the pools it creates or resizes"
+        )
         if self.node_hours_per_hour:
             text += f"; {self.node_hours_per_hour} node-hours per hour of running"
         return text + "."

@@ -228,3 +228,23 @@ def main_exit(args: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def test_containers_change_in_place_on_an_empty_pool(
+    make_stack: Callable[..., Stack], busybox: str
+) -> None:
+    s = make_stack()
+    s.pool_extra = {"image": HPC, "containers": {"images": [busybox]}}
+    s.apply()
+    s.pool_extra["containers"] = {
+        "images": [busybox, "localhost/other:1"],
+        "registries": [{"server": "registry.invalid", "username": "me", "passwordEnv": "REG_PW"}],
+    }
+    p, data = s.plan()
+    assert changes(p) == [("update", f"pool/{s.pool_id}")]
+    assert data["changes"][0]["reason"] == "containers changed in place (the pool has no nodes)"
+    done = s.apply()
+    assert writes(done.data)["batch"] == 1  # one PATCH: the configuration and the digests
+    p2, _ = s.plan()
+    assert p2.empty(), changes(p2)
+    s.destroy()

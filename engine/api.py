@@ -70,10 +70,12 @@ def apply(
     timeout: float | None = None,
     rerun_failed: bool = False,
     lock_timeout: float = 90.0,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Make the services match the spec, wait for the tasks and download the outputs (the
     `bspec apply --json` object). A failed task does not raise: see
-    `result["outcome"]["tasks"]["failed"]`."""
+    `result["outcome"]["tasks"]["failed"]`. With `strict`, a plan with warnings raises
+    RefusedError before anything is written (the plan's `warnings` say why)."""
     done = operations.apply(
         Path(spec),
         QuietReporter(),
@@ -85,6 +87,7 @@ def apply(
         lock_timeout=lock_timeout,
         wait_timeout=timeout,
         rerun_failed=rerun_failed,
+        strict=strict,
     )
     return _versioned(done.data)
 

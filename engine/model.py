@@ -221,6 +221,34 @@ class OutputFileSpec:
 
 
 @dataclass(frozen=True)
+class ContainerSettingsSpec:
+    """A task's (or start task's) container: Batch's containerSettings."""
+
+    image: str
+    run_options: str | None = None
+    working_directory: str | None = None  # taskWorkingDirectory | containerImageDefault
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    """A private registry of a container pool: a password read from the environment
+    variable `password_env` at apply time (never stored), or a managed identity."""
+
+    server: str
+    username: str | None = None
+    password_env: str | None = None
+    identity: str | None = None  # the resource id of a user-assigned managed identity
+
+
+@dataclass(frozen=True)
+class PoolContainersSpec:
+    """A container pool's images to prefetch and its registries (containerConfiguration)."""
+
+    images: tuple[str, ...] = ()
+    registries: tuple[RegistrySpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class StartTaskSpec:
     command_line: str
     resource_files: tuple[ResourceFileSpec, ...] = ()
@@ -228,6 +256,8 @@ class StartTaskSpec:
     elevated: bool = False
     wait_for_success: bool = True
     max_task_retry_count: int = 0
+    container: ContainerSettingsSpec | None = None
+    secret_environment: tuple[str, ...] = ()  # names; values read at apply, never stored
 
 
 @dataclass(frozen=True)
@@ -251,6 +281,7 @@ class PoolSpec:
     metadata: tuple[tuple[str, str], ...] = ()  # user metadata; bspec adds bspec-stack
     when_idle: WhenIdle = WhenIdle.KEEP
     key: str | None = None  # its key in the spec's `pools`; None for the `pool:` shorthand
+    containers: PoolContainersSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -303,6 +334,8 @@ class TaskSpec:
     display_name: str | None = None
     elevated: bool = False
     required_slots: int = 1
+    container: ContainerSettingsSpec | None = None
+    secret_environment: tuple[str, ...] = ()  # names; values read at apply, never stored
 
     @property
     def address(self) -> Address:
@@ -326,6 +359,10 @@ class DesiredState:
     # The spec objects of the kinds without a field above, by kind (a kind added later
     # reads its own here: `of_kind`), so a new kind needs no edit of this class.
     more: Mapping[Kind, tuple[Any, ...]] = field(default_factory=dict)
+    # Every secret the state uses (secretEnvironment names, registry passwordEnv names) with
+    # the salted digest of the value it was rendered with (`spec.secrets`), never the value:
+    # a saved plan carries these, and applying it re-reads the values and compares.
+    secrets: tuple[tuple[str, str], ...] = ()
     # Every pool, in spec order (`pools:`, or the `pool:` shorthand's one). With one pool,
     # `pool` is the one that counts (`dataclasses.replace(d, pool=...)` keeps working).
     pools: tuple[PoolSpec, ...] = ()

@@ -23,6 +23,7 @@ from bspec.model import DesiredState, Plan
 from bspec.reporting import change_json
 
 PLAN_FORMAT = "bspec-plan"
+REDACTED = "(secret)"
 PLAN_VERSION = 2  # 2: kinds' normal forms (blob props name their container)
 
 
@@ -89,7 +90,7 @@ def save(
         "adopt": adopt,
         "changes": [change_json(c) for c in plan.pending()],
         "desired": to_data(desired),
-        "basis": basis,
+        "basis": scrub(basis, {name for name, _ in desired.secrets}),
     }
     Path(path).write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
 
@@ -134,8 +135,29 @@ def load(path: str | Path) -> SavedPlan:
     )
 
 
+def scrub(data: Any, names: set[str]) -> Any:
+    """`data` with the value of every environment setting named in `names` replaced by
+    REDACTED: a start task bspec did not tag (its secrets' digests lost from the pool's
+    metadata) may read back with a secret's value, which a saved plan must not hold."""
+    if not names:
+        return data
+    if isinstance(data, dict):
+        return {
+            k: (
+                {n: REDACTED if n in names else v for n, v in val.items()}
+                if k == "environment" and isinstance(val, dict)
+                else scrub(val, names)
+            )
+            for k, val in data.items()
+        }
+    if isinstance(data, list):
+        return [scrub(x, names) for x in data]
+    return data
+
+
 def check_fresh(saved: SavedPlan, basis_now: dict[str, Any]) -> None:
     """Refuse when what the plan was based on changed: a diffed field or a local file."""
+    basis_now = scrub(basis_now, {name for name, _ in saved.desired.secrets})
     changed = sorted(
         a for a in set(saved.basis) | set(basis_now) if saved.basis.get(a) != basis_now.get(a)
     )

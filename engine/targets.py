@@ -53,6 +53,7 @@ class Target:
     storage: StorageProvider
     counter: RequestCounter = field(default_factory=RequestCounter)
     _closers: list[Any] = field(default_factory=list, repr=False)
+    local_url: str | None = None  # the local Batch service's URL (its /_local paths)
 
     def close(self) -> None:
         for c in self._closers:
@@ -141,10 +142,12 @@ def connect(name: str, stack: str, *, home: Path | None = None) -> Target:
     """Providers for target `name` ("local" starts the local services when needed)."""
     counter = RequestCounter()
     storage_opts = _storage_opts(counter)
+    local_url: str | None = None
     if name == "local":
         from bspec import local as services
 
         ep = services.ensure_running(home)
+        local_url = ep.batch_url
         batch_client = BatchClient(
             ep.batch_url,
             AzureNamedKeyCredential(ep.account, ep.key),
@@ -158,7 +161,7 @@ def connect(name: str, stack: str, *, home: Path | None = None) -> Target:
         batch_client, blob, key = _azure_clients(counter, storage_opts)
     batch = BatchProvider(batch_client, str(blob.url), stack)
     storage = StorageProvider(blob, stack, account_key=key)
-    return Target(name, batch, storage, counter, [batch_client, blob])
+    return Target(name, batch, storage, counter, [batch_client, blob], local_url)
 
 
 def _azure_clients(counter: RequestCounter, storage_opts: dict[str, Any]) -> tuple[Any, Any, Any]:

@@ -30,6 +30,7 @@ _LOCK_HELP = (
     " outlasts a crashed holder's 60 s lease)."
 )
 LOCK_TIMEOUT = 90.0
+_STRICT_HELP = "Exit 3 when the plan has warnings (apply: before changing anything)."
 
 
 def _parse_ttl(text: str) -> timedelta:
@@ -47,7 +48,14 @@ def _parse_ttl(text: str) -> timedelta:
         ) from exc
 
 
-def run_plan(
+def run_plan(spec: Path, **kw: Any) -> tuple[Plan, dict[str, Any]]:
+    """The plan and its --json object (keywords as `run_plan_outcome`'s)."""
+    done = run_plan_outcome(spec, **kw)
+    assert done.plan is not None
+    return done.plan, done.data
+
+
+def run_plan_outcome(
     spec: Path,
     *,
     var: Sequence[str] = (),
@@ -55,19 +63,20 @@ def run_plan(
     adopt: bool = False,
     out_file: Path | None = None,
     show: bool = True,
-) -> tuple[Plan, dict[str, Any]]:
+    strict: bool = False,
+) -> Outcome:
+    """`run_plan`, with the exit code (3 under `strict` when the plan has warnings)."""
     from bspec import operations
 
-    done = operations.plan(
+    return operations.plan(
         spec,
         ConsoleReporter(quiet=not show),
         vars=var,
         target=target,
         adopt=adopt,
         out_file=out_file,
+        strict=strict,
     )
-    assert done.plan is not None
-    return done.plan, done.data
 
 
 def run_apply(
@@ -83,6 +92,7 @@ def run_apply(
     show: bool = True,
     wait_timeout: float | None = None,
     rerun_failed: bool = False,
+    strict: bool = False,
 ) -> Outcome:
     from bspec import operations
 
@@ -98,6 +108,7 @@ def run_apply(
         lock_timeout=lock_timeout,
         wait_timeout=wait_timeout,
         rerun_failed=rerun_failed,
+        strict=strict,
     )
 
 
@@ -135,16 +146,26 @@ def plan_command(
         False, "--detailed-exitcode", help="Exit 4 when there are changes."
     ),
     adopt: bool = typer.Option(False, "--adopt", help="Plan to take over unowned resources."),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show what apply would change, and why."""
-    p, data = run_plan(
-        spec, var=var, target=target, adopt=adopt, out_file=out_file, show=not as_json
+    done = run_plan_outcome(
+        spec,
+        var=var,
+        target=target,
+        adopt=adopt,
+        out_file=out_file,
+        show=not as_json,
+        strict=strict,
     )
+    assert done.plan is not None
     if as_json:
-        emit_json(data)
-    if detailed_exitcode and not p.empty():
+        emit_json(done.data)
+    if done.exit_code:
+        raise SystemExit(done.exit_code)
+    if detailed_exitcode and not done.plan.empty():
         raise SystemExit(4)
 
 
@@ -167,6 +188,7 @@ def apply_command(
     rerun_failed: bool = typer.Option(
         False, "--rerun-failed", help="Reactivate the spec's failed tasks."
     ),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -183,6 +205,7 @@ def apply_command(
         show=not as_json,
         wait_timeout=timeout,
         rerun_failed=rerun_failed,
+        strict=strict,
     )
     if as_json:
         emit_json(result.data)

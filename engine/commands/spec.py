@@ -73,14 +73,22 @@ def render_command(
     for p in data["pools"]:
         key = f" key={p['key']}" if p["key"] is not None else ""
         out.print(f"pool/{p['id']}  vmSize={p['vmSize']} nodes={p['nodes']}{key}", markup=False)
+        if p.get("containers"):
+            images = ", ".join(p["containers"]["images"]) or "none"
+            servers = ", ".join(r["server"] for r in p["containers"]["registries"]) or "none"
+            out.print(f"  containers: images {images}; registries {servers}", markup=False)
         if p["startTask"]:
             out.print(f"  startTask: {p['startTask']['commandLine']}", markup=False)
+            for line in _container_lines(p["startTask"], "    "):
+                out.print(line, markup=False)
     for job in data["jobs"]:
         out.print(f"job/{job['id']}  pool={job['poolId']} priority={job['priority']}",
                   markup=False)
         for t in job["tasks"]:
             out.print(f"task/{job['id']}/{t['id']}  {t['fingerprint']}", markup=False)
             out.print(f"  commandLine: {t['commandLine']}", markup=False)
+            for line in _container_lines(t):
+                out.print(line, markup=False)
             for rf in t["resourceFiles"]:
                 src = f"{rf['container']}/{rf['blob']}" if rf.get("blob") else \
                     f"{rf['container']}/{rf.get('prefix') or ''}*"
@@ -153,8 +161,45 @@ def _rf(rf: ResourceFileSpec) -> dict[str, Any]:
     return data
 
 
+def _secret_parts(spec: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """A task's or start task's container and secretEnvironment (names only: values are
+    never shown), added only when it has them, so the shape is unchanged for others."""
+    if spec.container is not None:
+        c = spec.container
+        data["container"] = {"image": c.image, "runOptions": c.run_options,
+                             "workingDirectory": c.working_directory}
+    if spec.secret_environment:
+        data["secretEnvironment"] = list(spec.secret_environment)
+    return data
+
+
+def _container_lines(t: dict[str, Any], indent: str = "  ") -> list[str]:
+    """A task's container and secret names for `render`'s text (never a secret's value)."""
+    lines = []
+    if t.get("container"):
+        lines.append(f"{indent}container: {t['container']['image']}")
+    if t.get("secretEnvironment"):
+        names = ", ".join(t["secretEnvironment"])
+        lines.append(f"{indent}secretEnvironment: {names} (values from the environment)")
+    return lines
+
+
+def _pool_containers(pool: Any, data: dict[str, Any]) -> dict[str, Any]:
+    if pool.containers is not None:
+        data["containers"] = {
+            "images": list(pool.containers.images),
+            "registries": [
+                {k: v for k, v in (("server", r.server), ("username", r.username),
+                                   ("passwordEnv", r.password_env), ("identity", r.identity))
+                 if v is not None}
+                for r in pool.containers.registries
+            ],
+        }
+    return data
+
+
 def _task(t: TaskSpec) -> dict[str, Any]:
-    return {
+    return _secret_parts(t, {
         "id": t.id,
         "displayName": t.display_name,
         "commandLine": t.command_line,
@@ -174,12 +219,12 @@ def _task(t: TaskSpec) -> dict[str, Any]:
         },
         "elevated": t.elevated,
         "requiredSlots": t.required_slots,
-    }
+    })
 
 
 def _pool(pool: PoolSpec) -> dict[str, Any]:
     start = pool.start_task
-    return {
+    return _pool_containers(pool, {
         "id": pool.id,
         "vmSize": pool.vm_size,
         "image": {"publisher": pool.image.publisher, "offer": pool.image.offer,
@@ -190,15 +235,15 @@ def _pool(pool: PoolSpec) -> dict[str, Any]:
         "taskSlotsPerNode": pool.task_slots_per_node,
         "whenIdle": pool.when_idle.value,
         "metadata": dict(pool.metadata),
-        "startTask": None if start is None else {
+        "startTask": None if start is None else _secret_parts(start, {
             "commandLine": start.command_line,
             "resourceFiles": [_rf(rf) for rf in start.resource_files],
             "environment": dict(start.environment),
             "elevated": start.elevated,
             "waitForSuccess": start.wait_for_success,
             "maxTaskRetryCount": start.max_task_retry_count,
-        },
-    }
+        }),
+    })
 
 
 def desired_to_json(desired: DesiredState) -> dict[str, Any]:

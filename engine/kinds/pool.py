@@ -4,7 +4,15 @@
      "taskSlotsPerNode", "targetDedicatedNodes", "targetLowPriorityNodes",
      "startTask": {"commandLine", "resourceFiles": [resource file refs], "environment",
                    "elevated", "waitForSuccess", "maxTaskRetryCount"} | None,
-     "metadata": {user metadata; the stack tag is the resource's owner}}
+     "metadata": {user metadata; the stack tag is the resource's owner},
+     only for a container pool: "containers": {"type", "images", "registries": [{"server",
+         "username", "passwordEnv", "password" (the secret's digest), "identity"}]},
+     and in "startTask", only when given: "container": {"image", "runOptions",
+         "workingDirectory"}, "secretEnvironment": {name: digest}}
+
+Secrets never enter the props: the digests of the registry passwords and start task secrets
+bspec set are kept in the pool's metadata SECRETS_METADATA (Batch does not return
+passwords), so that a changed secret is a change, without its value anywhere.
 
 info: currentDedicatedNodes, currentLowPriorityNodes, allocationState.
 """
@@ -31,8 +39,10 @@ from bspec.model import (
     Action,
     Address,
     Change,
+    ContainerSettingsSpec,
     DesiredState,
     Kind,
+    PoolContainersSpec,
     PoolSpec,
     Reason,
     Resource,
@@ -49,14 +59,75 @@ FIELDS = {
     "metadata": Rule.UPDATE,
     "targetDedicatedNodes": Rule.UPDATE,  # a resize
     "targetLowPriorityNodes": Rule.UPDATE,
+    "containers": Rule.REPLACE_IF_NODES,  # containerConfiguration: only on an empty pool
 }
 RESIZE_FIELDS = ("targetDedicatedNodes", "targetLowPriorityNodes")
+SECRETS_METADATA = "bspec-secrets"  # digests of the secrets bspec set on the pool
+CONTAINER_TYPE = "dockerCompatible"
+TASK_WORKING_DIRECTORY = "taskWorkingDirectory"
 
 
-def start_task_props(st: StartTaskSpec | None, names: Mapping[str, str]) -> dict[str, Any] | None:
-    if st is None:
+def container_props(c: ContainerSettingsSpec | None) -> dict[str, Any] | None:
+    """A task's or start task's container settings in the normal form (defaults filled)."""
+    if c is None:
         return None
     return {
+        "image": c.image,
+        "runOptions": c.run_options or None,
+        "workingDirectory": c.working_directory or TASK_WORKING_DIRECTORY,
+    }
+
+
+def container_from_rest(cs: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not cs:
+        return None
+    return {
+        "image": cs.get("imageName"),
+        "runOptions": cs.get("containerRunOptions") or None,
+        "workingDirectory": cs.get("workingDirectory") or TASK_WORKING_DIRECTORY,
+    }
+
+
+def containers_props(
+    c: PoolContainersSpec | None, secrets: Mapping[str, str]
+) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {
+        "type": CONTAINER_TYPE,
+        "images": list(c.images),
+        "registries": [
+            {
+                "server": r.server,
+                "username": r.username,
+                "passwordEnv": r.password_env,
+                "password": secrets.get(r.password_env) if r.password_env else None,
+                "identity": r.identity,
+            }
+            for r in c.registries
+        ],
+    }
+
+
+def secrets_metadata(props: Mapping[str, Any]) -> str | None:
+    """The SECRETS_METADATA value for a pool's props (None when it uses no secret):
+    `registry <server> <env name> <digest>` and `env <name> <digest>` entries, "; "-joined."""
+    entries = [
+        f"registry {str(r['server']).lower()} {r['passwordEnv']} {r['password']}"
+        for r in (props.get("containers") or {}).get("registries", ())
+        if r.get("passwordEnv")
+    ]
+    env = (props.get("startTask") or {}).get("secretEnvironment") or {}
+    entries.extend(f"env {name} {digest}" for name, digest in sorted(env.items()))
+    return "; ".join(entries) if entries else None
+
+
+def start_task_props(
+    st: StartTaskSpec | None, names: Mapping[str, str], secrets: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    if st is None:
+        return None
+    props = {
         "commandLine": st.command_line,
         "resourceFiles": [resource_file_ref(rf, names) for rf in st.resource_files],
         "environment": dict(st.environment),
@@ -64,11 +135,18 @@ def start_task_props(st: StartTaskSpec | None, names: Mapping[str, str]) -> dict
         "waitForSuccess": st.wait_for_success,
         "maxTaskRetryCount": st.max_task_retry_count,
     }
+    if st.container is not None:
+        props["container"] = container_props(st.container)
+    if st.secret_environment:
+        props["secretEnvironment"] = {n: (secrets or {}).get(n) for n in st.secret_environment}
+    return props
 
 
-def props_of(pool: PoolSpec, names: Mapping[str, str]) -> dict[str, Any]:
+def props_of(
+    pool: PoolSpec, names: Mapping[str, str], secrets: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     img = pool.image
-    return {
+    props = {
         "vmSize": pool.vm_size.lower(),
         "image": {
             "publisher": img.publisher,
@@ -80,13 +158,17 @@ def props_of(pool: PoolSpec, names: Mapping[str, str]) -> dict[str, Any]:
         "taskSlotsPerNode": pool.task_slots_per_node,
         "targetDedicatedNodes": pool.target_dedicated_nodes,
         "targetLowPriorityNodes": pool.target_low_priority_nodes,
-        "startTask": start_task_props(pool.start_task, names),
+        "startTask": start_task_props(pool.start_task, names, secrets),
         "metadata": dict(pool.metadata),
     }
+    if pool.containers is not None:
+        props["containers"] = containers_props(pool.containers, secrets or {})
+    return props
 
 
 def from_spec(pool: PoolSpec, d: DesiredState) -> Resource:
-    return desired(Address.pool(pool.id), props_of(pool, container_names(d)), d.stack)
+    props = props_of(pool, container_names(d), dict(d.secrets))
+    return desired(Address.pool(pool.id), props, d.stack)
 
 
 def _meta(items: Any) -> dict[str, str]:
@@ -102,6 +184,7 @@ def from_rest(p: Mapping[str, Any], source_of: Callable[[str], str]) -> Resource
     `<container>[/<blob>]`."""
     meta = _meta(p.get("metadata"))
     owner = meta.pop(STACK_METADATA, None)
+    kept = _secrets_of(meta.pop(SECRETS_METADATA, None))
     vmc = p.get("virtualMachineConfiguration") or {}
     img = vmc.get("imageReference") or {}
     props = {
@@ -116,9 +199,12 @@ def from_rest(p: Mapping[str, Any], source_of: Callable[[str], str]) -> Resource
         "taskSlotsPerNode": p.get("taskSlotsPerNode") or 1,
         "targetDedicatedNodes": p.get("targetDedicatedNodes") or 0,
         "targetLowPriorityNodes": p.get("targetLowPriorityNodes") or 0,
-        "startTask": _start_task(p.get("startTask"), source_of),
+        "startTask": _start_task(p.get("startTask"), source_of, kept.get("startTask") or {}),
         "metadata": meta,
     }
+    containers = _containers(vmc.get("containerConfiguration"), kept.get("registries") or {})
+    if containers is not None:
+        props["containers"] = containers
     return Resource(
         Address.pool(str(p["id"])),
         props,
@@ -132,11 +218,56 @@ def from_rest(p: Mapping[str, Any], source_of: Callable[[str], str]) -> Resource
     )
 
 
-def _start_task(st: Mapping[str, Any] | None, source_of: Callable[[str], str]) -> Any:
+def _secrets_of(text: str | None) -> dict[str, Any]:
+    """SECRETS_METADATA read back: {"registries": {server: [env, digest]},
+    "startTask": {name: digest}}; what does not parse is left out."""
+    registries: dict[str, list[str]] = {}
+    env: dict[str, str] = {}
+    for entry in (text or "").split(";"):
+        words = entry.split()
+        if len(words) == 4 and words[0] == "registry":
+            registries[words[1]] = [words[2], words[3]]
+        elif len(words) == 3 and words[0] == "env":
+            env[words[1]] = words[2]
+    return {"registries": registries, "startTask": env}
+
+
+def _containers(cc: Mapping[str, Any] | None, kept: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A pool's containerConfiguration in the normal form; a password Batch may return is
+    never read: its digest comes from what bspec kept in the metadata."""
+    if not cc:
+        return None
+    registries = []
+    for r in cc.get("containerRegistries") or ():
+        server = r.get("registryServer") or "docker.io"
+        env, digest = (kept.get(server.lower()) or [None, None])[:2]
+        registries.append(
+            {
+                "server": server,
+                "username": r.get("username"),
+                "passwordEnv": env if r.get("username") else None,
+                "password": digest if r.get("username") else None,
+                "identity": (r.get("identityReference") or {}).get("resourceId"),
+            }
+        )
+    kind = str(cc.get("type") or CONTAINER_TYPE)
+    return {
+        "type": CONTAINER_TYPE if kind.lower() == CONTAINER_TYPE.lower() else kind,
+        "images": list(cc.get("containerImageNames") or ()),
+        "registries": registries,
+    }
+
+
+def _start_task(
+    st: Mapping[str, Any] | None,
+    source_of: Callable[[str], str],
+    secret: Mapping[str, str] | None = None,
+) -> Any:
     if st is None:
         return None
     auto = (st.get("userIdentity") or {}).get("autoUser") or {}
-    return {
+    secret = secret or {}
+    props = {
         "commandLine": st.get("commandLine"),
         "resourceFiles": [
             {
@@ -148,12 +279,20 @@ def _start_task(st: Mapping[str, Any] | None, source_of: Callable[[str], str]) -
             for rf in st.get("resourceFiles") or ()
         ],
         "environment": {
-            e.get("name"): e.get("value") or "" for e in st.get("environmentSettings") or ()
+            e.get("name"): e.get("value") or ""
+            for e in st.get("environmentSettings") or ()
+            if e.get("name") not in secret  # a secret's value never enters the props
         },
         "elevated": _state(auto.get("elevationLevel")) == "admin",
         "waitForSuccess": bool(st.get("waitForSuccess")),
         "maxTaskRetryCount": st.get("maxTaskRetryCount") or 0,
     }
+    container = container_from_rest(st.get("containerSettings"))
+    if container is not None:
+        props["container"] = container
+    if secret:
+        props["secretEnvironment"] = dict(secret)
+    return props
 
 
 def node_count(r: Resource) -> int:

@@ -3,6 +3,9 @@
     compared  {"fingerprint", "maxWallClockTime", "retentionTime", "maxTaskRetryCount"}
     for add   {"commandLine", "resourceFiles", "outputFiles", "environment", "dependsOn",
                "displayName", "elevated", "requiredSlots", "logsContainer"}
+              and, only when the task has them, "container" ({"image", "runOptions",
+              "workingDirectory"}) and "secretEnvironment" (names: the values are read
+              from the environment when the request is built, never kept)
 
 A planned task that is added (create, replace) holds the whole normal form; one kept or
 updated in place holds the compared fields only, as a listed one does (its update needs no
@@ -28,6 +31,7 @@ from bspec.kinds.base import (
     seconds,
 )
 from bspec.kinds.job import fresh, iso_seconds
+from bspec.kinds.pool import container_props
 from bspec.model import (
     FINGERPRINT_ENV,
     Action,
@@ -58,6 +62,8 @@ FIELDS = {
             "elevated",
             "requiredSlots",
             "logsContainer",
+            "container",
+            "secretEnvironment",
         )
     },
 }
@@ -76,7 +82,7 @@ def compared_props(t: TaskSpec) -> dict[str, Any]:
 
 def props_of(t: TaskSpec, names: Mapping[str, str], logs: str) -> dict[str, Any]:
     """The whole normal form: the compared fields and what adding the task needs."""
-    return {
+    props = {
         **compared_props(t),
         "commandLine": t.command_line,
         "resourceFiles": [resource_file_ref(rf, names) for rf in t.resource_files],
@@ -98,6 +104,11 @@ def props_of(t: TaskSpec, names: Mapping[str, str], logs: str) -> dict[str, Any]
         "requiredSlots": t.required_slots,
         "logsContainer": logs,
     }
+    if t.container is not None:
+        props["container"] = container_props(t.container)
+    if t.secret_environment:
+        props["secretEnvironment"] = list(t.secret_environment)
+    return props
 
 
 def from_spec(t: TaskSpec, d: DesiredState) -> Resource:

@@ -12,9 +12,10 @@ from typing import Any
 
 from bspec import applying, saved_plan
 from bspec.destroying import keep_containers
-from bspec.errors import StalePlanError
+from bspec.errors import RefusedError, StalePlanError
 from bspec.locking import StackLock
 from bspec.model import ActualState, Address, DesiredState, Plan
+from bspec.operations import preflight
 from bspec.operations.session import Outcome, Vars, connected, load_stack
 from bspec.operations.tasks import finish
 from bspec.operations.tasks import rerun_failed as rerun_failed_tasks
@@ -25,12 +26,44 @@ from bspec.reporting.console import DECLINED, NO_TERMINAL_HINT
 from bspec.reporting.destroy import destroy_question
 from bspec.reporting.plan import plan_json, render_plan
 from bspec.reporting.reporter import Reporter
+from bspec.spec import secrets
 from bspec.targets import Target
 
 
-def _show_plan(reporter: Reporter, p: Plan, *, destroy: bool = False) -> None:
+def _show_plan(
+    reporter: Reporter,
+    p: Plan,
+    *,
+    destroy: bool = False,
+    warned: list[preflight.PlanWarning] | None = None,
+) -> None:
+    above, beside = preflight.show(warned or [], preflight.compute(p))
+    for line in above:
+        reporter.show(line)
     for line in render_plan(p, destroy=destroy):
         reporter.show(line)
+    if beside and not destroy and not p.empty():
+        reporter.show(beside)
+
+
+def _with_warnings(
+    data: dict[str, Any], p: Plan, warned: list[preflight.PlanWarning]
+) -> dict[str, Any]:
+    """The plan's --json object with `warnings` (always there) and `compute`."""
+    data["warnings"] = preflight.to_json(warned)
+    data["compute"] = preflight.compute(p).to_json()
+    return data
+
+
+def _strict(warned: list[preflight.PlanWarning]) -> None:
+    """apply --strict: refuse (exit 3) before anything is written."""
+    if warned:
+        raise RefusedError(
+            f"the plan has {len(warned)} warning{'s' if len(warned) != 1 else ''} and"
+            " --strict was given; nothing was changed",
+            code="PlanWarnings",
+            hint="fix what the warnings say, or apply without --strict",
+        )
 
 
 def _confirm(reporter: Reporter, yes: bool, question: str) -> None:
@@ -55,16 +88,20 @@ def plan(
     target: str | None = None,
     adopt: bool = False,
     out_file: Path | None = None,
+    strict: bool = False,
 ) -> Outcome:
-    """What apply would change, and why; saved to `out_file` to apply exactly later."""
+    """What apply would change, and why; saved to `out_file` to apply exactly later.
+    With `strict`, the outcome's exit code is 3 when the plan has warnings."""
     desired, name = load_stack(spec, vars, target)
     with connected(desired, name) as tgt:
         actual = read_actual(desired, tgt.batch, tgt.storage)
         p = make_plan(desired, actual, PlanOptions(name, adopt))
+        warned = preflight.warnings(tgt, desired, actual, p)
         if out_file is not None:
             saved_plan.save(out_file, p, desired, basis(actual, covered(p)), adopt=adopt)
-        _show_plan(reporter, p)
-        return Outcome(plan_json(p, tgt.counter.snapshot()), plan=p)
+        _show_plan(reporter, p, warned=warned)
+        data = _with_warnings(plan_json(p, tgt.counter.snapshot()), p, warned)
+        return Outcome(data, exit_code=3 if strict and warned else 0, plan=p)
 
 
 def apply(
@@ -80,14 +117,17 @@ def apply(
     lock_timeout: float = 0.0,
     wait_timeout: float | None = None,
     rerun_failed: bool = False,
+    strict: bool = False,
 ) -> Outcome:
     """Make the services match the spec (or a plan saved with `plan -o`), then reactivate
-    failed tasks if asked, wait for the tasks and download the outputs."""
+    failed tasks if asked, wait for the tasks and download the outputs. With `strict`, a
+    plan with warnings is refused (exit 3) before anything is written."""
     saved = saved_plan.load(path) if saved_plan.is_saved_plan(path) else None
     if saved is not None:
         desired: DesiredState = saved.desired
         name = saved.target
         adopt = saved.adopt
+        secrets.check(desired.secrets)  # set, and unchanged since the plan: before any write
     else:
         desired, name = load_stack(path, vars, target)
     with connected(desired, name) as tgt:
@@ -104,6 +144,7 @@ def apply(
             lock_timeout=lock_timeout,
             wait_timeout=wait_timeout,
             rerun_failed=rerun_failed,
+            strict=strict,
         )
 
 
@@ -121,13 +162,17 @@ def _apply(
     lock_timeout: float,
     wait_timeout: float | None,
     rerun_failed: bool,
+    strict: bool = False,
 ) -> Outcome:
     options = PlanOptions(name, adopt)
     actual = read_actual(desired, tgt.batch, tgt.storage)
     p = make_plan(desired, actual, options)
     if saved is not None:
         _check_fresh(saved, actual, p)
-    _show_plan(reporter, p)
+    warned = preflight.warnings(tgt, desired, actual, p)
+    _show_plan(reporter, p, warned=warned)
+    if strict:
+        _strict(warned)
     result = applying.ApplyResult()
     if not p.empty():
         _confirm(reporter, yes, "Apply these changes?")
@@ -161,7 +206,7 @@ def _apply(
             f"Apply complete: {s['create']} created, {s['update']} updated,"
             f" {s['replace']} replaced, {s['delete']} deleted."
         )
-    data = plan_json(p, {})
+    data = _with_warnings(plan_json(p, {}), p, warned)
     data["applied"] = not p.empty()
     data["outcome"] = result.to_json()
     exit_code = 0

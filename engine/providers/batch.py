@@ -29,6 +29,7 @@ from bspec.kinds import task as task_kind
 from bspec.kinds.base import DEFAULT_RETENTION_SECONDS
 from bspec.model import FINGERPRINT_ENV, STACK_METADATA, Resource
 from bspec.providers.errors import BEING_DELETED, sdk_errors
+from bspec.spec import secrets
 
 PAGE = 1000
 UNLIMITED = durations.MAX_DURATION  # Batch's "no limit"
@@ -181,6 +182,25 @@ class BatchProvider:
             url = f"{parts.scheme}://{parts.netloc}{parts.path}"
             query = {k: v[-1] for k, v in parse_qs(parts.query).items() if k != "api-version"}
 
+    def supported_images(self) -> list[dict[str, Any]]:
+        """Batch's supported images (one paged list through the SDK): publisher, offer,
+        sku, nodeAgentSku and endOfLife (a date, or None), for the plan's warnings."""
+        out = []
+        for i in self._list("list supported images", self.client.list_supported_images):
+            ref = i.image_reference
+            end = i.batch_support_end_of_life
+            out.append(
+                {
+                    "publisher": ref.publisher or "",
+                    "offer": ref.offer or "",
+                    "sku": ref.sku or "",
+                    "nodeAgentSku": i.node_agent_sku_id or "",
+                    "endOfLife": end.date() if end is not None else None,
+                    "capabilities": list(i.capabilities or ()),
+                }
+            )
+        return out
+
     def task_counts(self, job_id: str) -> dict[str, int]:
         r = self._call(f"task counts of job {job_id}", self.client.get_job_task_counts, job_id)
         c = r.task_counts
@@ -239,26 +259,36 @@ class BatchProvider:
             "targetDedicatedNodes": p["targetDedicatedNodes"],
             "targetLowPriorityNodes": p["targetLowPriorityNodes"],
             "taskSlotsPerNode": p["taskSlotsPerNode"],
-            "metadata": self._metadata(p["metadata"]),
+            "metadata": self._metadata(p["metadata"], pool_kind.secrets_metadata(p)),
         }
+        if p.get("containers") is not None:
+            body["virtualMachineConfiguration"]["containerConfiguration"] = containers_body(
+                p["containers"]
+            )
         if p["startTask"] is not None:
             body["startTask"] = self._start_task_body(p["startTask"], sas)
         return body
 
-    def _metadata(self, user: Mapping[str, str]) -> list[dict[str, str]]:
-        return [
+    def _metadata(self, user: Mapping[str, str], kept: str | None = None) -> list[dict[str, str]]:
+        items = [
             {"name": STACK_METADATA, "value": self.stack},
             *({"name": k, "value": v} for k, v in user.items()),
         ]
+        if kept is not None:
+            items.append({"name": pool_kind.SECRETS_METADATA, "value": kept})
+        return items
 
     def _start_task_body(self, st: Mapping[str, Any], sas: SasMaker) -> dict[str, Any]:
         body: dict[str, Any] = {
             "commandLine": st["commandLine"],
             "resourceFiles": [_rf_body(rf, sas) for rf in st["resourceFiles"]],
-            "environmentSettings": [{"name": k, "value": v} for k, v in st["environment"].items()],
+            "environmentSettings": [{"name": k, "value": v} for k, v in st["environment"].items()]
+            + secret_settings(st.get("secretEnvironment") or ()),
             "waitForSuccess": st["waitForSuccess"],
             "maxTaskRetryCount": st["maxTaskRetryCount"],
         }
+        if st.get("container") is not None:
+            body["containerSettings"] = container_settings_body(st["container"])
         if st["elevated"]:
             body["userIdentity"] = {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}
         return body
@@ -299,7 +329,7 @@ class BatchProvider:
         body: dict[str, Any] = {}
         if "vmSize" in fields:
             body["vmSize"] = full["vmSize"]
-        if "image" in fields:
+        if "image" in fields or "containers" in fields:
             body["virtualMachineConfiguration"] = full["virtualMachineConfiguration"]
         if "taskSlotsPerNode" in fields:
             body["taskSlotsPerNode"] = full["taskSlotsPerNode"]
@@ -323,6 +353,10 @@ class BatchProvider:
             body["startTask"] = full["startTask"]
         if "metadata" in fields or "owner" in fields:
             body["metadata"] = full["metadata"]
+        elif pool_kind.secrets_metadata(pool.props) is not None and (
+            "startTask" in fields or "containers" in fields
+        ):
+            body["metadata"] = full["metadata"]  # the digests of the secrets changed with them
         if body:
             self._call(
                 f"update pool {pool_id}",
@@ -483,10 +517,13 @@ class BatchProvider:
             "resourceFiles": [_rf_body(rf, sas) for rf in p["resourceFiles"]],
             "outputFiles": outputs,
             "environmentSettings": [{"name": k, "value": v} for k, v in p["environment"].items()]
+            + secret_settings(p.get("secretEnvironment") or ())
             + [{"name": FINGERPRINT_ENV, "value": p["fingerprint"]}],
             "constraints": constraints,
             "requiredSlots": p["requiredSlots"],
         }
+        if p.get("container") is not None:
+            body["containerSettings"] = container_settings_body(p["container"])
         if p["displayName"]:
             body["displayName"] = p["displayName"]
         if p["elevated"]:
@@ -647,6 +684,36 @@ def _chunks(bodies: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
+def secret_settings(names: Iterable[str]) -> list[dict[str, str]]:
+    """Environment settings for secrets: the values read now from bspec's environment."""
+    return [{"name": n, "value": secrets.value(n)} for n in names]
+
+
+def container_settings_body(c: Mapping[str, Any]) -> dict[str, Any]:
+    """containerSettings from a container's normal form (`kinds.pool.container_props`)."""
+    body: dict[str, Any] = {"imageName": c["image"], "workingDirectory": c["workingDirectory"]}
+    if c.get("runOptions"):
+        body["containerRunOptions"] = c["runOptions"]
+    return body
+
+
+def containers_body(c: Mapping[str, Any]) -> dict[str, Any]:
+    """containerConfiguration; registry passwords read now from bspec's environment."""
+    registries = []
+    for r in c["registries"]:
+        reg: dict[str, Any] = {"registryServer": r["server"]}
+        if r.get("identity"):
+            reg["identityReference"] = {"resourceId": r["identity"]}
+        else:
+            reg["username"] = r["username"]
+            reg["password"] = secrets.value(r["passwordEnv"])
+        registries.append(reg)
+    body: dict[str, Any] = {"type": c["type"], "containerImageNames": list(c["images"])}
+    if registries:
+        body["containerRegistries"] = registries
+    return body
+
+
 def _rf_body(rf: Mapping[str, Any], sas: SasMaker) -> dict[str, Any]:
     """A resource file body from its ref (`<container>[/<blob>]`), with a fresh SAS."""
     container, _, blob = rf["source"].partition("/")
@@ -686,4 +753,12 @@ def _state(value: Any) -> str | None:
     return str(getattr(value, "value", value)).lower()
 
 
-__all__ = ["BatchProvider", "ConflictError", "SasMaker", "iso_duration"]
+__all__ = [
+    "BatchProvider",
+    "ConflictError",
+    "SasMaker",
+    "container_settings_body",
+    "containers_body",
+    "iso_duration",
+    "secret_settings",
+]

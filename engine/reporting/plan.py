@@ -11,6 +11,7 @@ from typing import Any
 from bspec import kinds
 from bspec.kinds.base import KindDef, Words
 from bspec.model import Action, Change, Plan, Reason
+from bspec.preflight import legacy
 
 SYMBOLS = {
     Action.CREATE: "+",
@@ -132,5 +133,5 @@ def plan_json(plan: Plan, requests: Mapping[str, Mapping[str, int]]) -> dict[str
         },
     }
     if plan.warnings:
-        data["warnings"] = list(plan.warnings)
+        data["warnings"] = [w.to_json() for w in legacy(plan)]
     return data

@@ -80,9 +80,15 @@ def fingerprint_document(
     depends_on_ranges: Sequence[tuple[int, int]],
     parent_fingerprints: Mapping[str, str],
     blobs: BlobIndex,
+    container: Mapping[str, str] | None = None,
+    secret_environment: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The document a fingerprint hashes: the definition; `task_fingerprint` is the fast path."""
-    return {
+    """The document a fingerprint hashes: the definition; `task_fingerprint` is the fast path.
+
+    `container` (the task's container settings, defaults filled in) and `secret_environment`
+    (name -> salted digest of the value, never the value) are in it only when the task has
+    them, so tasks without them keep the fingerprints they had before these existed."""
+    doc = {
         "commandLine": command_line,
         "resourceFiles": [_rf_document(rf, blobs) for rf in resource_files],
         "outputFiles": [_of_document(o) for o in output_files],
@@ -93,6 +99,11 @@ def fingerprint_document(
         },
         "parents": [parent_fingerprints[k] for k in sorted(parent_fingerprints)],
     }
+    if container:
+        doc["container"] = dict(container)
+    if secret_environment:
+        doc["secretEnvironment"] = dict(secret_environment)
+    return doc
 
 
 def _rf_document(rf: ResourceFileSpec, blobs: BlobIndex) -> dict[str, Any]:
@@ -123,6 +134,8 @@ def task_fingerprint(
     depends_on_ranges: Sequence[tuple[int, int]],
     parent_fingerprints: Mapping[str, str],
     blobs: BlobIndex,
+    container: Mapping[str, str] | None = None,
+    secret_environment: Mapping[str, str] | None = None,
 ) -> str:
     """The fingerprint of one task. `parent_fingerprints`: depended-on task id -> fingerprint.
 
@@ -147,12 +160,24 @@ def task_fingerprint(
     env = canonical(dict(environment)) if environment else "{}"
     parents = (canonical([parent_fingerprints[k] for k in sorted(parent_fingerprints)])
                if parent_fingerprints else "[]")
+    ctext = stext = ""
+    if container:
+        ckey = ("container", *container.items())
+        ctext = cache.get(ckey) or cache.setdefault(ckey, ',"container":' + canonical(container))
+    if secret_environment:
+        skey = ("secrets", *secret_environment.items())
+        stext = cache.get(skey) or cache.setdefault(
+            skey, ',"secretEnvironment":' + canonical(secret_environment)
+        )
     text = (
         '{"commandLine":' + _string(command_line)
+        + ctext
         + ',"dependsOn":' + deps
         + ',"environment":' + env
         + ',"outputFiles":[' + ",".join(ofs) + "]"
         + ',"parents":' + parents
-        + ',"resourceFiles":[' + ",".join(rfs) + "]}"
+        + ',"resourceFiles":[' + ",".join(rfs) + "]"
+        + stext
+        + "}"
     )
     return PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()

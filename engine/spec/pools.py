@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bspec.model import ImageSpec, PoolSpec, ResourceFileSpec, StartTaskSpec, WhenIdle
+from bspec.spec.containers import SecretBook, container_settings, pool_containers
 from bspec.spec.environment import Failure
 from bspec.spec.loading import PathKey
 from bspec.spec.references import References
@@ -47,18 +48,20 @@ class PoolName(str):
         return self
 
 
-def declared_pools(r: Renderer, rendered: Mapping[str, Any], refs: References) -> list[PoolSpec]:
+def declared_pools(
+    r: Renderer, rendered: Mapping[str, Any], refs: References, book: SecretBook
+) -> list[PoolSpec]:
     """The spec's pools in spec order: the `pool:` shorthand's one, or every `pools:` entry."""
     shorthand = rendered.get("pool")
     by_key = rendered.get("pools")
     if shorthand is not None and by_key is not None:
         r.problem(("pools",), BOTH, key=True)
     if shorthand is not None:
-        return [pool_spec(r, shorthand, ("pool",), refs, None)]
+        return [pool_spec(r, shorthand, ("pool",), refs, None, book)]
     out: list[PoolSpec] = []
     first_key: dict[str, str] = {}  # lower-case id -> the key that declared it first
     for key, body in (by_key or {}).items():
-        spec = pool_spec(r, body, ("pools", key), refs, key)
+        spec = pool_spec(r, body, ("pools", key), refs, key, book)
         lower = spec.id.lower()
         if lower in first_key:
             r.problem(
@@ -113,10 +116,20 @@ def job_pool(
 
 
 def pool_spec(
-    r: Renderer, body: Mapping[str, Any], path: PathKey, refs: References, key: str | None
+    r: Renderer,
+    body: Mapping[str, Any],
+    path: PathKey,
+    refs: References,
+    key: str | None,
+    book: SecretBook,
 ) -> PoolSpec:
     """One rendered pool's spec object; a start task's problems are recorded in `r`."""
     start: StartTaskSpec | None = None
+    containers = None
+    try:
+        containers = pool_containers(body.get("containers"), (*path, "containers"), book)
+    except Failure as f:
+        r.problem(f.path, f.message)
     st = body.get("startTask")
     if st:
         at: PathKey = (*path, "startTask")
@@ -130,6 +143,15 @@ def pool_spec(
         except Failure as f:
             r.problem(f.path, f.message)
             command_line = ""
+        container = None
+        secret_names: tuple[str, ...] = ()
+        try:
+            container = container_settings(st.get("container"), (*at, "container"))
+            secret_names = book.names(
+                st.get("secretEnvironment"), (*at, "secretEnvironment"), st.get("environment")
+            )
+        except Failure as f:
+            r.problem(f.path, f.message)
         start = StartTaskSpec(
             command_line=command_line,
             resource_files=tuple(files),
@@ -137,6 +159,8 @@ def pool_spec(
             elevated=bool(st.get("elevated", False)),
             wait_for_success=bool(st.get("waitForSuccess", True)),
             max_task_retry_count=int(st.get("maxTaskRetryCount", 0)),
+            container=container,
+            secret_environment=secret_names,
         )
     image = body["image"]
     return PoolSpec(
@@ -156,4 +180,5 @@ def pool_spec(
         metadata=tuple((body.get("metadata") or {}).items()),
         when_idle=WhenIdle(body.get("whenIdle", "keep")),
         key=key,
+        containers=containers,
     )

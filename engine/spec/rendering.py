@@ -33,6 +33,7 @@ from bspec.model import (
     JobSpec,
     TaskSpec,
 )
+from bspec.spec.containers import SecretBook
 from bspec.spec.dependencies import MAX_DEPENDS_CHARS, expand_dependencies
 from bspec.spec.environment import (
     MAX_RESULT,
@@ -111,7 +112,8 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
     refs = References(r, declared, files_of)
 
     # 3. The pools (`pool:` or `pools:`).
-    pools = declared_pools(r, rendered, refs)
+    book = SecretBook()  # the secrets the spec names, looked up once each
+    pools = declared_pools(r, rendered, refs, book)
 
     # 4. Jobs and their tasks.
     job_specs: list[JobSpec] = []
@@ -132,7 +134,9 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         if pool is None:
             continue
         try:
-            job_tasks = JobTasks(r, refs, index, str(job["id"]), path, pool.task_slots_per_node)
+            job_tasks = JobTasks(
+                r, refs, index, str(job["id"]), path, pool.task_slots_per_node, secrets=book
+            )
         except Failure as f:
             r.problem(f.path, f.message)
             break
@@ -164,6 +168,7 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         jobs=tuple(job_specs),
         tasks=tuple(tasks),
         pools=tuple(pools),
+        secrets=book.entries(),
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bspec.model import TaskConstraintsSpec, TaskSpec
+from bspec.spec.containers import SecretBook, container_settings, fingerprint_part
 from bspec.spec.dependencies import expand_dependencies
 from bspec.spec.environment import Failure, describe
 from bspec.spec.files import stem
@@ -60,8 +61,11 @@ class JobTasks:
         job_id: str,
         path: PathKey,
         slots: int,
+        *,
+        secrets: SecretBook | None = None,
     ) -> None:
         self.r = r
+        self.secrets = secrets if secrets is not None else SecretBook()
         self.slots = slots  # the pool's taskSlotsPerNode: the most a task may require
         self.refs = refs
         self.index = index
@@ -252,6 +256,14 @@ class JobTasks:
             "elevated": as_bool(t.get("elevated", False), path, "elevated"),
             "required_slots": slots,
         }
+        container = t.get("container")
+        if container is not None:
+            fields["container"] = self._shared(container, (*path, "container"), container_settings)
+        secret = t.get("secretEnvironment")
+        if secret is not None:
+            fields["secret_environment"] = self.secrets.names(
+                secret, (*path, "secretEnvironment"), env
+            )
         raw = [((*path, "dependsOn", i), d) for i, d in enumerate(t.get("dependsOn") or ())]
         return Pending(task_id, fields, raw, origin)
 
@@ -270,6 +282,18 @@ class JobTasks:
         return self._memo[key]
 
     # ---- dependencies and fingerprints
+
+    def _extra(self, f: Mapping[str, Any]) -> dict[str, Any]:
+        """The fingerprint's optional parts (none for a task without them, so that its
+        fingerprint stays what it was before containers and secrets existed)."""
+        if "container" not in f and "secret_environment" not in f:
+            return {}
+        c = f.get("container")
+        names = f.get("secret_environment") or ()
+        return {
+            "container": fingerprint_part(c) if c is not None else None,
+            "secret_environment": self.secrets.of(names) if names else None,
+        }
 
     def finish(self) -> list[TaskSpec]:
         numeric = sorted(
@@ -316,6 +340,7 @@ class JobTasks:
                     depends_on_ranges=(),
                     parent_fingerprints={},
                     blobs=index,
+                    **self._extra(f),
                 )
                 continue
             if root.id.lower() in done:
@@ -354,6 +379,7 @@ class JobTasks:
                     depends_on_ranges=node.ranges,
                     parent_fingerprints={q.id: done[q.id.lower()] for q in parents},
                     blobs=self.index,
+                    **self._extra(f),
                 )
         return [
             TaskSpec(

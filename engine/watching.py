@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bspec.errors import NotFoundError, TaskFailedError, WaitTimeoutError
-from bspec.model import DesiredState
+from bspec.model import ON_TASK_FAILURE_PERFORM, DesiredState
 from bspec.providers import inspection
 from bspec.providers.batch import BatchProvider
 from bspec.providers.storage import StorageProvider
@@ -144,6 +144,12 @@ def wait_for_tasks(
                     if not any(t.get("id") in wanted[job.id] for t in left):
                         shown.update(job.id, total, batch.task_counts(job.id), final=True)
                         continue
+                if (
+                    job.on_task_failure == ON_TASK_FAILURE_PERFORM
+                    and counts["running"] == 0
+                    and _ended_by_rule(batch, job.id, counts["active"], shown)
+                ):
+                    continue
                 still.append(job)
                 if counts["active"] > 0 and counts["running"] == 0:
                     any_waiting = True
@@ -164,6 +170,19 @@ def wait_for_tasks(
     result = collect(batch, desired, storage)
     result.start_task_failures = start_failures
     return result
+
+
+def _ended_by_rule(batch: BatchProvider, job_id: str, active: int, shown: ProgressDisplay) -> bool:
+    """Whether a task's exit rule ended or disabled the job: its tasks still active stay so
+    (Batch leaves them active in a completed job), so waiting for them would never end."""
+    job = inspection.job_end(batch, job_id)
+    state = str((job or {}).get("state", "")).lower()
+    if state not in ("completed", "terminating", "disabled"):
+        return False
+    what = "terminated" if state != "disabled" else "disabled"
+    left = f"; {active:,} of its tasks will not run" if active else ""
+    shown.say(f"Job {job_id} was {what} by a task's exit rule{left}")
+    return True
 
 
 def _check_nodes(

@@ -15,7 +15,14 @@ from typing import Annotated, Any
 import typer
 from bspec.cli import JSON_HELP, app, emit_json, out
 from bspec.common import durations
-from bspec.model import DesiredState, ResourceFileSpec, TaskSpec
+from bspec.model import (
+    DesiredState,
+    ExitRuleSpec,
+    JobSpec,
+    JobTaskSpec,
+    ResourceFileSpec,
+    TaskSpec,
+)
 from bspec.spec import load, parse_var_flags
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
@@ -152,7 +159,59 @@ def _rf(rf: ResourceFileSpec) -> dict[str, Any]:
     return data
 
 
+def _exit_rule(r: ExitRuleSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if r.codes:
+        data["exitCodes"] = list(r.codes)
+    if r.ranges:
+        data["exitCodeRanges"] = [list(x) for x in r.ranges]
+    if r.event:
+        data[r.event] = True
+    if r.job_action:
+        data["jobAction"] = r.job_action
+    if r.dependency_action:
+        data["dependencyAction"] = r.dependency_action
+    return data
+
+
+def _job_task(t: JobTaskSpec) -> dict[str, Any]:
+    c = t.container
+    return {
+        "commandLine": t.command_line,
+        "resourceFiles": [_rf(rf) for rf in t.resource_files],
+        "environment": dict(t.environment),
+        "elevated": t.elevated,
+        "container": None if c is None else {
+            "image": c.image, "runOptions": c.run_options, "workingDirectory": c.working_directory
+        },
+        "waitForSuccess": t.wait_for_success,
+        "constraints": {
+            "maxWallClockTime": _duration(t.max_wall_clock_time),
+            "retentionTime": _duration(t.retention_time),
+            "maxTaskRetryCount": t.max_task_retry_count,
+        },
+    }
+
+
+def _job_life(j: JobSpec) -> dict[str, Any]:
+    """How the job lives (issue 14), only where the spec says something: the render of a
+    spec without these stays as it was."""
+    data: dict[str, Any] = {}
+    if j.preparation is not None:
+        data["preparation"] = _job_task(j.preparation)
+    if j.release is not None:
+        data["release"] = _job_task(j.release)
+    if j.on_all_tasks_complete != "noaction":
+        data["onAllTasksComplete"] = "terminateJob"
+    if j.max_parallel_tasks != -1:
+        data["maxParallelTasks"] = j.max_parallel_tasks
+    if j.on_task_failure != "noaction":
+        data["onTaskFailure"] = "performExitOptionsJobAction"
+    return data
+
+
 def _task(t: TaskSpec) -> dict[str, Any]:
+    extra = {"onExit": [_exit_rule(r) for r in t.on_exit]} if t.on_exit else {}
     return {
         "id": t.id,
         "displayName": t.display_name,
@@ -173,6 +232,7 @@ def _task(t: TaskSpec) -> dict[str, Any]:
         },
         "elevated": t.elevated,
         "requiredSlots": t.required_slots,
+        **extra,
     }
 
 
@@ -225,6 +285,7 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
                 "metadata": dict(j.metadata),
                 "outputs": [{"container": o.container, "to": o.to, "prefix": o.prefix}
                             for o in j.outputs],
+                **_job_life(j),
                 "tasks": [_task(t) for t in desired.tasks_of(j.id)],
             }
             for j in desired.jobs

@@ -348,7 +348,8 @@ class Jobs(ResourceModule):
         states = self.store.count_states("task", job_key)
         if any(n for s, n in states.items() if s != "completed"):
             return
-        self._complete(job, "AllTasksComplete")
+        # Terminated as by a request: the release task runs on the nodes that prepared.
+        self._terminate(job, "AllTasksComplete")
 
     def _watch_deadline(self, row: Row) -> None:
         """A job past its maxWallClockTime (from its creation) is terminated, as Batch does."""

@@ -122,7 +122,7 @@ def _apply(
     wait_timeout: float | None,
     rerun_failed: bool,
 ) -> Outcome:
-    options = PlanOptions(name, adopt)
+    options = PlanOptions(name, adopt, rerun_failed)
     actual = read_actual(desired, tgt.batch, tgt.storage)
     p = make_plan(desired, actual, options)
     if saved is not None:

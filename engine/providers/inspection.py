@@ -69,6 +69,17 @@ def get_job(batch: BatchProvider, job_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def job_end(batch: BatchProvider, job_id: str) -> dict[str, Any] | None:
+    """A job's state and executionInfo (why it ended), None when it does not exist."""
+    found = _raw(
+        batch,
+        "list jobs",
+        "jobs",
+        **{"$filter": f"id eq '{_quote_id(job_id)}'", "$select": "id,state,executionInfo"},
+    )
+    return found[0] if found else None
+
+
 def list_nodes(batch: BatchProvider, pool_id: str) -> list[dict[str, Any]]:
     """The pool's nodes (id, state, start task info); [] when the pool is missing."""
     try:

@@ -3,7 +3,8 @@
 `v1:` + sha256 of canonical JSON (sorted keys, no whitespace) of the command line, the
 resource files (by container key and blob or prefix, with the MD5 of every uploaded blob each
 one reads), the output files, the user environment, the dependencies and the fingerprints of
-the tasks depended on. Constraints, SAS URLs and display names are deliberately left out:
+the tasks depended on, and its exit rules (`onExit`) when it has any (a task without them hashes
+as before exit rules existed). Constraints, SAS URLs and display names are deliberately left out:
 they can change without the task having to run again.
 """
 
@@ -15,7 +16,7 @@ import json.encoder
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from bspec.model import OutputFileSpec, ResourceFileSpec
+from bspec.model import ExitRuleSpec, OutputFileSpec, ResourceFileSpec
 
 PREFIX = "v1:"
 
@@ -80,9 +81,10 @@ def fingerprint_document(
     depends_on_ranges: Sequence[tuple[int, int]],
     parent_fingerprints: Mapping[str, str],
     blobs: BlobIndex,
+    on_exit: Sequence[ExitRuleSpec] = (),
 ) -> dict[str, Any]:
     """The document a fingerprint hashes: the definition; `task_fingerprint` is the fast path."""
-    return {
+    doc: dict[str, Any] = {
         "commandLine": command_line,
         "resourceFiles": [_rf_document(rf, blobs) for rf in resource_files],
         "outputFiles": [_of_document(o) for o in output_files],
@@ -93,6 +95,23 @@ def fingerprint_document(
         },
         "parents": [parent_fingerprints[k] for k in sorted(parent_fingerprints)],
     }
+    if on_exit:
+        doc["onExit"] = exit_rules_document(on_exit)
+    return doc
+
+
+def exit_rules_document(rules: Sequence[ExitRuleSpec]) -> list[dict[str, Any]]:
+    """Exit rules as the fingerprint hashes them, in the spec's order."""
+    return [
+        {
+            "codes": list(r.codes),
+            "ranges": [list(x) for x in r.ranges],
+            "event": r.event,
+            "jobAction": r.job_action,
+            "dependencyAction": r.dependency_action,
+        }
+        for r in rules
+    ]
 
 
 def _rf_document(rf: ResourceFileSpec, blobs: BlobIndex) -> dict[str, Any]:
@@ -123,6 +142,7 @@ def task_fingerprint(
     depends_on_ranges: Sequence[tuple[int, int]],
     parent_fingerprints: Mapping[str, str],
     blobs: BlobIndex,
+    on_exit: Sequence[ExitRuleSpec] = (),
 ) -> str:
     """The fingerprint of one task. `parent_fingerprints`: depended-on task id -> fingerprint.
 
@@ -151,6 +171,7 @@ def task_fingerprint(
         '{"commandLine":' + _string(command_line)
         + ',"dependsOn":' + deps
         + ',"environment":' + env
+        + (',"onExit":' + canonical(exit_rules_document(on_exit)) if on_exit else "")
         + ',"outputFiles":[' + ",".join(ofs) + "]"
         + ',"parents":' + parents
         + ',"resourceFiles":[' + ",".join(rfs) + "]}"

@@ -18,6 +18,7 @@ from typing import Any
 from bspec.model import TaskConstraintsSpec, TaskSpec
 from bspec.spec.dependencies import expand_dependencies
 from bspec.spec.environment import Failure, describe
+from bspec.spec.exits import exit_rules
 from bspec.spec.files import stem
 from bspec.spec.fingerprint import BlobIndex, task_fingerprint
 from bspec.spec.limits import (
@@ -72,6 +73,7 @@ class JobTasks:
         self.wrapper = r.wrapper()
         self._memo: dict[int, Any] = {}
         self._constraints: dict[tuple[Any, ...], TaskConstraintsSpec] = {}
+        self.default_exit: tuple[Any, ...] = ()  # the job's onExit, for tasks without one
 
     # ---- expansion
 
@@ -252,6 +254,11 @@ class JobTasks:
             "elevated": as_bool(t.get("elevated", False), path, "elevated"),
             "required_slots": slots,
         }
+        on_exit = t.get("onExit")
+        if on_exit:
+            fields["on_exit"] = exit_rules(on_exit, (*path, "onExit"))
+        elif self.default_exit:
+            fields["on_exit"] = self.default_exit
         raw = [((*path, "dependsOn", i), d) for i, d in enumerate(t.get("dependsOn") or ())]
         return Pending(task_id, fields, raw, origin)
 
@@ -316,6 +323,7 @@ class JobTasks:
                     depends_on_ranges=(),
                     parent_fingerprints={},
                     blobs=index,
+                    on_exit=f.get("on_exit", ()),
                 )
                 continue
             if root.id.lower() in done:
@@ -354,6 +362,7 @@ class JobTasks:
                     depends_on_ranges=node.ranges,
                     parent_fingerprints={q.id: done[q.id.lower()] for q in parents},
                     blobs=self.index,
+                    on_exit=f.get("on_exit", ()),
                 )
         return [
             TaskSpec(

@@ -1,0 +1,224 @@
+"""Issue 14 (items 1, 3 and 4): how a job lives, applied for real on the local target
+through the SDKs: a preparation task whose effect the tasks see and a release task that
+runs when the job ends; onAllTasksComplete switched on after the tasks are in (also by
+the next apply after a stop in between), never back without a replace; maxParallelTasks
+in place; exit rules that end the job, satisfy dependents, and what `--rerun-failed` does
+with a job an exit rule ended."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bspec import operations
+from bspec.errors import RefusedError
+from bspec.model import Action
+from bspec.reporting import reason_text
+from bspec.operations.session import opened
+from engine_support import Stack, changes
+
+PREP = {
+    "commands": ['echo "prepared $MARK" > "$AZ_BATCH_NODE_SHARED_DIR/$AZ_BATCH_JOB_ID.prep"'],
+    "environment": {"MARK": "x"},
+}
+
+
+@pytest.fixture
+def make_stack(
+    local_services: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    unique_id: Callable[[str], str],
+) -> Iterator[Callable[[], Stack]]:
+    monkeypatch.setenv("BSPEC_HOME", str(local_services.home))
+    monkeypatch.delenv("BSPEC_TARGET", raising=False)
+    made: list[Stack] = []
+
+    def make() -> Stack:
+        name = unique_id("jl")
+        s = Stack(tmp_path / name, name)
+        s.nodes = 1
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.destroy()
+
+
+def _val(x: Any) -> str:
+    """An SDK enum (or string) as the REST value, lower case."""
+    return str(getattr(x, "value", x)).lower()
+
+
+def _job(batch_client: Any, job_id: str) -> Any:
+    return batch_client.get_job(job_id)
+
+
+def _wait_state(batch_client: Any, job_id: str, state: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = _job(batch_client, job_id)
+        if _val(job.state).endswith(state):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} is {job.state}, not {state}"
+        time.sleep(0.2)
+
+
+def _reasons(plan: Any, address: str) -> str:
+    c = next(c for c in plan.pending() if str(c.address) == address)
+    return reason_text(c.reasons)
+
+
+def test_preparation_release_and_completion(
+    make_stack: Callable[[], Stack], batch_client: Any
+) -> None:
+    s = make_stack()
+    s.job_extra = {
+        "preparation": {**PREP, "constraints": {"maxTaskRetryCount": 1}},
+        "release": {
+            "commands": ['echo released > "$AZ_BATCH_NODE_SHARED_DIR/$AZ_BATCH_JOB_ID.rel"']
+        },
+        "onAllTasksComplete": "terminateJob",
+    }
+    # Each task reads what the preparation wrote: it fails when the file is not there.
+    s.extra_tasks = [
+        {
+            "id": f"read{i}",
+            "commands": ['grep -q "prepared x" "$AZ_BATCH_NODE_SHARED_DIR/$AZ_BATCH_JOB_ID.prep"'],
+        }
+        for i in range(2)
+    ]
+    out = s.apply(no_wait=False)
+    assert out.exit_code == 0, out.data
+    assert out.data["outcome"]["tasks"]["failed"] == 0
+    # terminatejob was switched on after the tasks: the job ended itself, and its release ran.
+    job = _wait_state(batch_client, s.job_id, "completed")
+    assert _val(job.all_tasks_complete_mode).endswith("terminatejob")
+    assert job.execution_info.termination_reason == "AllTasksComplete"
+    status = list(batch_client.list_job_preparation_and_release_task_status(s.job_id))
+    assert status and all(
+        _val(x.job_release_task_execution_info.state).endswith("completed")
+        and x.job_release_task_execution_info.exit_code == 0
+        for x in status
+    )
+    assert all(x.job_preparation_task_execution_info.exit_code == 0 for x in status)
+    # Converged: the job ended as the spec says and holds every task.
+    p, _ = s.plan()
+    assert changes(p) == []
+
+    # A later apply that must add a task replaces the completed job, and says so.
+    s.extra_tasks.append({"id": "more", "commandLine": "/bin/true"})
+    p, _ = s.plan()
+    assert ("replace", f"job/{s.job_id}") in changes(p)
+    words = _reasons(p, f"job/{s.job_id}")
+    assert "completed" in words and "1 task must be added" in words and "3 tasks rerun" in words
+
+    # Undoing terminateJob: Batch cannot switch it back, so the job is replaced.
+    s.extra_tasks.pop()
+    s.job_extra["onAllTasksComplete"] = "noAction"
+    p, _ = s.plan()
+    assert ("replace", f"job/{s.job_id}") in changes(p)
+    assert "back to noAction" in _reasons(p, f"job/{s.job_id}")
+
+
+def test_changed_preparation_replaces_the_job_naming_the_task_count(
+    make_stack: Callable[[], Stack], batch_client: Any
+) -> None:
+    s = make_stack()
+    s.job_extra = {"preparation": PREP, "maxParallelTasks": 1}
+    s.range_tasks = 3
+    assert s.apply().exit_code == 0
+    job = _job(batch_client, s.job_id)
+    assert job.max_parallel_tasks == 1
+    assert job.job_preparation_task.command_line.startswith("/bin/bash")
+    p, _ = s.plan()
+    assert changes(p) == [], "a job read back equals the one created (prep included)"
+
+    # maxParallelTasks changes in place.
+    s.job_extra["maxParallelTasks"] = 2
+    p, _ = s.plan()
+    assert changes(p) == [("update", f"job/{s.job_id}")]
+    assert "maxParallelTasks 1 -> 2" in _reasons(p, f"job/{s.job_id}")
+    s.apply()
+    assert _job(batch_client, s.job_id).max_parallel_tasks == 2
+
+    # The preparation cannot change on a live job: a replace, rerunning the 3 tasks.
+    s.job_extra["preparation"] = {**PREP, "environment": {"MARK": "y"}}
+    p, _ = s.plan()
+    job_change = next(c for c in p.pending() if c.address.kind.value == "job")
+    assert job_change.action is Action.REPLACE
+    assert job_change.forced_by == ("preparation",)
+    words = _reasons(p, f"job/{s.job_id}")
+    assert "preparation task changed" in words and "3 tasks rerun" in words
+    assert sum(1 for c in p.pending() if c.address.kind.value == "task") == 3
+
+
+def test_crash_before_the_switch_is_completed_by_the_next_apply(
+    make_stack: Callable[[], Stack], batch_client: Any
+) -> None:
+    s = make_stack()
+    s.range_tasks = 2
+    assert s.apply(no_wait=False).exit_code == 0
+    # The state a stop between adding the tasks and the switch leaves: tasks all there,
+    # the job still noaction. The next plan switches it in place.
+    s.job_extra = {"onAllTasksComplete": "terminateJob"}
+    p, _ = s.plan()
+    assert changes(p) == [("update", f"job/{s.job_id}")]
+    assert "onAllTasksComplete set to terminateJob" in _reasons(p, f"job/{s.job_id}")
+    s.apply()
+    _wait_state(batch_client, s.job_id, "completed")
+    p, _ = s.plan()
+    assert changes(p) == []
+
+
+def test_exit_rules_end_the_job_satisfy_dependents_and_rerun_failed_replaces(
+    make_stack: Callable[[], Stack], batch_client: Any
+) -> None:
+    s = make_stack()
+    s.extra_tasks = [
+        # exit 1 fails, but its dependent runs anyway
+        {
+            "id": "soft",
+            "commandLine": "/bin/false",
+            "onExit": [{"exitCodes": [1], "dependencyAction": "satisfy"}],
+        },
+        {"id": "after", "dependsOn": ["soft"], "commandLine": "/bin/true"},
+    ]
+    assert s.apply(no_wait=False).exit_code == 1  # soft failed
+    after = batch_client.get_task(s.job_id, "after")
+    assert _val(after.execution_info.result).endswith("success")
+    assert _val(_job(batch_client, s.job_id).task_failure_mode) == "noaction"
+
+    # The first rule with a jobAction: the job's onTaskFailure is fixed at creation.
+    s.extra_tasks.append(
+        {
+            "id": "fatal",
+            "commands": ["exit 3"],
+            "onExit": [{"exitCodes": [3], "jobAction": "terminate"}],
+        }
+    )
+    s.extra_tasks.append({"id": "late", "dependsOn": ["fatal"], "commandLine": "/bin/true"})
+    p, _ = s.plan()
+    job_change = next(c for c in p.pending() if c.address.kind.value == "job")
+    assert job_change.action is Action.REPLACE
+    assert "performExitOptionsJobAction" in _reasons(p, f"job/{s.job_id}")
+    out = s.apply(no_wait=False)  # does not hang on `late`, which never runs
+    assert out.exit_code == 1
+    job = _wait_state(batch_client, s.job_id, "completed")
+    assert job.execution_info.termination_reason == "TaskFailed"
+    # A job ended as its rules say, holding every task: converged.
+    p, _ = s.plan()
+    assert changes(p) == []
+
+    # --rerun-failed says what it must do instead of failing on Batch's refusal...
+    with opened(s.spec, None, "local") as (desired, target):
+        with pytest.raises(RefusedError) as refused:
+            operations.rerun_failed(target.batch, desired)
+    assert "terminated by task fatal's exit rule" in str(refused.value)
+    # ...and through apply, plans the job's replacement.
+    out = s.apply(rerun_failed=True)
+    assert ("replace", f"job/{s.job_id}") in changes(out.data)

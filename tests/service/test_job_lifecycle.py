@@ -16,8 +16,8 @@ import pytest
 from bspec import operations
 from bspec.errors import RefusedError
 from bspec.model import Action
-from bspec.reporting import reason_text
 from bspec.operations.session import opened
+from bspec.reporting import reason_text
 from engine_support import Stack, changes
 
 PREP = {
@@ -215,9 +215,8 @@ def test_exit_rules_end_the_job_satisfy_dependents_and_rerun_failed_replaces(
     assert changes(p) == []
 
     # --rerun-failed says what it must do instead of failing on Batch's refusal...
-    with opened(s.spec, None, "local") as (desired, target):
-        with pytest.raises(RefusedError) as refused:
-            operations.rerun_failed(target.batch, desired)
+    with opened(s.spec, None, "local") as (desired, target), pytest.raises(RefusedError) as refused:
+        operations.rerun_failed(target.batch, desired)
     assert "terminated by task fatal's exit rule" in str(refused.value)
     # ...and through apply, plans the job's replacement.
     out = s.apply(rerun_failed=True)

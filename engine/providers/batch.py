@@ -448,7 +448,7 @@ class BatchProvider:
         job_id = job.address.parts[0]
         body = models.BatchJobCreateOptions(self.job_body(job, sas))
         try:
-            with _parallel_tasks_refused(job):
+            with max_parallel_refused(job):
                 self._retry_being_deleted(
                     f"create job {job_id}", lambda: self.client.create_job(body)
                 )
@@ -477,7 +477,7 @@ class BatchProvider:
             body["maxParallelTasks"] = p.get("maxParallelTasks", -1)
         if not body:
             return
-        with _parallel_tasks_refused(job):
+        with max_parallel_refused(job):
             self._call(
                 f"update job {job_id}",
                 self.client.update_job,
@@ -714,7 +714,7 @@ def _job_task_body(
 
 
 @contextlib.contextmanager
-def _parallel_tasks_refused(job: Resource) -> Iterator[None]:
+def max_parallel_refused(job: Resource) -> Iterator[None]:
     """Azure enables maxParallelTasks per account: its refusal (403, "Property
     maxParallelTasks is not enabled for current account") said plainly, never ignored."""
     try:

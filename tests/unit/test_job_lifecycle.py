@@ -1,0 +1,165 @@
+"""Issue 14 without a service: how exit rules map to Batch's exitConditions, that they are
+part of a task's fingerprint (and a task without them hashes as before), how a job's
+preparation, release and completion render and plan."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from bspec.errors import ServiceError
+from bspec.kinds import job as job_kind
+from bspec.kinds.jobparts import exit_conditions
+from bspec.model import ActualState, ExitRuleSpec, Resource
+from bspec.planning import PlanOptions, plan
+from bspec.providers.batch import max_parallel_refused
+from bspec.reporting import reason_text
+from bspec.spec.fingerprint import BlobIndex, canonical, fingerprint_document, task_fingerprint
+from spec_helpers import POOL, render
+
+SPEC = (
+    "apiVersion: bspec/v1\nname: life\n" + POOL + "jobs:\n  - id: j\n"
+    "    preparation:\n"
+    '      commands: ["echo {{ vars.mark }} > $AZ_BATCH_NODE_SHARED_DIR/prep"]\n'
+    "      constraints: {maxTaskRetryCount: 2}\n"
+    "    release: {commandLine: /bin/true}\n"
+    "    onAllTasksComplete: terminateJob\n"
+    "    maxParallelTasks: 2\n"
+    "    tasks:\n"
+    "      - id: a\n        commandLine: /bin/true\n"
+    "        onExit:\n"
+    "          - {exitCodes: [1, 2], jobAction: terminate}\n"
+    "          - {exitCodeRanges: [[3, 10]], dependencyAction: satisfy}\n"
+    "          - {preProcessingError: true, jobAction: disable}\n"
+    "      - id: b\n        commandLine: /bin/true\n"
+    "vars: {mark: one}\n"
+)
+
+
+def test_exit_rules_map_to_exit_conditions() -> None:
+    rules = (
+        ExitRuleSpec(codes=(1, 2), job_action="terminate"),
+        ExitRuleSpec(ranges=((3, 10),), dependency_action="satisfy"),
+        ExitRuleSpec(event="preProcessingError", job_action="disable"),
+    )
+    assert exit_conditions(rules, True) == {
+        "exitCodes": [
+            {"code": 1, "exitOptions": {"jobAction": "terminate"}},
+            {"code": 2, "exitOptions": {"jobAction": "terminate"}},
+        ],
+        "exitCodeRanges": [
+            {
+                "start": 3,
+                "end": 10,
+                "exitOptions": {"jobAction": "none", "dependencyAction": "satisfy"},
+            }
+        ],
+        "preProcessingError": {"jobAction": "disable"},
+        # Batch's own default under performExitOptionsJobAction would terminate the job
+        "default": {"jobAction": "none"},
+    }
+    # Without job actions Batch refuses any jobAction: none is sent.
+    satisfy = (ExitRuleSpec(codes=(4,), dependency_action="satisfy"),)
+    assert exit_conditions(satisfy, False) == {
+        "exitCodes": [{"code": 4, "exitOptions": {"dependencyAction": "satisfy"}}]
+    }
+    assert exit_conditions((), False) is None
+    assert exit_conditions((), True) == {"default": {"jobAction": "none"}}
+
+
+def test_exit_rules_are_in_the_fingerprint_and_absent_ones_change_nothing() -> None:
+    blobs = BlobIndex(())
+    base = dict(
+        command_line="/bin/true",
+        resource_files=(),
+        output_files=(),
+        environment=(),
+        depends_on=(),
+        depends_on_ranges=(),
+        parent_fingerprints={},
+        blobs=blobs,
+    )
+    plain = task_fingerprint(**base)  # type: ignore[arg-type]
+    old_doc = {k: v for k, v in fingerprint_document(**base).items()}  # type: ignore[arg-type]
+    assert "onExit" not in old_doc
+    assert plain == "v1:" + hashlib.sha256(canonical(old_doc).encode()).hexdigest()
+    rules = (ExitRuleSpec(codes=(3,), job_action="terminate"),)
+    ruled = task_fingerprint(**base, on_exit=rules)  # type: ignore[arg-type]
+    doc = fingerprint_document(**base, on_exit=rules)  # type: ignore[arg-type]
+    assert ruled == "v1:" + hashlib.sha256(canonical(doc).encode()).hexdigest()
+    assert ruled != plain
+    other = task_fingerprint(**base, on_exit=(ExitRuleSpec(codes=(3,), job_action="disable"),))  # type: ignore[arg-type]
+    assert other != ruled
+
+
+def test_render_builds_the_job_life(tmp_path: Path) -> None:
+    d = render(tmp_path, SPEC)
+    job = d.jobs[0]
+    assert job.preparation is not None and "echo one" in job.preparation.command_line
+    assert job.preparation.max_task_retry_count == 2
+    assert job.release is not None and job.release.command_line == "/bin/true"
+    assert job.on_all_tasks_complete == "terminatejob"
+    assert job.max_parallel_tasks == 2
+    assert job.on_task_failure == "performexitoptionsjobaction"
+    a, b = d.tasks
+    assert len(a.on_exit) == 3 and b.on_exit == ()
+    props = job_kind.props_of(job)
+    assert props["release"]["maxWallClockTime"] == 900.0  # Batch's default, on both sides
+    assert props["onAllTasksComplete"] == "terminatejob"
+
+
+def _actual(d: object, **changed: object) -> ActualState:
+    """The stack's job as if Batch held it, with some props changed."""
+    desired = job_kind.from_spec(d.jobs[0], d.stack)  # type: ignore[attr-defined]
+    props = {**desired.props, **changed}
+    r = Resource(desired.address, props, owner=d.stack, state="active")  # type: ignore[attr-defined]
+    return ActualState({r.address: r})
+
+
+def test_planning_the_job_life(tmp_path: Path) -> None:
+    d = render(tmp_path, SPEC)
+    addr = "job/j"
+
+    def job_change(actual: ActualState) -> object:
+        p = plan(d, actual, PlanOptions("local"))
+        return next(c for c in p.changes if str(c.address) == addr)
+
+    # Created with noaction, switched after the tasks: the next plan finishes the switch.
+    c = job_change(_actual(d, onAllTasksComplete="noaction"))
+    assert c.action.value == "update" and c.fields == ("onAllTasksComplete",)  # type: ignore[attr-defined]
+    # Back to noAction is a replace; so is a changed preparation, naming the tasks rerun.
+    d2 = render(
+        tmp_path, SPEC.replace("onAllTasksComplete: terminateJob", "onAllTasksComplete: noAction")
+    )
+    p = plan(d2, _actual(d, onAllTasksComplete="terminatejob"), PlanOptions("local"))
+    c = next(c for c in p.changes if str(c.address) == addr)
+    assert c.action.value == "replace"
+    assert "back to noAction" in reason_text(c.reasons)
+    c = job_change(_actual(d, preparation={"commandLine": "old"}))
+    assert c.action.value == "replace"  # type: ignore[attr-defined]
+    assert "preparation task changed" in reason_text(c.reasons)  # type: ignore[attr-defined]
+    assert "2 tasks rerun" in reason_text(c.reasons)  # type: ignore[attr-defined]
+    # The first jobAction rule: onTaskFailure is fixed when Batch creates the job.
+    c = job_change(_actual(d, onTaskFailure="noaction"))
+    assert c.action.value == "replace"  # type: ignore[attr-defined]
+    assert "performExitOptionsJobAction" in reason_text(c.reasons)  # type: ignore[attr-defined]
+
+
+def test_refused_max_parallel_tasks_is_said_plainly(tmp_path: Path) -> None:
+    d = render(tmp_path, SPEC)
+    job = job_kind.from_spec(d.jobs[0], d.stack)
+    refused = ServiceError(
+        "batch: create job j: Forbidden: Access is Forbidden", service="batch", status=403
+    )
+    with pytest.raises(ServiceError) as err, max_parallel_refused(job):
+        raise refused
+    assert "job j" in str(err.value) and "maxParallelTasks (2)" in str(err.value)
+    assert err.value.hint is not None and "support" in err.value.hint
+    # Other errors, and jobs without the limit, pass through unchanged.
+    plain = job_kind.from_spec(
+        render(tmp_path, SPEC.replace("    maxParallelTasks: 2\n", "")).jobs[0], d.stack
+    )
+    with pytest.raises(ServiceError) as err, max_parallel_refused(plain):
+        raise refused
+    assert err.value is refused

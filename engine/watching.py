@@ -175,7 +175,7 @@ def wait_for_tasks(
 def _ended_by_rule(batch: BatchProvider, job_id: str, active: int, shown: ProgressDisplay) -> bool:
     """Whether a task's exit rule ended or disabled the job: its tasks still active stay so
     (Batch leaves them active in a completed job), so waiting for them would never end."""
-    job = inspection.job_end(batch, job_id)
+    job = inspection.get_job(batch, job_id, "id,state,executionInfo")
     state = str((job or {}).get("state", "")).lower()
     if state not in ("completed", "terminating", "disabled"):
         return False

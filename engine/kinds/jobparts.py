@@ -20,6 +20,7 @@ from typing import Any
 
 from bspec.common import durations
 from bspec.kinds.base import DEFAULT_RETENTION_SECONDS, resource_file_ref, seconds
+from bspec.kinds.pool import _start_task as start_task_from_rest
 from bspec.model import ExitRuleSpec, JobTaskSpec, TaskContainerSpec
 
 RELEASE_DEFAULT_SECONDS = 900.0  # Batch's (and its longest) release task wall clock
@@ -74,25 +75,13 @@ def job_task_from_rest(
     """A jobPreparationTask (or jobReleaseTask) as Batch's REST JSON has it."""
     if not body:
         return None
-    auto = (body.get("userIdentity") or {}).get("autoUser") or {}
     cs = body.get("containerSettings")
     c = (body if release else body.get("constraints")) or {}
     wall = iso_seconds(c.get("maxWallClockTime"))
+    # the fields a start task shares with it, read as the pool reads its start task
+    common = start_task_from_rest(body, source_of)
     return {
-        "commandLine": body.get("commandLine"),
-        "resourceFiles": [
-            {
-                "source": source_of(rf.get("storageContainerUrl") or rf.get("httpUrl") or ""),
-                "prefix": rf.get("blobPrefix"),
-                "filePath": rf.get("filePath"),
-                "fileMode": rf.get("fileMode"),
-            }
-            for rf in body.get("resourceFiles") or ()
-        ],
-        "environment": {
-            e.get("name"): e.get("value") or "" for e in body.get("environmentSettings") or ()
-        },
-        "elevated": str(auto.get("elevationLevel") or "").lower() == "admin",
+        **{k: common[k] for k in ("commandLine", "resourceFiles", "environment", "elevated")},
         "container": None
         if not cs
         else {

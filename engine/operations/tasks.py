@@ -124,7 +124,7 @@ def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
 def _check_not_ended_by_rule(batch: BatchProvider, desired: DesiredState, job_id: str) -> None:
     """A job a task's exit rule terminated takes no reactivated task (Batch refuses with
     JobCompleted): say what does run them again instead of failing on that refusal."""
-    job = inspection.job_end(batch, job_id)
+    job = inspection.get_job(batch, job_id, "id,state,executionInfo")
     if job is None or str(job.get("state", "")).lower() not in ("completed", "terminating"):
         return
     if (job.get("executionInfo") or {}).get("terminateReason") != "TaskFailed":

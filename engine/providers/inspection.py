@@ -59,23 +59,14 @@ def get_pool(batch: BatchProvider, pool_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def get_job(batch: BatchProvider, job_id: str) -> dict[str, Any] | None:
+def get_job(
+    batch: BatchProvider, job_id: str, select: str = "id,state,poolInfo,metadata"
+) -> dict[str, Any] | None:
     found = _raw(
         batch,
         "list jobs",
         "jobs",
-        **{"$filter": f"id eq '{_quote_id(job_id)}'", "$select": "id,state,poolInfo,metadata"},
-    )
-    return found[0] if found else None
-
-
-def job_end(batch: BatchProvider, job_id: str) -> dict[str, Any] | None:
-    """A job's state and executionInfo (why it ended), None when it does not exist."""
-    found = _raw(
-        batch,
-        "list jobs",
-        "jobs",
-        **{"$filter": f"id eq '{_quote_id(job_id)}'", "$select": "id,state,executionInfo"},
+        **{"$filter": f"id eq '{_quote_id(job_id)}'", "$select": select},
     )
     return found[0] if found else None
 

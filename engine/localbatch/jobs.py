@@ -111,6 +111,7 @@ class Jobs(ResourceModule):
                 raise BatchError(*BEING_DELETED)
             raise BatchError(409, "JobExists", "The specified job already exists.")
         _check_fields(req)
+        self._check_parallel(req)
         jobtasks.check(req)
         quotas.check_job_quota(self.store, self.settings.quotas)
         meta: dict[str, Any] = {}
@@ -180,6 +181,7 @@ class Jobs(ResourceModule):
         """PATCH (REPLACE false) or PUT of a job's properties."""
         self.writable(row)
         _check_fields(req)
+        self._check_parallel(req)
         body = row.body
         pool_info = req.get("poolInfo")
         if replace and not isinstance(pool_info, dict):
@@ -224,6 +226,17 @@ class Jobs(ResourceModule):
         self.touch(row)
         self.store.put(row)
         self._changed(row)
+
+    def _check_parallel(self, req: dict[str, Any]) -> None:
+        """An account without maxParallelTasks refuses a job that sets it, as Azure does."""
+        if req.get("maxParallelTasks") in (None, -1) or self.settings.max_parallel_tasks_enabled:
+            return
+        raise BatchError(
+            403,
+            "Forbidden",
+            "Access is Forbidden",
+            {"Reason": "Property maxParallelTasks is not enabled for current account"},
+        )
 
     def delete(self, row: Row) -> None:
         if row.body["state"] == "deleting":

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from bspec import operations
-from bspec.errors import RefusedError
+from bspec.errors import RefusedError, ServiceError
 from bspec.model import Action
 from bspec.operations.session import opened
 from bspec.reporting import reason_text
@@ -126,7 +126,7 @@ def test_preparation_release_and_completion(
 
 
 def test_changed_preparation_replaces_the_job_naming_the_task_count(
-    make_stack: Callable[[], Stack], batch_client: Any
+    make_stack: Callable[[], Stack], batch_client: Any, local_services: Any
 ) -> None:
     s = make_stack()
     s.job_extra = {"preparation": PREP, "maxParallelTasks": 1}
@@ -145,6 +145,18 @@ def test_changed_preparation_replaces_the_job_naming_the_task_count(
     assert "maxParallelTasks 1 -> 2" in _reasons(p, f"job/{s.job_id}")
     s.apply()
     assert _job(batch_client, s.job_id).max_parallel_tasks == 2
+
+    # An account without maxParallelTasks (Azure enables it per account): said plainly.
+    s.job_extra["maxParallelTasks"] = 3
+    with (
+        local_services.settings(max_parallel_tasks_enabled=False),
+        pytest.raises(ServiceError) as refused,
+    ):
+        s.apply()
+    assert f"job {s.job_id}: the Batch account refused maxParallelTasks (3)" in str(refused.value)
+    assert refused.value.hint is not None and "remove maxParallelTasks" in refused.value.hint
+    assert _job(batch_client, s.job_id).max_parallel_tasks == 2
+    s.job_extra["maxParallelTasks"] = 2
 
     # The preparation cannot change on a live job: a replace, rerunning the 3 tasks.
     s.job_extra["preparation"] = {**PREP, "environment": {"MARK": "y"}}

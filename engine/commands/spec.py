@@ -174,9 +174,9 @@ def _exit_rule(r: ExitRuleSpec) -> dict[str, Any]:
     return data
 
 
-def _job_task(t: JobTaskSpec) -> dict[str, Any]:
+def _job_task(t: JobTaskSpec, release: bool = False) -> dict[str, Any]:
     c = t.container
-    return {
+    data: dict[str, Any] = {
         "commandLine": t.command_line,
         "resourceFiles": [_rf(rf) for rf in t.resource_files],
         "environment": dict(t.environment),
@@ -191,6 +191,9 @@ def _job_task(t: JobTaskSpec) -> dict[str, Any]:
             "maxTaskRetryCount": t.max_task_retry_count,
         },
     }
+    if release:  # Batch's release task has neither
+        del data["waitForSuccess"], data["constraints"]["maxTaskRetryCount"]
+    return data
 
 
 def _job_life(j: JobSpec) -> dict[str, Any]:
@@ -200,7 +203,7 @@ def _job_life(j: JobSpec) -> dict[str, Any]:
     if j.preparation is not None:
         data["preparation"] = _job_task(j.preparation)
     if j.release is not None:
-        data["release"] = _job_task(j.release)
+        data["release"] = _job_task(j.release, release=True)
     if j.on_all_tasks_complete != "noaction":
         data["onAllTasksComplete"] = "terminateJob"
     if j.max_parallel_tasks != -1:

@@ -174,11 +174,9 @@ def plan(ctx: PlanContext) -> list[Change]:
                 forced.append("state")
             elif ended == "TaskFailed" and ctx.rerun_failed:
                 forced.append("rerunFailed")  # Batch reactivates no task of a completed job
-            elif adding:
+            elif adding or fields:
                 forced.append("completed")
                 more = {"ended": ended, "adding": adding}
-            elif fields:
-                forced.append("state")
             else:  # it ended as the spec says and has every task: converged
                 changes.append(Change(Action.NOOP, addr, before, after))
                 continue
@@ -257,8 +255,12 @@ _REPLACED_BY: dict[str, Words] = {
     " Batch reactivates no task of a completed job",
     "completed": lambda v: (
         f"the job completed ({_ENDED.get(str(v.get('ended')), v.get('ended'))}) and"
-        f" {count(int(v.get('adding') or 0), 'task')} must be added; Batch adds none to a"
-        " completed job"
+        + (
+            f" {count(int(v['adding']), 'task')} must be added; Batch adds none to a"
+            " completed job"
+            if v.get("adding")
+            else " changed; Batch changes nothing on a completed job"
+        )
     ),
 }
 

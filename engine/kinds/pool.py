@@ -167,8 +167,9 @@ def destroys(r: Resource) -> tuple[Reason, ...]:
     return (reason("destroysNodes", nodes=n),) if n else ()
 
 
-def _work_to_run(task_changes: list[Change]) -> bool:
-    """Whether any of the spec's tasks has to run (again): the pool is needed."""
+def _work_to_run(task_changes: list[Change], ended: frozenset[str] = frozenset()) -> bool:
+    """Whether any of the spec's tasks has to run (again): the pool is needed. `ended`: jobs
+    kept completed (an exit rule ended them), whose tasks left active never run."""
     for c in task_changes:
         if c.action in (Action.CREATE, Action.REPLACE):
             return True
@@ -176,6 +177,7 @@ def _work_to_run(task_changes: list[Change]) -> bool:
             c.action in (Action.NOOP, Action.UPDATE)
             and c.before is not None
             and c.before.state != "completed"
+            and c.address.parts[0] not in ended
         ):
             return True
     return False
@@ -190,7 +192,12 @@ def plan(ctx: PlanContext) -> list[Change]:
     after = from_spec(spec, ctx.desired)
     addr, want = after.address, after.props
     before = ctx.actual.get(addr)
-    work_to_run = _work_to_run(ctx.changes.get(Kind.TASK, []))
+    ended = frozenset(
+        c.address.parts[0]
+        for c in ctx.changes.get(Kind.JOB, [])
+        if c.action is Action.NOOP and c.before is not None and c.before.state == "completed"
+    )
+    work_to_run = _work_to_run(ctx.changes.get(Kind.TASK, []), ended)
     if absent(before):
         if spec.when_idle is WhenIdle.DELETE and not work_to_run:
             changes.append(Change(Action.NOOP, addr, None, after, reasons=(reason("idle"),)))
@@ -249,7 +256,7 @@ DEF = KindDef(
     nouns="pools",
     fields=FIELDS,
     plan=plan,
-    reads=(Kind.TASK,),
+    reads=(Kind.TASK, Kind.JOB),
     destroyed=True,
     destroy_reasons=destroys,
     words={

@@ -163,3 +163,42 @@ def test_refused_max_parallel_tasks_is_said_plainly(tmp_path: Path) -> None:
     with pytest.raises(ServiceError) as err, max_parallel_refused(plain):
         raise refused
     assert err.value is refused
+
+
+def test_a_job_an_exit_rule_ended_is_converged_and_needs_no_pool(tmp_path: Path) -> None:
+    """Its tasks left active never run: no replace, and `whenIdle: delete` keeps the pool
+    deleted instead of creating it for them."""
+    spec = SPEC.replace("pool:\n", "pool:\n  whenIdle: delete\n", 1)
+    d = render(tmp_path, spec)
+    job = job_kind.from_spec(d.jobs[0], d.stack)
+    ended = Resource(
+        job.address,
+        job.props,
+        owner=d.stack,
+        state="completed",
+        info={"terminateReason": "TaskFailed"},
+    )
+    tasks = {
+        t.address: Resource(
+            t.address,
+            {
+                "fingerprint": t.fingerprint,
+                "maxWallClockTime": None,
+                "retentionTime": 7 * 24 * 3600.0,
+                "maxTaskRetryCount": 0,
+            },
+            owner=d.stack,
+            state="completed" if t.id == "a" else "active",
+        )
+        for t in d.tasks
+    }
+    p = plan(d, ActualState({ended.address: ended, **tasks}), PlanOptions("local"))
+    by = {str(c.address): c for c in p.changes}
+    assert by["job/j"].action.value == "noop"
+    assert by["pool/p"].action.value == "noop" and by["pool/p"].before is None
+    # --rerun-failed replaces it: Batch reactivates no task of a completed job.
+    p = plan(
+        d, ActualState({ended.address: ended, **tasks}), PlanOptions("local", rerun_failed=True)
+    )
+    c = next(c for c in p.changes if str(c.address) == "job/j")
+    assert c.action.value == "replace" and "--rerun-failed" in reason_text(c.reasons)

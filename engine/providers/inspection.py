@@ -137,6 +137,15 @@ def task_file(
         raise
 
 
+def preparation_status(batch: BatchProvider, job_id: str) -> list[dict[str, Any]]:
+    """The job's preparation and release task status on each node that ran them."""
+    return _raw(
+        batch,
+        f"preparation status of job {job_id}",
+        f"jobs/{quote(job_id, safe='')}/jobpreparationandreleasetaskstatus",
+    )
+
+
 def node_file(batch: BatchProvider, pool_id: str, node_id: str, path: str) -> bytes | None:
     """A file from a node's folder (e.g. startup/stderr.txt), or None."""
     try:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from bspec import operations
-from bspec.errors import RefusedError, ServiceError
+from bspec.commands.reconcile import run_apply
+from bspec.errors import RefusedError, ServiceError, TaskFailedError
 from bspec.model import Action
 from bspec.operations.session import opened
 from bspec.reporting import reason_text
@@ -233,3 +234,18 @@ def test_exit_rules_end_the_job_satisfy_dependents_and_rerun_failed_replaces(
     # ...and through apply, plans the job's replacement.
     out = s.apply(rerun_failed=True)
     assert ("replace", f"job/{s.job_id}") in changes(out.data)
+
+
+def test_a_preparation_failing_on_every_node_ends_the_wait(
+    make_stack: Callable[[], Stack], capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = make_stack()
+    s.job_extra = {"preparation": {"commands": ["echo no model >&2", "exit 7"]}}
+    s.range_tasks = 1
+    s.write()
+    with pytest.raises(TaskFailedError) as failed:
+        run_apply(s.spec, target="local", yes=True, show=True)
+    assert f"tasks of job {s.job_id}: its preparation task failed on 1 node" in str(failed.value)
+    said = capsys.readouterr().err
+    assert f"Preparation task of job {s.job_id} failed on node" in said
+    assert "(exit code 7)" in said and "| no model" in said

@@ -155,14 +155,15 @@ def _check_not_ended_by_rule(batch: BatchProvider, desired: DesiredState, job_id
 
 
 def _terminates(rules: Sequence[ExitRuleSpec], info: Mapping[str, Any]) -> bool:
-    """Whether a failed task's outcome matches one of its rules that terminates the job."""
+    """Whether a failed task's outcome picks a rule that terminates the job, as Batch picks:
+    its exit code's rule, else (no exit code: it could not start) preProcessingError, else
+    default."""
     code = info.get("exitCode")
-    stage = "preProcessingError" if info.get("failureInfo", {}).get("category") else None
-    for r in rules:
-        if r.job_action != "terminate":
-            continue
-        if code is not None and (code in r.codes or any(a <= int(code) <= b for a, b in r.ranges)):
-            return True
-        if r.event == "default" or (stage and r.event == stage):
-            return True
-    return False
+    if code is not None:
+        for r in rules:
+            if int(code) in r.codes or any(a <= int(code) <= b for a, b in r.ranges):
+                return r.job_action == "terminate"
+    events = {r.event: r for r in rules if r.event}
+    chosen = events.get("preProcessingError") if code is None else None
+    chosen = chosen or events.get("default")
+    return chosen is not None and chosen.job_action == "terminate"

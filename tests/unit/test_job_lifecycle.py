@@ -13,7 +13,7 @@ from bspec.kinds import job as job_kind
 from bspec.kinds.jobparts import exit_conditions
 from bspec.model import ActualState, ExitRuleSpec, Resource
 from bspec.planning import PlanOptions, plan
-from bspec.providers.batch import max_parallel_refused
+from bspec.providers.batch import BatchProvider, max_parallel_refused
 from bspec.reporting import reason_text
 from bspec.spec.fingerprint import BlobIndex, canonical, fingerprint_document, task_fingerprint
 from spec_helpers import POOL, render
@@ -202,3 +202,78 @@ def test_a_job_an_exit_rule_ended_is_converged_and_needs_no_pool(tmp_path: Path)
     )
     c = next(c for c in p.changes if str(c.address) == "job/j")
     assert c.action.value == "replace" and "--rerun-failed" in reason_text(c.reasons)
+
+
+ACCOUNT = "http://127.0.0.1:10000/devstoreaccount1"
+
+
+def _sas(container: str, blob: str | None, perm: str) -> str:
+    return f"{ACCOUNT}/{container}/{blob}?sig=S" if blob else f"{ACCOUNT}/{container}?sig=S"
+
+
+def _provider() -> BatchProvider:
+    return BatchProvider(client=None, blob_base=ACCOUNT, stack="life")  # type: ignore[arg-type]
+
+
+LIFE = (
+    "apiVersion: bspec/v1\nname: life\n"
+    "storage:\n  containers:\n    models: {files: [m.bin]}\n" + POOL + "jobs:\n  - id: j\n"
+    "    preparation:\n"
+    "      commandLine: /bin/true\n"
+    "      resourceFiles: [{container: models}]\n"
+    "      environment: {A: '1'}\n"
+    "      elevated: true\n"
+    "      container: {image: 'python:3.12-slim', runOptions: '--rm'}\n"
+    "      waitForSuccess: false\n"
+    "      constraints: {maxWallClockTime: PT10M, retentionTime: P1D, maxTaskRetryCount: 1}\n"
+    "    release:\n"
+    "      commandLine: /bin/true\n"
+    "      container: {image: 'python:3.12-slim', workingDirectory: containerImageDefault}\n"
+    "      constraints: {maxWallClockTime: PT5M}\n"
+    "    tasks:\n      - {id: a, commandLine: /bin/true}\n"
+)
+
+
+def test_job_body_and_reading_it_back(tmp_path: Path) -> None:
+    d = render(tmp_path, LIFE, {"m.bin": "weights"})
+    names = {c.key: c.name for c in d.containers}
+    job = job_kind.from_spec(d.jobs[0], d.stack, names)
+    body = _provider().job_body(job, _sas)
+    assert body["onAllTasksComplete"] == "noaction"  # switched after the tasks
+    prep, rel = body["jobPreparationTask"], body["jobReleaseTask"]
+    assert prep["containerSettings"] == {
+        "imageName": "python:3.12-slim",
+        "containerRunOptions": "--rm",
+    }
+    assert prep["resourceFiles"] == [{"storageContainerUrl": f"{ACCOUNT}/life-models?sig=S"}]
+    assert prep["userIdentity"]["autoUser"]["elevationLevel"] == "admin"
+    assert prep["waitForSuccess"] is False
+    assert prep["constraints"] == {
+        "maxWallClockTime": "PT10M",
+        "retentionTime": "P1D",
+        "maxTaskRetryCount": 1,
+    }
+    assert rel["maxWallClockTime"] == "PT5M" and "constraints" not in rel
+    assert rel["containerSettings"]["workingDirectory"] == "containerImageDefault"
+    # Batch lists what it was given: read back, it is the same normal form (no drift).
+    listed = {**body, "state": "active", "metadata": body["metadata"]}
+    back = job_kind.from_rest(listed, _provider().source_of)
+    assert back.props == job.props
+    assert back.owner == "life"
+
+
+def test_a_plain_job_body_is_unchanged(tmp_path: Path) -> None:
+    d = render(
+        tmp_path,
+        SPEC.split("    preparation:")[0] + "    tasks:\n      - {id: a, commandLine: x}\n",
+    )
+    job = job_kind.from_spec(d.jobs[0], d.stack)
+    assert set(_provider().job_body(job, _sas)) == {
+        "id",
+        "poolInfo",
+        "priority",
+        "constraints",
+        "usesTaskDependencies",
+        "onAllTasksComplete",
+        "metadata",
+    }

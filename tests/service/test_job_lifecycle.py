@@ -7,6 +7,10 @@ with a job an exit rule ended."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +19,7 @@ from typing import Any
 import pytest
 from bspec import operations
 from bspec.commands.reconcile import run_apply
+from bspec.commands.unlock import run_unlock
 from bspec.errors import RefusedError, ServiceError, TaskFailedError
 from bspec.model import Action
 from bspec.operations.session import opened
@@ -186,6 +191,43 @@ def test_crash_before_the_switch_is_completed_by_the_next_apply(
     _wait_state(batch_client, s.job_id, "completed")
     p, _ = s.plan()
     assert changes(p) == []
+
+
+def test_killed_between_the_tasks_and_the_switch_the_next_apply_switches(
+    make_stack: Callable[[], Stack], batch_client: Any, local_services: Any
+) -> None:
+    """A real crash: the apply SIGKILLs itself once its last task submission is answered
+    (the testing hook of providers/counting.py), before the switch."""
+    plain = make_stack()
+    plain.range_tasks = 2
+    writes = sum(v["write"] for v in plain.apply().data["requests"].values())
+    s = make_stack()
+    s.range_tasks = 2
+    s.job_extra = {"onAllTasksComplete": "terminateJob"}
+    s.write()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "BSPEC_"))},
+        **local_services.env,
+        # the plain apply's writes, less its last (the lock's release): the task submission
+        "BSPEC_TEST_KILL_AFTER_WRITES": str(writes - 1),
+    }
+    bspec = str(Path(sys.executable).parent / "bspec")
+    run = subprocess.run(
+        [bspec, "apply", str(s.spec), "--yes", "--no-wait", "--target", "local"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    job = _job(batch_client, s.job_id)
+    assert _val(job.all_tasks_complete_mode) == "noaction"
+    assert len(list(batch_client.list_tasks(s.job_id))) == 2
+    run_unlock(s.spec, yes=True, show=False)
+    p, _ = s.plan()
+    assert changes(p) == [("update", f"job/{s.job_id}")]
+    s.apply()
+    _wait_state(batch_client, s.job_id, "completed")
 
 
 def test_exit_rules_end_the_job_satisfy_dependents_and_rerun_failed_replaces(

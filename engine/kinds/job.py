@@ -243,10 +243,10 @@ _REPLACED_BY: dict[str, Words] = {
     " live job",
     "release": lambda v: "its release task changed, which Batch cannot change on a live job",
     "onTaskFailure": lambda v: (
-        "a task's exit rule now acts on the job (jobAction), which needs the job's"
-        " onTaskFailure set to performExitOptionsJobAction when Batch creates it"
+        "a task's exit rule now has a jobAction, which needs onTaskFailure:"
+        " performExitOptionsJobAction, fixed when Batch creates a job"
         if v.get("failure") == ON_TASK_FAILURE_PERFORM
-        else "no exit rule acts on the job any more, and Batch fixes onTaskFailure when it"
+        else "no exit rule has a jobAction any more, and onTaskFailure is fixed when Batch"
         " creates a job"
     ),
     "onAllTasksComplete": lambda v: "onAllTasksComplete went back to noAction, which Batch"

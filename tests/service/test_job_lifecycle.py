@@ -112,6 +112,12 @@ def test_preparation_release_and_completion(
         for x in status
     )
     assert all(x.job_preparation_task_execution_info.exit_code == 0 for x in status)
+    # The release's own marker, in the node's shared folder beside the preparation's.
+    node = status[0]
+    marker = b"".join(
+        batch_client.download_node_file(node.pool_id, node.node_id, f"shared/{s.job_id}.rel")
+    )
+    assert marker == b"released\n"
     # Converged: the job ended as the spec says and holds every task.
     p, _ = s.plan()
     assert changes(p) == []

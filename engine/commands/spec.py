@@ -5,6 +5,7 @@ None of them touches a service or writes a file; bad input of any kind exits 2.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from datetime import timedelta
@@ -86,9 +87,17 @@ def render_command(
     for job in data["jobs"]:
         out.print(f"job/{job['id']}  pool={job['poolId']} priority={job['priority']}",
                   markup=False)
+        for key in ("preparation", "release"):
+            if job.get(key):
+                out.print(f"  {key}: {job[key]['commandLine']}", markup=False)
+        for key in ("onAllTasksComplete", "maxParallelTasks", "onTaskFailure"):
+            if key in job:
+                out.print(f"  {key}: {job[key]}", markup=False)
         for t in job["tasks"]:
             out.print(f"task/{job['id']}/{t['id']}  {t['fingerprint']}", markup=False)
             out.print(f"  commandLine: {t['commandLine']}", markup=False)
+            for rule in t.get("onExit") or ():
+                out.print(f"  onExit: {json.dumps(rule)}", markup=False)
             for rf in t["resourceFiles"]:
                 src = f"{rf['container']}/{rf['blob']}" if rf.get("blob") else \
                     f"{rf['container']}/{rf.get('prefix') or ''}*"

@@ -277,3 +277,18 @@ def test_a_plain_job_body_is_unchanged(tmp_path: Path) -> None:
         "onAllTasksComplete",
         "metadata",
     }
+
+
+def test_render_shows_the_job_life(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bspec.cli import main
+    from spec_helpers import write
+
+    spec = write(tmp_path, SPEC)
+    try:
+        main(["render", str(spec)])
+    except SystemExit as done:
+        assert done.code in (0, None)
+    text = capsys.readouterr().out
+    assert "  preparation: /bin/bash -c" in text and "  release: /bin/true" in text
+    assert "  onAllTasksComplete: terminateJob" in text and "  maxParallelTasks: 2" in text
+    assert '  onExit: {"exitCodes": [1, 2], "jobAction": "terminate"}' in text

@@ -297,3 +297,22 @@ def test_a_preparation_failing_on_every_node_ends_the_wait(
     said = capsys.readouterr().err
     assert f"Preparation task of job {s.job_id} failed on node" in said
     assert "(exit code 7)" in said and "| no model" in said
+
+
+def test_an_exit_rule_that_disables_the_job_ends_the_wait(
+    make_stack: Callable[[], Stack], batch_client: Any
+) -> None:
+    s = make_stack()
+    s.extra_tasks = [
+        {
+            "id": "stop",
+            "commands": ["exit 2"],
+            "onExit": [{"exitCodes": [2], "jobAction": "disable"}],
+        },
+        {"id": "later", "dependsOn": ["stop"], "commandLine": "/bin/true"},
+    ]
+    out = s.apply(no_wait=False)  # `later` never starts: the wait ends on the disabled job
+    assert out.exit_code == 1
+    assert _val(_job(batch_client, s.job_id).state) == "disabled"
+    p, _ = s.plan()
+    assert changes(p) == []

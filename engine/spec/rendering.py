@@ -13,6 +13,8 @@ This module is the pipeline; each stage lives in its own module:
 - `files`: containers, globbing the files they upload, their MD5s;
 - `references`: what resource and output files name must exist;
 - `tasks` and `dependencies`: task expansion, `dependsOn`, fingerprints.
+- `jobs` and `exits`: a job's preparation, release, completion and maxParallelTasks, and
+  the tasks' exit rules (`onExit`).
 """
 
 from __future__ import annotations

@@ -239,8 +239,9 @@ _REPLACED_BY: dict[str, Words] = {
     "poolId": lambda v: "the pool it runs on changed",
     "usesTaskDependencies": lambda v: "task dependencies switched on",
     "state": lambda v: f"the job was {v['state']} outside bspec",
-    "preparation": lambda v: "its preparation task changed, which Batch cannot change on a"
-    " live job",
+    "preparation": lambda v: (
+        "its preparation task changed, which Batch cannot change on a live job"
+    ),
     "release": lambda v: "its release task changed, which Batch cannot change on a live job",
     "onTaskFailure": lambda v: (
         "a task's exit rule now has a jobAction, which needs onTaskFailure:"
@@ -249,15 +250,17 @@ _REPLACED_BY: dict[str, Words] = {
         else "no exit rule has a jobAction any more, and onTaskFailure is fixed when Batch"
         " creates a job"
     ),
-    "onAllTasksComplete": lambda v: "onAllTasksComplete went back to noAction, which Batch"
-    " cannot do on a live job",
-    "rerunFailed": lambda v: "--rerun-failed: a task's exit rule terminated the job, and"
-    " Batch reactivates no task of a completed job",
+    "onAllTasksComplete": lambda v: (
+        "onAllTasksComplete went back to noAction, which Batch cannot do on a live job"
+    ),
+    "rerunFailed": lambda v: (
+        "--rerun-failed: a task's exit rule terminated the job, and"
+        " Batch reactivates no task of a completed job"
+    ),
     "completed": lambda v: (
         f"the job completed ({_ENDED.get(str(v.get('ended')), v.get('ended'))}) and"
         + (
-            f" {count(int(v['adding']), 'task')} must be added; Batch adds none to a"
-            " completed job"
+            f" {count(int(v['adding']), 'task')} must be added; Batch adds none to a completed job"
             if v.get("adding")
             else " changed; Batch changes nothing on a completed job"
         )

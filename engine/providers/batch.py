@@ -680,9 +680,7 @@ class BatchProvider:
         ]
 
 
-def _job_task_body(
-    t: Mapping[str, Any], sas: SasMaker, *, release: bool = False
-) -> dict[str, Any]:
+def _job_task_body(t: Mapping[str, Any], sas: SasMaker, *, release: bool = False) -> dict[str, Any]:
     """A jobPreparationTask (or jobReleaseTask) body from its props (`kinds.jobparts`)."""
     body: dict[str, Any] = {
         "commandLine": t["commandLine"],

@@ -32,7 +32,8 @@ def render_preparation_failure(job_id: str, n: NodeFailure) -> list[str]:
     """A job's preparation task that failed on a node: none of the job's tasks run there."""
     lines = [
         f"Preparation task of job {job_id} failed on node {n.node_id} of pool {n.pool_id}"
-        f" (exit code {n.exit_code})" + (f": {n.failure}" if n.failure else "")
+        f" (exit code {n.exit_code})"
+        + (f": {n.failure}" if n.failure else "")
         + "; the job's tasks will not run on that node"
     ]
     lines.extend(_tail_lines(n.stderr_tail))

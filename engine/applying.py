@@ -67,6 +67,12 @@ def apply(plan: Plan, target: Target, options: ApplyOptions | None = None) -> Ap
         by_kind[c.address.kind].append(c)
     for k in kinds.KINDS:
         ADAPTERS[k.kind].apply(by_kind[k.kind], run)
+    # Once every task is in: what waits for them (a job's onAllTasksComplete). A crash
+    # before this leaves a difference the next plan shows and this step completes.
+    for k in kinds.KINDS:
+        finish = getattr(ADAPTERS[k.kind], "finish", None)
+        if finish is not None:
+            finish(by_kind[k.kind], run)
     return run.result
 
 

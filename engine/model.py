@@ -299,6 +299,41 @@ class JobOutputSpec:
     prefix: str | None = None
 
 
+# A preparation or release task's container: the same settings as a task's.
+TaskContainerSpec = ContainerSettingsSpec
+
+
+@dataclass(frozen=True)
+class JobTaskSpec:
+    """A job's preparation task (before its first task on each node) or release task (on
+    each such node when the job ends). Batch cannot change either on a live job."""
+
+    command_line: str
+    resource_files: tuple[ResourceFileSpec, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    elevated: bool = False
+    container: TaskContainerSpec | None = None
+    wait_for_success: bool = True  # preparation only
+    max_wall_clock_time: timedelta | None = None
+    retention_time: timedelta | None = None
+    max_task_retry_count: int = 0  # preparation only
+
+
+@dataclass(frozen=True)
+class ExitRuleSpec:
+    """One `onExit` rule of a task: what it matches (exit codes, inclusive ranges, or one of
+    the events preProcessingError, fileUploadError, default) and what Batch then does."""
+
+    codes: tuple[int, ...] = ()
+    ranges: tuple[tuple[int, int], ...] = ()
+    event: str | None = None
+    job_action: str | None = None  # none | disable | terminate
+    dependency_action: str | None = None  # satisfy | block
+
+
+ON_TASK_FAILURE_PERFORM = "performexitoptionsjobaction"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     id: str
@@ -308,6 +343,12 @@ class JobSpec:
     uses_task_dependencies: bool = False
     metadata: tuple[tuple[str, str], ...] = ()
     outputs: tuple[JobOutputSpec, ...] = ()
+    preparation: JobTaskSpec | None = None
+    release: JobTaskSpec | None = None
+    on_all_tasks_complete: str = "noaction"  # noaction | terminatejob
+    max_parallel_tasks: int = -1  # -1: no limit
+    # performexitoptionsjobaction when a task of the job has an exit rule with a job action
+    on_task_failure: str = "noaction"
 
 
 @dataclass(frozen=True)
@@ -336,6 +377,7 @@ class TaskSpec:
     required_slots: int = 1
     container: ContainerSettingsSpec | None = None
     secret_environment: tuple[str, ...] = ()  # names; values read at apply, never stored
+    on_exit: tuple[ExitRuleSpec, ...] = ()  # part of the fingerprint when given
 
     @property
     def address(self) -> Address:

@@ -39,6 +39,7 @@ from bspec.model import (
 class PlanOptions:
     target: str = "local"
     adopt: bool = False
+    rerun_failed: bool = False  # jobs an exit rule terminated are replaced (their tasks rerun)
 
 
 def desired_pool_props(pool: PoolSpec, desired: DesiredState) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def plan(desired: DesiredState, actual: ActualState, options: PlanOptions | None
     (unless `options.adopt`).
     """
     options = options or PlanOptions()
-    ctx = PlanContext(desired, actual, options.adopt)
+    ctx = PlanContext(desired, actual, options.adopt, rerun_failed=options.rerun_failed)
     for k in _plan_order(kinds.KINDS):
         ctx.changes[k.kind] = k.plan(ctx)
     if ctx.unowned:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bspec.errors import NotFoundError, TaskFailedError, WaitTimeoutError
-from bspec.model import DesiredState
+from bspec.model import ON_TASK_FAILURE_PERFORM, DesiredState
 from bspec.providers import inspection
 from bspec.providers.batch import BatchProvider
 from bspec.providers.storage import StorageProvider
 from bspec.reporting.progress import Display, ProgressDisplay
-from bspec.reporting.tasks import render_node_failure
+from bspec.reporting.tasks import render_node_failure, render_preparation_failure
 
 STDERR_LINES = 20
 DETAILED_FAILURES = 20  # tasks whose stderr is fetched and shown; the rest are counted
@@ -148,10 +148,19 @@ def wait_for_tasks(
                         if on_job_done:
                             on_job_done(job.id)
                         continue
+                if (
+                    job.on_task_failure == ON_TASK_FAILURE_PERFORM
+                    and counts["running"] == 0
+                    and _ended_by_rule(batch, job.id, counts["active"], shown)
+                ):
+                    continue
                 still.append(job)
                 idle = counts["active"] > 0 and counts["running"] == 0
                 if idle and job.pool_id not in waiting:
                     waiting.append(job.pool_id)
+                if idle and job.preparation is not None and polls % 3 == 1:
+                    watch = nodes.setdefault(job.pool_id, _NodeWatch())
+                    _check_preparation(batch, job.id, watch, shown)
             pending = still
             if not pending:
                 break
@@ -172,6 +181,63 @@ def wait_for_tasks(
     result = collect(batch, desired, storage)
     result.start_task_failures = start_failures
     return result
+
+
+def _ended_by_rule(batch: BatchProvider, job_id: str, active: int, shown: ProgressDisplay) -> bool:
+    """Whether a task's exit rule ended or disabled the job: its tasks still active stay so
+    (Batch leaves them active in a completed job), so waiting for them would never end."""
+    job = inspection.get_job(batch, job_id, "id,state,executionInfo")
+    state = str((job or {}).get("state", "")).lower()
+    if state not in ("completed", "terminating", "disabled"):
+        return False
+    what = "terminated" if state != "disabled" else "disabled"
+    left = f"; {active:,} of its tasks will not run" if active else ""
+    shown.say(f"Job {job_id} was {what} by a task's exit rule{left}")
+    return True
+
+
+def _check_preparation(
+    batch: BatchProvider, job_id: str, watch: _NodeWatch, shown: ProgressDisplay
+) -> None:
+    """Say where the job's preparation failed (Batch runs none of the job's tasks on such a
+    node); stop waiting when it failed on every node of the pool."""
+    failed = [
+        s
+        for s in inspection.preparation_status(batch, job_id)
+        if str((s.get("jobPreparationTaskExecutionInfo") or {}).get("result", "")).lower()
+        == "failure"
+    ]
+    for s in failed:
+        node_id, pool_id = str(s.get("nodeId")), str(s.get("poolId"))
+        key = f"prep/{job_id}/{node_id}"
+        if key in watch.reported:
+            continue
+        watch.reported.add(key)
+        info = s.get("jobPreparationTaskExecutionInfo") or {}
+        fi = info.get("failureInfo") or {}
+        root = str(info.get("taskRootDirectory") or f"workitems/{job_id}/job-1/jobpreparation")
+        data = inspection.node_file(batch, pool_id, node_id, f"{root}/stderr.txt") or b""
+        nf = NodeFailure(
+            pool_id,
+            node_id,
+            info.get("exitCode"),
+            fi.get("message") or fi.get("code"),
+            inspection.lines_tail(data, STDERR_LINES),
+        )
+        for line in render_preparation_failure(job_id, nf):
+            shown.say(line)
+    if not failed:
+        return
+    pool_id = str(failed[0].get("poolId"))
+    nodes = inspection.list_nodes(batch, pool_id)
+    if nodes and len({str(s.get("nodeId")) for s in failed}) >= len(nodes):
+        raise TaskFailedError(
+            f"no node of pool {pool_id} can run the tasks of job {job_id}: its preparation"
+            f" task failed on {'all ' if len(nodes) > 1 else ''}{len(nodes)}"
+            f" node{'s' if len(nodes) > 1 else ''}",
+            hint="fix the job's preparation and apply again: a changed preparation replaces"
+            " the job",
+        )
 
 
 def _check_nodes(

@@ -5,6 +5,7 @@ None of them touches a service or writes a file; bad input of any kind exits 2.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from datetime import timedelta
@@ -15,7 +16,15 @@ from typing import Annotated, Any
 import typer
 from bspec.cli import JSON_HELP, app, emit_json, out
 from bspec.common import durations
-from bspec.model import DesiredState, PoolSpec, ResourceFileSpec, TaskSpec
+from bspec.model import (
+    DesiredState,
+    ExitRuleSpec,
+    JobSpec,
+    JobTaskSpec,
+    PoolSpec,
+    ResourceFileSpec,
+    TaskSpec,
+)
 from bspec.spec import load, parse_var_flags
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
@@ -84,11 +93,19 @@ def render_command(
     for job in data["jobs"]:
         out.print(f"job/{job['id']}  pool={job['poolId']} priority={job['priority']}",
                   markup=False)
+        for key in ("preparation", "release"):
+            if job.get(key):
+                out.print(f"  {key}: {job[key]['commandLine']}", markup=False)
+        for key in ("onAllTasksComplete", "maxParallelTasks", "onTaskFailure"):
+            if key in job:
+                out.print(f"  {key}: {job[key]}", markup=False)
         for t in job["tasks"]:
             out.print(f"task/{job['id']}/{t['id']}  {t['fingerprint']}", markup=False)
             out.print(f"  commandLine: {t['commandLine']}", markup=False)
             for line in _container_lines(t):
                 out.print(line, markup=False)
+            for rule in t.get("onExit") or ():
+                out.print(f"  onExit: {json.dumps(rule)}", markup=False)
             for rf in t["resourceFiles"]:
                 src = f"{rf['container']}/{rf['blob']}" if rf.get("blob") else \
                     f"{rf['container']}/{rf.get('prefix') or ''}*"
@@ -198,7 +215,62 @@ def _pool_containers(pool: Any, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _exit_rule(r: ExitRuleSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if r.codes:
+        data["exitCodes"] = list(r.codes)
+    if r.ranges:
+        data["exitCodeRanges"] = [list(x) for x in r.ranges]
+    if r.event:
+        data[r.event] = True
+    if r.job_action:
+        data["jobAction"] = r.job_action
+    if r.dependency_action:
+        data["dependencyAction"] = r.dependency_action
+    return data
+
+
+def _job_task(t: JobTaskSpec, release: bool = False) -> dict[str, Any]:
+    c = t.container
+    data: dict[str, Any] = {
+        "commandLine": t.command_line,
+        "resourceFiles": [_rf(rf) for rf in t.resource_files],
+        "environment": dict(t.environment),
+        "elevated": t.elevated,
+        "container": None if c is None else {
+            "image": c.image, "runOptions": c.run_options, "workingDirectory": c.working_directory
+        },
+        "waitForSuccess": t.wait_for_success,
+        "constraints": {
+            "maxWallClockTime": _duration(t.max_wall_clock_time),
+            "retentionTime": _duration(t.retention_time),
+            "maxTaskRetryCount": t.max_task_retry_count,
+        },
+    }
+    if release:  # Batch's release task has neither
+        del data["waitForSuccess"], data["constraints"]["maxTaskRetryCount"]
+    return data
+
+
+def _job_life(j: JobSpec) -> dict[str, Any]:
+    """How the job lives (issue 14), only where the spec says something: the render of a
+    spec without these stays as it was."""
+    data: dict[str, Any] = {}
+    if j.preparation is not None:
+        data["preparation"] = _job_task(j.preparation)
+    if j.release is not None:
+        data["release"] = _job_task(j.release, release=True)
+    if j.on_all_tasks_complete != "noaction":
+        data["onAllTasksComplete"] = "terminateJob"
+    if j.max_parallel_tasks != -1:
+        data["maxParallelTasks"] = j.max_parallel_tasks
+    if j.on_task_failure != "noaction":
+        data["onTaskFailure"] = "performExitOptionsJobAction"
+    return data
+
+
 def _task(t: TaskSpec) -> dict[str, Any]:
+    extra = {"onExit": [_exit_rule(r) for r in t.on_exit]} if t.on_exit else {}
     return _secret_parts(t, {
         "id": t.id,
         "displayName": t.display_name,
@@ -219,6 +291,7 @@ def _task(t: TaskSpec) -> dict[str, Any]:
         },
         "elevated": t.elevated,
         "requiredSlots": t.required_slots,
+        **extra,
     })
 
 
@@ -276,6 +349,7 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
                 "metadata": dict(j.metadata),
                 "outputs": [{"container": o.container, "to": o.to, "prefix": o.prefix}
                             for o in j.outputs],
+                **_job_life(j),
                 "tasks": [_task(t) for t in desired.tasks_of(j.id)],
             }
             for j in desired.jobs

@@ -60,6 +60,7 @@ class PlanContext:
     unowned: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     changes: dict[Kind, list[Change]] = field(default_factory=dict)
+    rerun_failed: bool = False  # `apply --rerun-failed`: jobs an exit rule ended start over
 
     @property
     def stack(self) -> str:

@@ -306,8 +306,9 @@ def destroys(r: Resource) -> tuple[Reason, ...]:
     return (reason("destroysNodes", nodes=n),) if n else ()
 
 
-def _work_to_run(task_changes: list[Change]) -> bool:
-    """Whether any of the spec's tasks has to run (again): the pool is needed."""
+def _work_to_run(task_changes: list[Change], ended: frozenset[str] = frozenset()) -> bool:
+    """Whether any of the spec's tasks has to run (again): the pool is needed. `ended`: jobs
+    kept completed (an exit rule ended them), whose tasks left active never run."""
     for c in task_changes:
         if c.action in (Action.CREATE, Action.REPLACE):
             return True
@@ -315,6 +316,7 @@ def _work_to_run(task_changes: list[Change]) -> bool:
             c.action in (Action.NOOP, Action.UPDATE)
             and c.before is not None
             and c.before.state != "completed"
+            and c.address.parts[0] not in ended
         ):
             return True
     return False
@@ -325,13 +327,18 @@ def plan(ctx: PlanContext) -> list[Change]:
     wanted = {Address.pool(p.id) for p in pools}
     changes = [gone(r, *destroys(r)) for r in stale(ctx, Kind.POOL, wanted)]
     task_changes = ctx.changes.get(Kind.TASK, [])
+    ended = frozenset(
+        c.address.parts[0]
+        for c in ctx.changes.get(Kind.JOB, [])
+        if c.action is Action.NOOP and c.before is not None and c.before.state == "completed"
+    )
     for spec in pools:
         jobs = {j.id for j in ctx.desired.jobs_on(spec.id)}
         if len(pools) > 1:  # whenIdle is per pool: only its jobs' tasks need it
             mine = [c for c in task_changes if c.address.parts[0] in jobs]
         else:
             mine = task_changes
-        changes.append(_plan_one(ctx, spec, _work_to_run(mine)))
+        changes.append(_plan_one(ctx, spec, _work_to_run(mine, ended)))
     return changes
 
 
@@ -386,7 +393,7 @@ DEF = KindDef(
     nouns="pools",
     fields=FIELDS,
     plan=plan,
-    reads=(Kind.TASK,),
+    reads=(Kind.TASK, Kind.JOB),
     destroyed=True,
     destroy_reasons=destroys,
     words={

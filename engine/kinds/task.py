@@ -2,7 +2,8 @@
 
     compared  {"fingerprint", "maxWallClockTime", "retentionTime", "maxTaskRetryCount"}
     for add   {"commandLine", "resourceFiles", "outputFiles", "environment", "dependsOn",
-               "displayName", "elevated", "requiredSlots", "logsContainer"}
+               "displayName", "elevated", "requiredSlots", "logsContainer",
+               "exitConditions" (Batch's, from the task's onExit and its job's onTaskFailure)}
               and, only when the task has them, "container" ({"image", "runOptions",
               "workingDirectory"}) and "secretEnvironment" (names: the values are read
               from the environment when the request is built, never kept)
@@ -30,10 +31,12 @@ from bspec.kinds.base import (
     resource_file_ref,
     seconds,
 )
-from bspec.kinds.job import fresh, iso_seconds
+from bspec.kinds.job import fresh
+from bspec.kinds.jobparts import exit_conditions, iso_seconds
 from bspec.kinds.pool import container_props
 from bspec.model import (
     FINGERPRINT_ENV,
+    ON_TASK_FAILURE_PERFORM,
     Action,
     Address,
     Change,
@@ -64,6 +67,7 @@ FIELDS = {
             "logsContainer",
             "container",
             "secretEnvironment",
+            "exitConditions",
         )
     },
 }
@@ -80,8 +84,11 @@ def compared_props(t: TaskSpec) -> dict[str, Any]:
     }
 
 
-def props_of(t: TaskSpec, names: Mapping[str, str], logs: str) -> dict[str, Any]:
-    """The whole normal form: the compared fields and what adding the task needs."""
+def props_of(
+    t: TaskSpec, names: Mapping[str, str], logs: str, job_actions: bool = False
+) -> dict[str, Any]:
+    """The whole normal form: the compared fields and what adding the task needs.
+    `job_actions`: the task's job acts on exit rules (onTaskFailure)."""
     props = {
         **compared_props(t),
         "commandLine": t.command_line,
@@ -103,6 +110,7 @@ def props_of(t: TaskSpec, names: Mapping[str, str], logs: str) -> dict[str, Any]
         "elevated": t.elevated,
         "requiredSlots": t.required_slots,
         "logsContainer": logs,
+        "exitConditions": exit_conditions(t.on_exit, job_actions),
     }
     if t.container is not None:
         props["container"] = container_props(t.container)
@@ -111,9 +119,14 @@ def props_of(t: TaskSpec, names: Mapping[str, str], logs: str) -> dict[str, Any]
     return props
 
 
+def acting_jobs(d: DesiredState) -> set[str]:
+    """Ids of the jobs whose onTaskFailure acts on exit rules."""
+    return {j.id for j in d.jobs if j.on_task_failure == ON_TASK_FAILURE_PERFORM}
+
+
 def from_spec(t: TaskSpec, d: DesiredState) -> Resource:
     """The desired task (e.g. to build its body outside a plan)."""
-    props = props_of(t, container_names(d), d.logs_container.name)
+    props = props_of(t, container_names(d), d.logs_container.name, t.job_id in acting_jobs(d))
     return Resource(t.address, props, owner=d.stack)
 
 
@@ -217,8 +230,10 @@ def plan(ctx: PlanContext) -> list[Change]:
     replaced: defaultdict[str, set[str]] = defaultdict(set)  # job id -> ids run again
     stack = ctx.stack
 
+    acting = acting_jobs(d)
+
     def added(t: TaskSpec) -> Resource:
-        return Resource(t.address, props_of(t, names, logs), owner=stack)
+        return Resource(t.address, props_of(t, names, logs, t.job_id in acting), owner=stack)
 
     for t, addr in wanted:
         before = a.get(addr)

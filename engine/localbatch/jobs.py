@@ -111,6 +111,7 @@ class Jobs(ResourceModule):
                 raise BatchError(*BEING_DELETED)
             raise BatchError(409, "JobExists", "The specified job already exists.")
         _check_fields(req)
+        self._check_parallel(req)
         jobtasks.check(req)
         quotas.check_job_quota(self.store, self.settings.quotas)
         meta: dict[str, Any] = {}
@@ -180,6 +181,7 @@ class Jobs(ResourceModule):
         """PATCH (REPLACE false) or PUT of a job's properties."""
         self.writable(row)
         _check_fields(req)
+        self._check_parallel(req)
         body = row.body
         pool_info = req.get("poolInfo")
         if replace and not isinstance(pool_info, dict):
@@ -224,6 +226,17 @@ class Jobs(ResourceModule):
         self.touch(row)
         self.store.put(row)
         self._changed(row)
+
+    def _check_parallel(self, req: dict[str, Any]) -> None:
+        """An account without maxParallelTasks refuses a job that sets it, as Azure does."""
+        if req.get("maxParallelTasks") in (None, -1) or self.settings.max_parallel_tasks_enabled:
+            return
+        raise BatchError(
+            403,
+            "Forbidden",
+            "Access is Forbidden",
+            {"Reason": "Property maxParallelTasks is not enabled for current account"},
+        )
 
     def delete(self, row: Row) -> None:
         if row.body["state"] == "deleting":
@@ -348,7 +361,8 @@ class Jobs(ResourceModule):
         states = self.store.count_states("task", job_key)
         if any(n for s, n in states.items() if s != "completed"):
             return
-        self._complete(job, "AllTasksComplete")
+        # Terminated as by a request: the release task runs on the nodes that prepared.
+        self._terminate(job, "AllTasksComplete")
 
     def _watch_deadline(self, row: Row) -> None:
         """A job past its maxWallClockTime (from its creation) is terminated, as Batch does."""

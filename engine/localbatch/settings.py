@@ -39,6 +39,9 @@ class Settings:
     preemption_rate: float = 0.0
     preemption_seed: int | None = 0
     preemption_restore_after: float | None = 120.0
+    # Azure enables a job's maxParallelTasks per account (a support request); false answers
+    # a job that sets it as an account without it does (403 Forbidden).
+    max_parallel_tasks_enabled: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class Settings:
             "preemptionRate": self.preemption_rate,
             "preemptionSeed": self.preemption_seed,
             "preemptionRestoreAfter": self.preemption_restore_after,
+            "maxParallelTasksEnabled": self.max_parallel_tasks_enabled,
         }
 
     def apply(self, data: Any) -> None:
@@ -86,6 +90,8 @@ class Settings:
                 self.preemption_seed = None if value is None else int(value)
             elif key == "preemptionRestoreAfter":
                 self.preemption_restore_after = None if value is None else max(0.0, float(value))
+            elif key == "maxParallelTasksEnabled":
+                self.max_parallel_tasks_enabled = bool(value)
             elif key == "clock":
                 if value != self.clock:
                     raise ValueError("the clock mode is fixed when the service starts (--clock)")

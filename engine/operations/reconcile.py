@@ -164,7 +164,7 @@ def _apply(
     rerun_failed: bool,
     strict: bool = False,
 ) -> Outcome:
-    options = PlanOptions(name, adopt)
+    options = PlanOptions(name, adopt, rerun_failed)
     actual = read_actual(desired, tgt.batch, tgt.storage)
     p = make_plan(desired, actual, options)
     if saved is not None:

@@ -4,14 +4,14 @@ failed tasks (`--rerun-failed`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bspec import applying
 from bspec.downloads import download_outputs
-from bspec.errors import NotFoundError
-from bspec.model import DesiredState
+from bspec.errors import NotFoundError, RefusedError
+from bspec.model import ON_TASK_FAILURE_PERFORM, DesiredState, ExitRuleSpec
 from bspec.operations.session import Outcome, Vars, opened
 from bspec.providers import inspection
 from bspec.providers.batch import BatchProvider
@@ -156,6 +156,8 @@ def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
         wanted = {t.id for t in desired.tasks_of(job.id)}
         if not wanted:
             continue
+        if job.on_task_failure == ON_TASK_FAILURE_PERFORM:
+            _check_not_ended_by_rule(batch, desired, job.id)
         failed = inspection.list_tasks(
             batch,
             job.id,
@@ -168,3 +170,51 @@ def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
                 applying.reactivate_tasks(batch, job.id, [tid])  # the write is the applier's
                 done.append(f"task/{job.id}/{tid}")
     return done
+
+
+def _check_not_ended_by_rule(batch: BatchProvider, desired: DesiredState, job_id: str) -> None:
+    """A job a task's exit rule terminated takes no reactivated task (Batch refuses with
+    JobCompleted): say what does run them again instead of failing on that refusal."""
+    job = inspection.get_job(batch, job_id, "id,state,executionInfo")
+    if job is None or str(job.get("state", "")).lower() not in ("completed", "terminating"):
+        return
+    if (job.get("executionInfo") or {}).get("terminateReason") != "TaskFailed":
+        return
+    failed = inspection.list_tasks(
+        batch,
+        job_id,
+        flt="state eq 'completed' and executionInfo/result eq 'failure'",
+        select="id,executionInfo",
+    )
+    rules = {t.id: t.on_exit for t in desired.tasks_of(job_id) if t.on_exit}
+    ids = [
+        str(t.get("id"))
+        for t in failed
+        if _terminates(rules.get(str(t.get("id")), ()), (t.get("executionInfo") or {}))
+    ]
+    if len(ids) == 1:
+        by = f"task {ids[0]}'s exit rule"
+    else:
+        by = "a task's exit rule" + (f" (tasks {', '.join(ids)})" if ids else "")
+    raise RefusedError(
+        f"job {job_id} was terminated by {by} (jobAction: terminate); Batch reactivates no"
+        " task of a completed job",
+        code="JobEndedByExitRule",
+        hint="run `bspec apply SPEC --rerun-failed` (not a saved plan): it plans the job's"
+        " replacement, which runs all its tasks again",
+    )
+
+
+def _terminates(rules: Sequence[ExitRuleSpec], info: Mapping[str, Any]) -> bool:
+    """Whether a failed task's outcome picks a rule that terminates the job, as Batch picks:
+    its exit code's rule, else (no exit code: it could not start) preProcessingError, else
+    default."""
+    code = info.get("exitCode")
+    if code is not None:
+        for r in rules:
+            if int(code) in r.codes or any(a <= int(code) <= b for a, b in r.ranges):
+                return r.job_action == "terminate"
+    events = {r.event: r for r in rules if r.event}
+    chosen = events.get("preProcessingError") if code is None else None
+    chosen = chosen or events.get("default")
+    return chosen is not None and chosen.job_action == "terminate"

@@ -194,8 +194,26 @@ class Jobs:
     def apply(self, changes: list[Change], run: ApplyRun) -> None:
         batch = run.batch
         _delete_and_wait("job", batch.delete_job, changes, run)
-        parallel(batch.create_job, afters(changes, Action.CREATE, Action.REPLACE))
-        parallel(batch.update_job, afters(changes, Action.UPDATE))
+        parallel(
+            lambda j: batch.create_job(j, run.sas), afters(changes, Action.CREATE, Action.REPLACE)
+        )
+        updates = [(c.after, c.fields) for c in changes if c.action is Action.UPDATE and c.after]
+        parallel(lambda u: batch.update_job(*u), updates)
+
+    def finish(self, changes: list[Change], run: ApplyRun) -> None:
+        """After the tasks are in: switch onAllTasksComplete to terminatejob where the spec
+        asks for it (created with noaction, as a job without tasks would complete at once)."""
+        switch = [
+            c.address.parts[0]
+            for c in changes
+            if c.after is not None
+            and c.after.props.get("onAllTasksComplete") == "terminatejob"
+            and (
+                c.action in (Action.CREATE, Action.REPLACE)
+                or (c.action is Action.UPDATE and "onAllTasksComplete" in c.fields)
+            )
+        ]
+        parallel(run.batch.switch_completion, switch)
 
     def read(self, run: ReadRun) -> Collect:
         return run.pool.submit(run.batch.read_jobs).result

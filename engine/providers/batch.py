@@ -8,6 +8,7 @@ is used: requests the SDK offers only as pollers (delete, resize) go through `se
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
@@ -58,6 +59,12 @@ JOB_SELECT = [
     "constraints",
     "usesTaskDependencies",
     "metadata",
+    "jobPreparationTask",
+    "jobReleaseTask",
+    "onAllTasksComplete",
+    "onTaskFailure",
+    "maxParallelTasks",
+    "executionInfo",
 ]
 TASK_SELECT = ["id", "state", "environmentSettings", "constraints"]
 
@@ -155,7 +162,7 @@ class BatchProvider:
         jobs = self.list_raw(
             "list jobs", "jobs", {"$select": ",".join(JOB_SELECT), "maxresults": str(PAGE)}
         )
-        return [job_kind.from_rest(j) for j in jobs]
+        return [job_kind.from_rest(j, self.source_of) for j in jobs]
 
     def read_tasks(self, job_id: str, job_owner: str | None) -> list[Resource]:
         """A job's tasks, read as raw JSON pages: building SDK models for 10,000 tasks
@@ -443,13 +450,16 @@ class BatchProvider:
                 return
             raise
 
-    def job_body(self, job: Resource) -> dict[str, Any]:
-        """The create body of a job from its props (`kinds.job`)."""
+    def job_body(self, job: Resource, sas: SasMaker) -> dict[str, Any]:
+        """The create body of a job from its props (`kinds.job`): the one place a spec's job
+        becomes Batch's (a job schedule's jobSpecification takes it less `id`). Always
+        `onAllTasksComplete: noaction`: a job completes at once without tasks, so
+        terminatejob is switched on after they are added (`switch_completion`)."""
         p = job.props
         constraints: dict[str, Any] = {"maxTaskRetryCount": p["maxTaskRetryCount"]}
         if p["maxWallClockTime"] is not None:
             constraints["maxWallClockTime"] = durations.format(p["maxWallClockTime"])
-        return {
+        body: dict[str, Any] = {
             "id": job.address.parts[0],
             "poolInfo": {"poolId": p["poolId"]},
             "priority": p["priority"],
@@ -458,28 +468,70 @@ class BatchProvider:
             "onAllTasksComplete": "noaction",
             "metadata": self._metadata(p["metadata"]),
         }
+        if p.get("preparation"):
+            body["jobPreparationTask"] = _job_task_body(p["preparation"], sas)
+        if p.get("release"):
+            body["jobReleaseTask"] = _job_task_body(p["release"], sas, release=True)
+        if p.get("onTaskFailure", "noaction") != "noaction":
+            body["onTaskFailure"] = p["onTaskFailure"]
+        if p.get("maxParallelTasks", -1) != -1:
+            body["maxParallelTasks"] = p["maxParallelTasks"]
+        return body
 
-    def create_job(self, job: Resource) -> None:
+    def create_job(self, job: Resource, sas: SasMaker) -> None:
         job_id = job.address.parts[0]
-        body = models.BatchJobCreateOptions(self.job_body(job))
+        body = models.BatchJobCreateOptions(self.job_body(job, sas))
         try:
-            self._retry_being_deleted(f"create job {job_id}", lambda: self.client.create_job(body))
+            with max_parallel_refused(job):
+                self._retry_being_deleted(
+                    f"create job {job_id}", lambda: self.client.create_job(body)
+                )
         except ConflictError as err:
             if err.service_code != "JobExists" or not self._ours("job", job_id):
                 raise
 
-    def update_job(self, job: Resource) -> None:
+    def update_job(self, job: Resource, fields: Sequence[str] = ()) -> None:
+        """PATCH what changed in place; onAllTasksComplete waits for `switch_completion`."""
         job_id = job.address.parts[0]
-        full = self.job_body(job)
-        body = {k: full[k] for k in ("priority", "constraints", "metadata")}
-        if "maxWallClockTime" not in body["constraints"]:
-            body["constraints"]["maxWallClockTime"] = UNLIMITED
-        self._call(
-            f"update job {job_id}",
-            self.client.update_job,
-            job_id,
-            models.BatchJobUpdateOptions(body),
-        )
+        p = job.props
+        body: dict[str, Any] = {}
+        if set(fields) - {"onAllTasksComplete", "maxParallelTasks"} or not fields:
+            constraints: dict[str, Any] = {"maxTaskRetryCount": p["maxTaskRetryCount"]}
+            constraints["maxWallClockTime"] = (
+                durations.format(p["maxWallClockTime"])
+                if p["maxWallClockTime"] is not None
+                else UNLIMITED
+            )
+            body = {
+                "priority": p["priority"],
+                "constraints": constraints,
+                "metadata": self._metadata(p["metadata"]),
+            }
+        if "maxParallelTasks" in fields:
+            body["maxParallelTasks"] = p.get("maxParallelTasks", -1)
+        if not body:
+            return
+        with max_parallel_refused(job):
+            self._call(
+                f"update job {job_id}",
+                self.client.update_job,
+                job_id,
+                models.BatchJobUpdateOptions(body),
+            )
+
+    def switch_completion(self, job_id: str) -> None:
+        """onAllTasksComplete noaction -> terminatejob, once the job's tasks are in (Batch
+        cannot switch it back). A job already completed or gone needs nothing."""
+        try:
+            self._call(
+                f"update job {job_id}",
+                self.client.update_job,
+                job_id,
+                models.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"}),
+            )
+        except ConflictError as err:
+            if err.service_code not in ("JobCompleted", "JobBeingTerminated", *BEING_DELETED):
+                raise
 
     def delete_job(self, job_id: str) -> None:
         self._ignore_missing(
@@ -528,6 +580,8 @@ class BatchProvider:
             body["displayName"] = p["displayName"]
         if p["elevated"]:
             body["userIdentity"] = {"autoUser": {"scope": "task", "elevationLevel": "admin"}}
+        if p.get("exitConditions"):
+            body["exitConditions"] = p["exitConditions"]
         if p["dependsOn"]:
             dep = p["dependsOn"]
             body["dependsOn"] = {
@@ -661,6 +715,59 @@ class BatchProvider:
         return [
             f"{i}: TaskExists with a different definition" for i in ids if have.get(i) != want[i]
         ]
+
+
+def _job_task_body(t: Mapping[str, Any], sas: SasMaker, *, release: bool = False) -> dict[str, Any]:
+    """A jobPreparationTask (or jobReleaseTask) body from its props (`kinds.jobparts`)."""
+    body: dict[str, Any] = {
+        "commandLine": t["commandLine"],
+        "resourceFiles": [_rf_body(rf, sas) for rf in t["resourceFiles"]],
+        "environmentSettings": [{"name": k, "value": v} for k, v in t["environment"].items()],
+    }
+    if t["elevated"]:
+        body["userIdentity"] = {"autoUser": {"scope": "task", "elevationLevel": "admin"}}
+    c = t.get("container")
+    if c:
+        settings: dict[str, Any] = {"imageName": c["image"]}
+        if c.get("runOptions"):
+            settings["containerRunOptions"] = c["runOptions"]
+        if c.get("workingDirectory") == "containerimagedefault":
+            settings["workingDirectory"] = "containerImageDefault"
+        body["containerSettings"] = settings
+    limits: dict[str, Any] = {}
+    if t["maxWallClockTime"] is not None:
+        limits["maxWallClockTime"] = durations.format(t["maxWallClockTime"])
+    if t["retentionTime"] != DEFAULT_RETENTION_SECONDS:
+        limits["retentionTime"] = durations.format(t["retentionTime"])
+    if release:
+        body.update(limits)
+    else:
+        body["waitForSuccess"] = t["waitForSuccess"]
+        limits["maxTaskRetryCount"] = t["maxTaskRetryCount"]
+        body["constraints"] = limits
+    return body
+
+
+@contextlib.contextmanager
+def max_parallel_refused(job: Resource) -> Iterator[None]:
+    """Azure enables maxParallelTasks per account: its refusal (403, "Property
+    maxParallelTasks is not enabled for current account") said plainly, never ignored."""
+    try:
+        yield
+    except ServiceError as err:
+        limit = job.props.get("maxParallelTasks", -1)
+        if limit == -1 or not (err.status == 403 or "maxParallelTasks" in str(err)):
+            raise
+        job_id = job.address.parts[0]
+        raise ServiceError(
+            f"batch: job {job_id}: the Batch account refused maxParallelTasks ({limit}):"
+            " Azure enables it per account",
+            service="batch",
+            status=err.status,
+            service_code=err.service_code,
+            hint=f"remove maxParallelTasks from job {job_id} in the spec, or ask Azure"
+            " support to enable it for the account (a support request on the Batch account)",
+        ) from err
 
 
 def _fingerprint_of(body: dict[str, Any]) -> str | None:

@@ -59,12 +59,14 @@ def get_pool(batch: BatchProvider, pool_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def get_job(batch: BatchProvider, job_id: str) -> dict[str, Any] | None:
+def get_job(
+    batch: BatchProvider, job_id: str, select: str = "id,state,poolInfo,metadata"
+) -> dict[str, Any] | None:
     found = _raw(
         batch,
         "list jobs",
         "jobs",
-        **{"$filter": f"id eq '{_quote_id(job_id)}'", "$select": "id,state,poolInfo,metadata"},
+        **{"$filter": f"id eq '{_quote_id(job_id)}'", "$select": select},
     )
     return found[0] if found else None
 
@@ -133,6 +135,15 @@ def task_file(
         if err.status in (404, 409, 416) or err.service_code in FILES_GONE:
             return None
         raise
+
+
+def preparation_status(batch: BatchProvider, job_id: str) -> list[dict[str, Any]]:
+    """The job's preparation and release task status on each node that ran them."""
+    return _raw(
+        batch,
+        f"preparation status of job {job_id}",
+        f"jobs/{quote(job_id, safe='')}/jobpreparationandreleasetaskstatus",
+    )
 
 
 def node_file(batch: BatchProvider, pool_id: str, node_id: str, path: str) -> bytes | None:

@@ -28,6 +28,18 @@ def render_node_failure(n: NodeFailure) -> list[str]:
     return lines
 
 
+def render_preparation_failure(job_id: str, n: NodeFailure) -> list[str]:
+    """A job's preparation task that failed on a node: none of the job's tasks run there."""
+    lines = [
+        f"Preparation task of job {job_id} failed on node {n.node_id} of pool {n.pool_id}"
+        f" (exit code {n.exit_code})"
+        + (f": {n.failure}" if n.failure else "")
+        + "; the job's tasks will not run on that node"
+    ]
+    lines.extend(_tail_lines(n.stderr_tail))
+    return lines
+
+
 def _tail_lines(tail: list[str]) -> list[str]:
     if not tail:
         return ["    (stderr is empty)"]

@@ -3,7 +3,8 @@
 `v1:` + sha256 of canonical JSON (sorted keys, no whitespace) of the command line, the
 resource files (by container key and blob or prefix, with the MD5 of every uploaded blob each
 one reads), the output files, the user environment, the dependencies and the fingerprints of
-the tasks depended on. Constraints, SAS URLs and display names are deliberately left out:
+the tasks depended on, and its exit rules (`onExit`) when it has any (a task without them hashes
+as before exit rules existed). Constraints, SAS URLs and display names are deliberately left out:
 they can change without the task having to run again.
 """
 
@@ -15,7 +16,7 @@ import json.encoder
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from bspec.model import OutputFileSpec, ResourceFileSpec
+from bspec.model import ExitRuleSpec, OutputFileSpec, ResourceFileSpec
 
 PREFIX = "v1:"
 
@@ -80,6 +81,7 @@ def fingerprint_document(
     depends_on_ranges: Sequence[tuple[int, int]],
     parent_fingerprints: Mapping[str, str],
     blobs: BlobIndex,
+    on_exit: Sequence[ExitRuleSpec] = (),
     container: Mapping[str, str] | None = None,
     secret_environment: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -88,7 +90,7 @@ def fingerprint_document(
     `container` (the task's container settings, defaults filled in) and `secret_environment`
     (name -> salted digest of the value, never the value) are in it only when the task has
     them, so tasks without them keep the fingerprints they had before these existed."""
-    doc = {
+    doc: dict[str, Any] = {
         "commandLine": command_line,
         "resourceFiles": [_rf_document(rf, blobs) for rf in resource_files],
         "outputFiles": [_of_document(o) for o in output_files],
@@ -99,11 +101,27 @@ def fingerprint_document(
         },
         "parents": [parent_fingerprints[k] for k in sorted(parent_fingerprints)],
     }
+    if on_exit:
+        doc["onExit"] = exit_rules_document(on_exit)
     if container:
         doc["container"] = dict(container)
     if secret_environment:
         doc["secretEnvironment"] = dict(secret_environment)
     return doc
+
+
+def exit_rules_document(rules: Sequence[ExitRuleSpec]) -> list[dict[str, Any]]:
+    """Exit rules as the fingerprint hashes them, in the spec's order."""
+    return [
+        {
+            "codes": list(r.codes),
+            "ranges": [list(x) for x in r.ranges],
+            "event": r.event,
+            "jobAction": r.job_action,
+            "dependencyAction": r.dependency_action,
+        }
+        for r in rules
+    ]
 
 
 def _rf_document(rf: ResourceFileSpec, blobs: BlobIndex) -> dict[str, Any]:
@@ -134,6 +152,7 @@ def task_fingerprint(
     depends_on_ranges: Sequence[tuple[int, int]],
     parent_fingerprints: Mapping[str, str],
     blobs: BlobIndex,
+    on_exit: Sequence[ExitRuleSpec] = (),
     container: Mapping[str, str] | None = None,
     secret_environment: Mapping[str, str] | None = None,
 ) -> str:
@@ -174,6 +193,7 @@ def task_fingerprint(
         + ctext
         + ',"dependsOn":' + deps
         + ',"environment":' + env
+        + (',"onExit":' + canonical(exit_rules_document(on_exit)) if on_exit else "")
         + ',"outputFiles":[' + ",".join(ofs) + "]"
         + ',"parents":' + parents
         + ',"resourceFiles":[' + ",".join(rfs) + "]"

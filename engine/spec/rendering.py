@@ -14,6 +14,8 @@ This module is the pipeline; each stage lives in its own module:
 - `pools`: `pool:` or `pools:`, and the pool each job runs on;
 - `references`: what resource and output files name must exist;
 - `tasks` and `dependencies`: task expansion, `dependsOn`, fingerprints.
+- `jobs` and `exits`: a job's preparation, release, completion and maxParallelTasks, and
+  the tasks' exit rules (`onExit`).
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ from bspec.spec.environment import (
     make_environment,
     shquote,
 )
+from bspec.spec.exits import exit_rules
 from bspec.spec.files import CONTAINER_NAME, containers
 from bspec.spec.fingerprint import BlobIndex
+from bspec.spec.jobs import job_options
 from bspec.spec.loading import Document, PathKey, json_path
 from bspec.spec.pools import PoolName, declared_pools, job_pool
 from bspec.spec.references import FILE_MODE, References
@@ -140,6 +144,18 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         except Failure as f:
             r.problem(f.path, f.message)
             break
+        if job.get("onExit"):
+            if not job.get("tasks"):
+                r.problem(
+                    (*path, "onExit"),
+                    f"job {job['id']!r} has exit rules but no tasks: exit rules say what a "
+                    "task's end means; add tasks or remove onExit",
+                )
+            else:
+                try:
+                    job_tasks.default_exit = exit_rules(job["onExit"], (*path, "onExit"))
+                except Failure as f:
+                    r.problem(f.path, f.message)
         job_scope = r.scope(vars=variables, stack=stack, pool=PoolName(pool), job=job["id"])
         for t, template in enumerate(job.get("tasks") or []):
             job_tasks.expand(template, (*path, "tasks", t), job_scope)
@@ -153,6 +169,7 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
                 pool.id,
                 refs,
                 uses_deps=any(t.depends_on or t.depends_on_ranges for t in built),
+                built=built,
             )
         )
     r.check()
@@ -180,6 +197,7 @@ def _job(
     refs: References,
     *,
     uses_deps: bool,
+    built: list[TaskSpec] | None = None,
 ) -> JobSpec:
     c = job.get("constraints") or {}
     wall = c.get("maxWallClockTime")
@@ -199,6 +217,7 @@ def _job(
         uses_task_dependencies=uses_deps,
         metadata=tuple((job.get("metadata") or {}).items()),
         outputs=tuple(outputs),
+        **job_options(r, job, path, refs, built or ()),
     )
 
 

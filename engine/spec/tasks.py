@@ -19,6 +19,7 @@ from bspec.model import TaskConstraintsSpec, TaskSpec
 from bspec.spec.containers import SecretBook, container_settings, fingerprint_part
 from bspec.spec.dependencies import expand_dependencies
 from bspec.spec.environment import Failure, describe
+from bspec.spec.exits import exit_rules
 from bspec.spec.files import stem
 from bspec.spec.fingerprint import BlobIndex, task_fingerprint
 from bspec.spec.limits import (
@@ -76,6 +77,7 @@ class JobTasks:
         self.wrapper = r.wrapper()
         self._memo: dict[int, Any] = {}
         self._constraints: dict[tuple[Any, ...], TaskConstraintsSpec] = {}
+        self.default_exit: tuple[Any, ...] = ()  # the job's onExit, for tasks without one
 
     # ---- expansion
 
@@ -264,6 +266,11 @@ class JobTasks:
             fields["secret_environment"] = self.secrets.names(
                 secret, (*path, "secretEnvironment"), env
             )
+        on_exit = t.get("onExit")
+        if on_exit:
+            fields["on_exit"] = exit_rules(on_exit, (*path, "onExit"))
+        elif self.default_exit:
+            fields["on_exit"] = self.default_exit
         raw = [((*path, "dependsOn", i), d) for i, d in enumerate(t.get("dependsOn") or ())]
         return Pending(task_id, fields, raw, origin)
 
@@ -341,6 +348,7 @@ class JobTasks:
                     parent_fingerprints={},
                     blobs=index,
                     **self._extra(f),
+                    on_exit=f.get("on_exit", ()),
                 )
                 continue
             if root.id.lower() in done:
@@ -380,6 +388,7 @@ class JobTasks:
                     parent_fingerprints={q.id: done[q.id.lower()] for q in parents},
                     blobs=self.index,
                     **self._extra(f),
+                    on_exit=f.get("on_exit", ()),
                 )
         return [
             TaskSpec(

@@ -36,6 +36,8 @@ from bspec.model import (
     reason,
 )
 
+SCHEDULE_METADATA = "bspec-schedule"  # on a schedule's runs (`kinds.schedule`)
+
 FIELDS = {
     "poolId": Rule.REPLACE,
     "usesTaskDependencies": Rule.REPLACE,  # only when switched on: off is harmless
@@ -75,6 +77,7 @@ def from_rest(j: Mapping[str, Any]) -> Resource:
     """A job as Batch's REST JSON lists it."""
     meta = {m.get("name"): m.get("value") for m in j.get("metadata") or ()}
     owner = meta.pop(STACK_METADATA, None)
+    schedule = meta.pop(SCHEDULE_METADATA, None)
     c = j.get("constraints") or {}
     props = {
         "poolId": (j.get("poolInfo") or {}).get("poolId"),
@@ -86,8 +89,17 @@ def from_rest(j: Mapping[str, Any]) -> Resource:
     }
     state = j.get("state")
     return Resource(
-        Address.job(str(j["id"])), props, owner=owner, state=str(state).lower() if state else None
+        Address.job(str(j["id"])),
+        props,
+        owner=owner,
+        state=str(state).lower() if state else None,
+        info={"schedule": schedule} if schedule else {},
     )
+
+
+def of_schedule(r: Resource) -> bool:
+    """A run of a job schedule (`<schedule>:job-<n>`): the schedule's, never a stray job."""
+    return bool(r.info.get("schedule")) or ":" in r.address.parts[0]
 
 
 def deletes_tasks(r: Resource) -> tuple[Reason, ...]:
@@ -97,7 +109,8 @@ def deletes_tasks(r: Resource) -> tuple[Reason, ...]:
 
 def plan(ctx: PlanContext) -> list[Change]:
     wanted = {Address.job(j.id) for j in ctx.desired.jobs}
-    changes = [gone(r, *deletes_tasks(r)) for r in stale(ctx, Kind.JOB, wanted)]
+    strays = [r for r in stale(ctx, Kind.JOB, wanted) if not of_schedule(r)]
+    changes = [gone(r, *deletes_tasks(r)) for r in strays]
     for spec in ctx.desired.jobs:
         after = from_spec(spec, ctx.stack)
         addr = after.address

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import bspec.providers.schedules as schedules
 from bspec.errors import NotFoundError
 from bspec.kinds import task as task_kind
 from bspec.model import LOGS_KEY, Action, Change, DesiredState, Kind, Resource
@@ -201,6 +202,33 @@ class Jobs:
         return run.pool.submit(run.batch.read_jobs).result
 
 
+class Schedules:
+    """Job schedules (`kinds.schedule`): deletes and replaces first (Batch deletes the jobs
+    of their runs), then creates and in-place updates, each uploading its job manager's
+    task collection with fresh SAS URLs."""
+
+    def apply(self, changes: list[Change], run: ApplyRun) -> None:
+        batch = run.batch
+        gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
+        if gone:
+            parallel(lambda i: schedules.delete_schedule(batch, i), gone)
+            run.say(
+                f"Waiting for job schedule{'s' if len(gone) > 1 else ''} {', '.join(gone)}"
+                " to be deleted"
+            )
+            schedules.wait_schedules_gone(batch, gone)
+        for c in changes:
+            if c.after is None:
+                continue
+            if c.action in (Action.CREATE, Action.REPLACE):
+                schedules.create_schedule(batch, c.after, run.sas, run.storage, waves)
+            elif c.action is Action.UPDATE:
+                schedules.update_schedule(batch, c.after, run.sas, run.storage, waves)
+
+    def read(self, run: ReadRun) -> Collect:
+        return run.pool.submit(schedules.read_schedules, run.batch).result
+
+
 class Tasks:
     def apply(self, changes: list[Change], run: ApplyRun) -> None:
         batch = run.batch
@@ -271,6 +299,7 @@ ADAPTERS: dict[Kind, Adapter] = {
     Kind.CONTAINER: Containers(),
     Kind.BLOB: Blobs(),
     Kind.POOL: Pools(),
+    Kind("schedule"): Schedules(),
     Kind.JOB: Jobs(),
     Kind.TASK: Tasks(),
 }

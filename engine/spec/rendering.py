@@ -31,8 +31,10 @@ from bspec.model import (
     JobConstraintsSpec,
     JobOutputSpec,
     JobSpec,
+    Kind,
     PoolSpec,
     ResourceFileSpec,
+    ScheduleSpec,
     StartTaskSpec,
     TaskSpec,
     WhenIdle,
@@ -51,6 +53,7 @@ from bspec.spec.files import CONTAINER_NAME, containers
 from bspec.spec.fingerprint import BlobIndex
 from bspec.spec.loading import Document, PathKey, json_path
 from bspec.spec.references import FILE_MODE, References
+from bspec.spec.schedules import is_scheduled, pool_needed, run_scope, scheduled_job
 from bspec.spec.tasks import BATCH_ID, JobTasks, check_batch_limits
 from bspec.spec.tree import MAX_PROBLEMS, Renderer, parse_duration
 from bspec.spec.validation import validate
@@ -120,6 +123,7 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
     # 4. Jobs and their tasks.
     job_specs: list[JobSpec] = []
     tasks: list[TaskSpec] = []
+    schedules: list[ScheduleSpec] = []
     job_ids: dict[str, str] = {}
     for j, job in enumerate(rendered.get("jobs") or []):
         path: PathKey = ("jobs", j)
@@ -140,10 +144,18 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         except Failure as f:
             r.problem(f.path, f.message)
             break
-        job_scope = r.scope(vars=variables, stack=stack, pool=pool_id, job=job["id"])
+        job_scope = r.scope(
+            vars=variables, stack=stack, pool=pool_id, job=job["id"], **run_scope(job)
+        )
         for t, template in enumerate(job.get("tasks") or []):
             job_tasks.expand(template, (*path, "tasks", t), job_scope)
         built = job_tasks.finish()
+        if is_scheduled(job):  # a job schedule; its runs get `built` from the job manager
+            spec = _job(r, job, path, pool.id, refs, uses_deps=False)
+            schedules.append(
+                scheduled_job(r, job, path, pool, built, spec.constraints, spec.outputs)
+            )
+            continue
         tasks.extend(built)
         job_specs.append(
             _job(
@@ -164,9 +176,10 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         target=rendered.get("target"),
         containers=tuple(declared_containers),
         blobs=tuple(blobs),
-        pool=pool,
+        pool=pool if pool_needed(schedules, len(job_specs)) else None,
         jobs=tuple(job_specs),
         tasks=tuple(tasks),
+        more={Kind("schedule"): tuple(schedules)} if schedules else {},
     )
 
 

@@ -16,6 +16,7 @@ import typer
 from bspec.cli import JSON_HELP, app, emit_json, out
 from bspec.common import durations
 from bspec.model import DesiredState, ResourceFileSpec, TaskSpec
+from bspec.reporting.schedules import schedule_lines, schedules_json
 from bspec.spec import load, parse_var_flags
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
@@ -92,6 +93,8 @@ def render_command(
             if t["dependsOn"] or t["dependsOnRanges"]:
                 out.print(f"  dependsOn: {t['dependsOn']} {t['dependsOnRanges'] or ''}".rstrip(),
                           markup=False)
+    for line in schedule_lines(data):
+        out.print(line, markup=False)
 
 
 @app.command("schema")
@@ -229,6 +232,7 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
             }
             for j in desired.jobs
         ],
+        **schedules_json(desired, _task),
     }
 
 

@@ -37,6 +37,7 @@ MAX_BYTES = 900_000  # and less than 1 MB
 ATTEMPTS = 8
 RUN_TOKENS = ("${AZ_BATCH_JOB_ID}", "$AZ_BATCH_JOB_ID")
 RETRIED = frozenset({408, 429, 500, 502, 503, 504})
+PAUSE = 0.5  # the first retry's wait in seconds, doubled on each next one
 
 
 class Failed(Exception):
@@ -76,11 +77,11 @@ def chunks(bodies: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 class Batch:
     """The few Batch REST calls the manager makes, with its job's token."""
 
-    def __init__(self, account_url: str, token: str, job_id: str, pause: float = 0.5) -> None:
+    def __init__(self, account_url: str, token: str, job_id: str) -> None:
         self.base = account_url.rstrip("/")
         self.token = token
         self.job_id = job_id
-        self.pause = pause
+        self.pause = PAUSE
         self.job_path = "/jobs/" + urllib.parse.quote(job_id, safe="")
 
     def call(self, method: str, path: str, body: Any) -> Any:

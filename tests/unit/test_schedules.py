@@ -1,0 +1,328 @@
+"""Scheduled jobs without a service: how a job with `schedule:` renders, how the schedule
+kind plans (create, no-op, in place, replace, SAS refresh, warnings), that a schedule's runs
+are never stray jobs, and bspec's job manager against a small HTTP stand-in for Batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from bspec.kinds import schedule as schedule_kind
+from bspec.kinds.job import SCHEDULE_METADATA
+from bspec.model import STACK_METADATA, Action, ActualState, Address, DesiredState, Kind, Resource
+from bspec.planning import plan
+from bspec.reporting import reason_text
+from bspec.schedules import jobmanager
+from bspec.spec.schedules import RUN_JOB_ID
+from spec_helpers import POOL, render
+
+SCHEDULE = Kind("schedule")
+FILES = {"data/a.txt": "one two", "data/b.txt": "three"}
+
+
+def spec(schedule: str = "recurrenceInterval: PT1H", pool_extra: str = "") -> str:
+    return f"""apiVersion: bspec/v1
+name: st
+storage:
+  containers:
+    input: {{files: ["data/*.txt"]}}
+    output: {{}}
+{POOL}{pool_extra}jobs:
+  - id: nightly
+    schedule: {{{schedule}}}
+    tasks:
+      - foreach: {{files: input}}
+        id: "c-{{{{ item.stem }}}}"
+        commands: ["wc -w {{{{ item.name }}}} > {{{{ item.stem }}}}.n; echo {{{{ run }}}}"]
+        resourceFiles: [{{blob: "input/{{{{ item.name }}}}"}}]
+        outputFiles: [{{pattern: "*.n", container: output}}]
+      - id: total
+        dependsOn: ["c-*"]
+        commandLine: /bin/true
+        outputFiles: [{{pattern: total.txt, container: output}}]
+    outputs: [{{container: output, to: out}}]
+"""
+
+
+def rest(after: Resource, *, state: str = "active", expiry: str | None = None) -> Resource:
+    """What Batch lists for the schedule bspec created from `after` (via from_rest)."""
+    p = after.props
+    s = p["schedule"]
+    iso = {"recurrenceInterval": s["recurrenceInterval"], "startWindow": s["startWindow"]}
+    body: dict[str, Any] = {
+        "id": after.address.parts[0],
+        "state": state,
+        "schedule": {
+            **{k: f"PT{int(v)}S" for k, v in iso.items() if v is not None},
+            **{k: s[k] for k in ("doNotRunUntil", "doNotRunAfter") if s[k]},
+        },
+        "jobSpecification": {
+            "poolInfo": {"poolId": p["poolId"]},
+            "priority": p["priority"],
+            "constraints": {"maxTaskRetryCount": p["maxTaskRetryCount"]},
+            "metadata": [
+                {"name": STACK_METADATA, "value": "st"},
+                {"name": SCHEDULE_METADATA, "value": after.address.parts[0]},
+            ],
+            "jobManagerTask": {
+                "environmentSettings": [{"name": schedule_kind.RUN_SPEC_ENV, "value": p["runSpec"]}]
+            },
+        },
+        "metadata": [{"name": STACK_METADATA, "value": "st"}],
+    }
+    planned = dt.datetime.fromisoformat(str(after.info["plannedAt"]).replace("Z", "+00:00"))
+    default = schedule_kind.utc_text(planned + dt.timedelta(days=6))
+    return schedule_kind.from_rest(body, expiry or default)
+
+
+def desired_schedule(d: DesiredState) -> Resource:
+    (s,) = d.of_kind(SCHEDULE)
+    return schedule_kind.from_spec(s, d)
+
+
+def only(d: DesiredState, *resources: Resource) -> ActualState:
+    return ActualState({r.address: r for r in resources})
+
+
+def schedule_change(d: DesiredState, *actual: Resource) -> Any:
+    p = plan(d, only(d, *actual))
+    (c,) = [c for c in p.changes if c.address.kind is SCHEDULE]
+    return c, p
+
+
+# ------------------------------------------------------------------------- rendering
+
+
+def test_a_scheduled_job_renders_as_a_schedule_with_run_folders(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    assert d.jobs == () and d.tasks == ()  # no job, no task of the stack's own
+    assert d.pool is not None  # its runs use the spec's pool
+    (s,) = d.of_kind(SCHEDULE)
+    assert s.recurrence_interval == dt.timedelta(hours=1)
+    assert [t.id for t in s.tasks] == ["c-a", "c-b", "total"]
+    assert s.uses_task_dependencies
+    assert RUN_JOB_ID in s.tasks[0].command_line  # {{ run }}
+    assert [o.path for o in s.tasks[0].output_files] == [RUN_JOB_ID]  # a wildcard: a folder
+    assert [o.path for o in s.tasks[2].output_files] == [f"{RUN_JOB_ID}/total.txt"]
+    assert s.file_sets == ("input",)
+    assert s.run_spec.startswith("v1:")
+
+
+def test_a_pool_per_run_is_no_standing_pool(tmp_path: Path) -> None:
+    d = render(tmp_path, spec("recurrenceInterval: PT1H, poolPerRun: true"), FILES)
+    assert d.pool is None
+    after = desired_schedule(d)
+    assert after.props["poolId"] is None and after.props["autoPool"]["vmSize"]
+
+
+def test_run_is_undefined_outside_scheduled_jobs(tmp_path: Path) -> None:
+    from bspec.errors import SpecError
+
+    text = spec().replace("    schedule: {recurrenceInterval: PT1H}\n", "")
+    with pytest.raises(SpecError, match="run"):
+        render(tmp_path, text, FILES)
+
+
+# ------------------------------------------------------------------------- planning
+
+
+def test_create_then_converged_then_times_change_in_place(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    c, p = schedule_change(d)
+    assert c.action is Action.CREATE
+    kinds = [c.address.kind.value for c in p.changes]
+    assert kinds.index("schedule") > kinds.index("pool")  # after the pool, no job at all
+    assert "job" not in kinds
+
+    have = rest(desired_schedule(d))
+    c, _ = schedule_change(d, have)
+    assert c.action is Action.NOOP
+
+    later = render(tmp_path, spec("recurrenceInterval: PT2H"), FILES)
+    c, _ = schedule_change(later, have)
+    assert (c.action, c.fields) == (Action.UPDATE, ("schedule",))
+    assert "in place" in reason_text(c.reasons)
+
+
+def test_a_new_input_file_changes_what_later_runs_get_in_place(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    have = rest(desired_schedule(d))
+    more = render(tmp_path / "more", spec(), {**FILES, "data/c.txt": "four"})
+    c, _ = schedule_change(more, have)
+    assert (c.action, c.fields) == (Action.UPDATE, ("runSpec",))
+    assert "runs that start after this apply" in reason_text(c.reasons)
+
+
+def test_a_completed_schedule_that_changed_is_replaced(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    have = rest(desired_schedule(d), state="completed")
+    assert schedule_change(d, have)[0].action is Action.NOOP  # done, and nothing to change
+    later = render(tmp_path, spec("recurrenceInterval: PT2H"), FILES)
+    c, _ = schedule_change(later, have)
+    assert (c.action, c.forced_by) == (Action.REPLACE, ("state",))
+    assert "Batch cannot change it" in reason_text(c.reasons)
+
+
+def test_tokens_close_to_running_out_are_refreshed_in_place(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    after = desired_schedule(d)
+    planned = dt.datetime.fromisoformat(str(after.info["plannedAt"]).replace("Z", "+00:00"))
+    soon = schedule_kind.utc_text(planned + dt.timedelta(days=1))
+    c, _ = schedule_change(d, rest(after, expiry=soon))
+    assert (c.action, c.fields) == (Action.UPDATE, ("sas",))
+    assert f"run out at {soon}: new ones in place" in reason_text(c.reasons)
+
+
+def test_the_plan_warns_when_a_schedule_outlives_its_tokens(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    c, p = schedule_change(d)
+    (warning,) = schedule_kind.warnings([c])
+    assert warning[0] == "sasExpiry" and warning[2] == "schedule/nightly"
+    assert "run out at" in warning[1] and warning[1] in p.warnings
+    # A schedule that ends before its tokens do: no warning.
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    short = render(tmp_path, spec(f"recurrenceInterval: PT1H, doNotRunAfter: '{until}'"), FILES)
+    assert schedule_kind.warnings([schedule_change(short)[0]]) == []
+
+
+def test_a_schedules_runs_are_never_stray_jobs(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    run = Resource(
+        Address.job("nightly:job-3"), {}, owner="st", state="active", info={"schedule": "nightly"}
+    )
+    stray = Resource(Address.job("old-job"), {}, owner="st", state="active")
+    p = plan(d, only(d, rest(desired_schedule(d)), run, stray))
+    deleted = [str(c.address) for c in p.changes if c.action is Action.DELETE]
+    assert deleted == ["job/old-job"]
+
+
+def test_a_schedule_gone_from_the_spec_is_deleted_with_its_runs(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    have = rest(desired_schedule(d))
+    plain = render(
+        tmp_path,
+        spec()
+        .replace("    schedule: {recurrenceInterval: PT1H}\n", "")
+        .replace("; echo {{ run }}", ""),
+        FILES,
+    )
+    c, _ = schedule_change(plain, have)
+    assert c.action is Action.DELETE
+    assert "deletes the jobs of its runs" in reason_text(c.reasons)
+
+
+# ------------------------------------------------------------------------- the job manager
+
+
+def test_the_manager_puts_the_run_in_every_string() -> None:
+    body = {"a": ["$AZ_BATCH_JOB_ID/x", {"b": "${AZ_BATCH_JOB_ID}"}], "n": 3}
+    assert jobmanager.substitute(body, "s:job-2") == {"a": ["s:job-2/x", {"b": "s:job-2"}], "n": 3}
+    assert [len(c) for c in jobmanager.chunks([{"id": str(i)} for i in range(250)])] == [
+        100,
+        100,
+        50,
+    ]
+
+
+class FakeBatch(http.server.BaseHTTPRequestHandler):
+    """Answers AddTaskCollection (503 once, then TaskExists for `t0`) and the job PATCH."""
+
+    calls: ClassVar[list[tuple[str, str, Any]]] = []
+    failed_once: ClassVar[bool] = False
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _answer(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def do_POST(self) -> None:
+        body = self._body()
+        assert self.headers["Authorization"] == "Bearer tok"
+        if not FakeBatch.failed_once:
+            FakeBatch.failed_once = True
+            self._answer(503, {"code": "ServerBusy"})
+            return
+        FakeBatch.calls.append(("POST", self.path, body))
+        self._answer(
+            200,
+            {
+                "value": [
+                    {"taskId": t["id"], "status": "clientError", "error": {"code": "TaskExists"}}
+                    if t["id"] == "t0"
+                    else {"taskId": t["id"], "status": "success"}
+                    for t in body["value"]
+                ]
+            },
+        )
+
+    def do_PATCH(self) -> None:
+        FakeBatch.calls.append(("PATCH", self.path, self._body()))
+        self._answer(200, {})
+
+
+@pytest.fixture
+def fake_batch() -> Iterator[str]:
+    FakeBatch.calls, FakeBatch.failed_once = [], False
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeBatch)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_manager_adds_its_tasks_then_ends_its_job_with_them(
+    fake_batch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waves: list[list[dict[str, Any]]] = [
+        [{"id": f"t{i}", "commandLine": "echo $AZ_BATCH_JOB_ID"} for i in range(120)]
+    ]
+    waves.append([{"id": "total", "commandLine": "x", "dependsOn": {"taskIds": ["t0"]}}])
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(json.dumps({"version": 1, "waves": waves}))
+    monkeypatch.setenv("AZ_BATCH_AUTHENTICATION_TOKEN", "tok")
+    monkeypatch.setenv("AZ_BATCH_ACCOUNT_URL", fake_batch)
+    monkeypatch.setenv("AZ_BATCH_JOB_ID", "nightly:job-7")
+    monkeypatch.setattr(jobmanager, "PAUSE", 0.01)
+    assert jobmanager.main(["jobmanager.py", str(tasks)]) == 0
+    posts = [c for c in FakeBatch.calls if c[0] == "POST"]
+    assert [len(b["value"]) for _, _, b in posts] == [100, 20, 1]  # the waves in order
+    assert all(
+        p == "/jobs/nightly%3Ajob-7/addtaskcollection?api-version=2025-06-01.21.0"
+        for _, p, _ in posts
+    )
+    assert posts[0][2]["value"][0]["commandLine"] == "echo nightly:job-7"
+    assert FakeBatch.calls[-1] == (
+        "PATCH",
+        "/jobs/nightly%3Ajob-7?api-version=2025-06-01.21.0",
+        {"onAllTasksComplete": "terminatejob"},
+    )
+
+
+def test_the_manager_needs_its_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("AZ_BATCH_AUTHENTICATION_TOKEN", raising=False)
+    assert jobmanager.main(["jobmanager.py", str(tmp_path / "tasks.json")]) == 2
+
+
+def test_every_schedule_is_a_registered_kind_between_pools_and_jobs() -> None:
+    from bspec.kinds import KINDS
+
+    names = [k.kind.value for k in KINDS]
+    assert names.index("pool") < names.index("schedule") < names.index("job")

@@ -316,29 +316,33 @@ class ScheduleSpec:
     """A job with `schedule:`: a Batch job schedule whose runs (jobs `<id>:job-<n>`) get
     `tasks` from bspec's job manager. Read with `desired.of_kind(Kind("schedule"))`.
 
-    Times are aware UTC datetimes; `planned_at` is when the spec was rendered (the plan
-    measures SAS lifetimes from it). `auto_pool` runs each job on a pool of its own
-    (`poolLifetimeOption: job`) built from `pool`; otherwise runs use the pool `pool_id`.
-    `file_sets` are the container keys whose files a `foreach: files` expanded over (fixed
-    at apply time)."""
+    `job` is the job each run is, as a plain job of the spec would be (its id is the
+    schedule's): whatever a job can say, each run's job says too. Times are aware UTC
+    datetimes; `planned_at` is when the spec was rendered (the plan measures SAS lifetimes
+    from it). `auto_pool` runs each job on a pool of its own (`poolLifetimeOption: job`)
+    built from `pool`; otherwise runs use the pool `job.pool_id`. `file_sets` are the
+    container keys whose files a `foreach: files` expanded over (fixed at apply time)."""
 
     id: str
-    pool_id: str
+    job: JobSpec
     recurrence_interval: timedelta | None = None
     do_not_run_until: datetime | None = None
     do_not_run_after: datetime | None = None
     start_window: timedelta | None = None
     auto_pool: bool = False
     pool: PoolSpec | None = None
-    priority: int = 0
-    constraints: JobConstraintsSpec = JobConstraintsSpec()
-    uses_task_dependencies: bool = False
-    metadata: tuple[tuple[str, str], ...] = ()
-    outputs: tuple[JobOutputSpec, ...] = ()
     tasks: tuple[TaskSpec, ...] = ()
     file_sets: tuple[str, ...] = ()
     planned_at: datetime | None = None
     run_spec: str = ""  # a hash of what each run gets (tasks, pool per run, job manager)
+
+    @property
+    def pool_id(self) -> str:
+        return self.job.pool_id
+
+    @property
+    def outputs(self) -> tuple[JobOutputSpec, ...]:
+        return self.job.outputs
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
     compared  {"schedule": {"recurrenceInterval", "startWindow" (seconds or None),
                             "doNotRunUntil", "doNotRunAfter" (ISO UTC, seconds precision)},
-               "poolId" (None with a pool per run), "priority", "maxWallClockTime",
-               "maxTaskRetryCount", "metadata": {user metadata},
+               "job": the job each run is, in `kinds.job`'s normal form (read back from the
+                      job specification with `job.from_rest`; poolId None with a pool per
+                      run), so whatever the job kind knows of a job, a run has too,
                "runSpec" (a hash of what each run gets: its tasks, its pool per run, the job
                manager's version; carried on the manager task as BSPEC_RUN_SPEC)}
-    for create {"tasks": [task props, `kinds.task`'s whole form], "usesTaskDependencies",
+    for create {"tasks": [task props, `kinds.task`'s whole form, with "id"],
                "autoPool": pool props or None, "logsContainer"}
 
 info: "sasExpiry" (ISO; when the SAS URLs of the schedule's job specification run out),
@@ -26,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bspec.common import durations
+from bspec.kinds import job as job_kind
 from bspec.kinds import pool as pool_kind
 from bspec.kinds import task as task_kind
 from bspec.kinds.base import (
@@ -39,7 +41,6 @@ from bspec.kinds.base import (
     seconds,
     stale,
 )
-from bspec.kinds.job import SCHEDULE_METADATA
 from bspec.model import (
     STACK_METADATA,
     Action,
@@ -62,13 +63,9 @@ FINISHED = ("completed", "terminating")
 
 FIELDS = {
     "schedule": Rule.UPDATE,
-    "poolId": Rule.UPDATE,
-    "priority": Rule.UPDATE,
-    "maxWallClockTime": Rule.UPDATE,
-    "maxTaskRetryCount": Rule.UPDATE,
-    "metadata": Rule.UPDATE,
+    "job": Rule.UPDATE,
     "runSpec": Rule.UPDATE,
-    **{f: Rule.IGNORE for f in ("tasks", "usesTaskDependencies", "autoPool", "logsContainer")},
+    **{f: Rule.IGNORE for f in ("tasks", "autoPool", "logsContainer")},
 }
 
 
@@ -124,14 +121,9 @@ def props_of(s: ScheduleSpec, d: DesiredState) -> dict[str, Any]:
             "doNotRunAfter": utc_text(s.do_not_run_after),
             "startWindow": seconds(s.start_window),
         },
-        "poolId": None if s.auto_pool else s.pool_id,
-        "priority": s.priority,
-        "maxWallClockTime": seconds(s.constraints.max_wall_clock_time),
-        "maxTaskRetryCount": s.constraints.max_task_retry_count,
-        "metadata": dict(s.metadata),
+        "job": {**job_kind.props_of(s.job), **({"poolId": None} if s.auto_pool else {})},
         "runSpec": s.run_spec,
         "tasks": [{"id": t.id, **task_kind.props_of(t, names, logs)} for t in s.tasks],
-        "usesTaskDependencies": s.uses_task_dependencies,
         "autoPool": auto_pool,
         "logsContainer": logs,
     }
@@ -153,10 +145,6 @@ def from_rest(s: Mapping[str, Any], sas_expiry: str | None = None) -> Resource:
     spec = s.get("jobSpecification") or {}
     manager = spec.get("jobManagerTask") or {}
     env = {e.get("name"): e.get("value") for e in manager.get("environmentSettings") or ()}
-    c = spec.get("constraints") or {}
-    job_meta = {m.get("name"): m.get("value") for m in spec.get("metadata") or ()}
-    for name in (STACK_METADATA, SCHEDULE_METADATA):
-        job_meta.pop(name, None)
     props = {
         "schedule": {
             "recurrenceInterval": _secs(sched.get("recurrenceInterval")),
@@ -164,11 +152,8 @@ def from_rest(s: Mapping[str, Any], sas_expiry: str | None = None) -> Resource:
             "doNotRunAfter": utc_text(sched.get("doNotRunAfter")),
             "startWindow": _secs(sched.get("startWindow")),
         },
-        "poolId": (spec.get("poolInfo") or {}).get("poolId"),
-        "priority": spec.get("priority") or 0,
-        "maxWallClockTime": _secs(c.get("maxWallClockTime")),
-        "maxTaskRetryCount": c.get("maxTaskRetryCount") or 0,
-        "metadata": job_meta,
+        # the job kind reads a job specification as it reads a job (same field names)
+        "job": dict(job_kind.from_rest({**spec, "id": s["id"]}).props),
         "runSpec": env.get(RUN_SPEC_ENV),
     }
     info_in = s.get("executionInfo") or {}
@@ -278,14 +263,12 @@ def plan(ctx: PlanContext) -> list[Change]:
         reasons: list[Reason] = []
         if "schedule" in fields:
             reasons.append(reason("scheduleTimesChanged"))
-        if {"runSpec", "poolId"} & set(fields):
+        if "runSpec" in fields:
             reasons.append(reason("scheduleRunsChanged"))
-        if "priority" in fields:
-            reasons.append(reason("priorityChanged"))
-        if "maxWallClockTime" in fields or "maxTaskRetryCount" in fields:
-            reasons.append(reason("constraintsChanged"))
-        if "metadata" in fields:
-            reasons.append(reason("metadataChanged"))
+        if "job" in fields:
+            jobs = (after.props["job"], before.props["job"])
+            changed = sorted(k for k in {*jobs[0], *jobs[1]} if jobs[0].get(k) != jobs[1].get(k))
+            reasons.append(reason("scheduleJobChanged", fields=changed))
         if "owner" in fields:
             reasons.append(reason("adopted", stack=ctx.stack))
         expiry = _refresh_due(before, after)
@@ -324,6 +307,10 @@ DEF = KindDef(
         "scheduleRunsChanged": lambda v: (
             "what each run does changed (in place: runs that start after this apply get it; "
             "a run in progress keeps its tasks)"
+        ),
+        "scheduleJobChanged": lambda v: (
+            f"each run's job changed ({', '.join(v['fields'])}; in place: runs that start "
+            "after this apply)"
         ),
         "sasRefresh": lambda v: f"its SAS tokens run out at {v['expiry']}: new ones in place",
     },

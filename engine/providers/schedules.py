@@ -27,7 +27,7 @@ from bspec.errors import ConflictError, NotFoundError, ServiceError, TransientSe
 from bspec.kinds import schedule as schedule_kind
 from bspec.kinds.job import SCHEDULE_METADATA
 from bspec.model import STACK_METADATA, Address, Resource
-from bspec.providers.batch import UNLIMITED, BatchProvider, SasMaker
+from bspec.providers.batch import BatchProvider, SasMaker
 from bspec.providers.errors import sdk_errors
 from bspec.providers.storage import StorageProvider
 from bspec.schedules import SCRIPT, script_bytes
@@ -150,16 +150,14 @@ def job_specification(
     where = folder(schedule_id)
     upload_bytes(storage, logs, f"{where}/{SCRIPT}", script_bytes())
     upload_bytes(storage, logs, f"{where}/{TASKS_BLOB}", task_collection(batch, p, sas, waves))
-    constraints: dict[str, Any] = {
-        "maxTaskRetryCount": p["maxTaskRetryCount"],
-        "maxWallClockTime": _duration(p["maxWallClockTime"]) or UNLIMITED,
-    }
-    if p["poolId"] is not None:
-        pool_info: dict[str, Any] = {"poolId": p["poolId"]}
-    else:
+    # The job each run is: the body a plain job of the spec would be created with (so the
+    # job kind's fields reach the runs too), without its id, on the schedule's pool info.
+    spec = batch.job_body(Resource(Address.job(schedule_id), p["job"]))
+    spec.pop("id", None)
+    if p["autoPool"] is not None:
         pool = batch.pool_body(Resource(Address.pool(schedule_id), p["autoPool"]), sas)
         pool.pop("id", None)
-        pool_info = {
+        spec["poolInfo"] = {
             "autoPoolSpecification": {
                 "autoPoolIdPrefix": schedule_id[:20],
                 "poolLifetimeOption": "job",
@@ -167,18 +165,11 @@ def job_specification(
                 "pool": pool,
             }
         }
+    # noaction until the manager has added the tasks (a job with none would end at once)
+    spec["onAllTasksComplete"] = "noaction"
+    spec["metadata"].insert(1, {"name": SCHEDULE_METADATA, "value": schedule_id})
     return {
-        "priority": p["priority"],
-        "constraints": constraints,
-        "usesTaskDependencies": p["usesTaskDependencies"],
-        # noaction until the manager has added the tasks (a job with none would end at once)
-        "onAllTasksComplete": "noaction",
-        "poolInfo": pool_info,
-        "metadata": [
-            {"name": STACK_METADATA, "value": batch.stack},
-            {"name": SCHEDULE_METADATA, "value": schedule_id},
-            *({"name": k, "value": v} for k, v in p["metadata"].items()),
-        ],
+        **spec,
         "jobManagerTask": {
             "id": schedule_kind.MANAGER_ID,
             "displayName": "bspec job manager: adds the run's tasks",

@@ -46,7 +46,7 @@ def schedules_json(desired: DesiredState, task_json: TaskJson) -> dict[str, Any]
                 "id": s.id,
                 "poolId": s.pool_id,
                 "schedule": _when(s),
-                "priority": s.priority,
+                "priority": s.job.priority,
                 "outputs": [
                     {"container": o.container, "to": o.to, "prefix": o.prefix} for o in s.outputs
                 ],

@@ -151,10 +151,9 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
             job_tasks.expand(template, (*path, "tasks", t), job_scope)
         built = job_tasks.finish()
         if is_scheduled(job):  # a job schedule; its runs get `built` from the job manager
-            spec = _job(r, job, path, pool.id, refs, uses_deps=False)
-            schedules.append(
-                scheduled_job(r, job, path, pool, built, spec.constraints, spec.outputs)
-            )
+            deps = any(t.depends_on or t.depends_on_ranges for t in built)
+            spec = _job(r, job, path, pool.id, refs, uses_deps=deps)
+            schedules.append(scheduled_job(r, job, path, pool, built, spec))
             continue
         tasks.extend(built)
         job_specs.append(

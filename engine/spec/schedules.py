@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bspec.model import (
-    JobConstraintsSpec,
-    JobOutputSpec,
+    JobSpec,
     OutputFileSpec,
     PoolSpec,
     ScheduleSpec,
@@ -106,10 +105,10 @@ def scheduled_job(
     path: PathKey,
     pool: PoolSpec,
     tasks: Sequence[TaskSpec],
-    constraints: JobConstraintsSpec,
-    outputs: Sequence[JobOutputSpec],
+    spec: JobSpec,
 ) -> ScheduleSpec:
-    """The schedule a job with `schedule:` becomes; problems go to `r`."""
+    """The schedule a job with `schedule:` becomes (`spec`: the job each run is, as the
+    renderer builds a plain job); problems go to `r`."""
     given: Mapping[str, Any] = job["schedule"]
     where: PathKey = (*path, "schedule")
     interval = _duration(r, given, "recurrenceInterval", where)
@@ -141,21 +140,15 @@ def scheduled_job(
         )
     )
     tasks = tuple(dataclasses.replace(t, output_files=run_outputs(t.output_files)) for t in tasks)
-    uses_deps = any(t.depends_on or t.depends_on_ranges for t in tasks)
     return ScheduleSpec(
         id=str(job["id"]),
-        pool_id=pool.id,
+        job=spec,
         recurrence_interval=interval,
         do_not_run_until=until,
         do_not_run_after=after,
         start_window=window,
         auto_pool=per_run,
         pool=pool,
-        priority=int(job.get("priority", 0)),
-        constraints=constraints,
-        uses_task_dependencies=uses_deps,
-        metadata=tuple((job.get("metadata") or {}).items()),
-        outputs=tuple(outputs),
         tasks=tasks,
         file_sets=file_sets,
         planned_at=dt.datetime.now(dt.UTC).replace(microsecond=0),

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bspec import api
+from bspec import api, operations
 from bspec import local as services
+from bspec.reporting.reporter import QuietReporter
 from jsonschema import Draft202012Validator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,8 +121,18 @@ def test_nightly_runs_twice_keeps_both_outputs_and_destroys_cleanly(
     # No doNotRunAfter: the schedule outlives its 7-day SAS tokens, and the plan says when.
     assert any(f"schedule/{job}" in w and "run out at" in w for w in planned["warnings"])
 
-    applied = api.apply(spec, wait=False)
+    # Applied with 1-day SAS tokens, the next plan renews them in place (within 2 days).
+    applied = operations.apply(
+        spec, QuietReporter(), yes=True, wait=False, sas_ttl=dt.timedelta(days=1)
+    ).data
     assert applied["summary"]["create"] >= 1
+    renew = api.plan(spec)
+    assert [(c["action"], c["address"], c["fields"]) for c in renew["changes"]] == [
+        ("update", f"schedule/{job}", ["sas"])
+    ]
+    assert "new ones in place" in renew["changes"][0]["reason"]
+    api.apply(spec, wait=False)
+    assert api.plan(spec)["changes"] == []
     status = api.status(spec)
     _valid(status, "status")
     (sched,) = status["schedules"]

@@ -63,9 +63,10 @@ def rest(after: Resource, *, state: str = "active", expiry: str | None = None) -
             **{k: s[k] for k in ("doNotRunUntil", "doNotRunAfter") if s[k]},
         },
         "jobSpecification": {
-            "poolInfo": {"poolId": p["poolId"]},
-            "priority": p["priority"],
-            "constraints": {"maxTaskRetryCount": p["maxTaskRetryCount"]},
+            "poolInfo": {"poolId": p["job"]["poolId"]},
+            "priority": p["job"]["priority"],
+            "constraints": {"maxTaskRetryCount": p["job"]["maxTaskRetryCount"]},
+            "usesTaskDependencies": p["job"]["usesTaskDependencies"],
             "metadata": [
                 {"name": STACK_METADATA, "value": "st"},
                 {"name": SCHEDULE_METADATA, "value": after.address.parts[0]},
@@ -106,7 +107,7 @@ def test_a_scheduled_job_renders_as_a_schedule_with_run_folders(tmp_path: Path) 
     (s,) = d.of_kind(SCHEDULE)
     assert s.recurrence_interval == dt.timedelta(hours=1)
     assert [t.id for t in s.tasks] == ["c-a", "c-b", "total"]
-    assert s.uses_task_dependencies
+    assert s.job.uses_task_dependencies and s.job.id == "nightly"
     assert RUN_JOB_ID in s.tasks[0].command_line  # {{ run }}
     assert [o.path for o in s.tasks[0].output_files] == [RUN_JOB_ID]  # a wildcard: a folder
     assert [o.path for o in s.tasks[2].output_files] == [f"{RUN_JOB_ID}/total.txt"]
@@ -118,7 +119,7 @@ def test_a_pool_per_run_is_no_standing_pool(tmp_path: Path) -> None:
     d = render(tmp_path, spec("recurrenceInterval: PT1H, poolPerRun: true"), FILES)
     assert d.pool is None
     after = desired_schedule(d)
-    assert after.props["poolId"] is None and after.props["autoPool"]["vmSize"]
+    assert after.props["job"]["poolId"] is None and after.props["autoPool"]["vmSize"]
 
 
 def test_run_is_undefined_outside_scheduled_jobs(tmp_path: Path) -> None:
@@ -326,3 +327,27 @@ def test_every_schedule_is_a_registered_kind_between_pools_and_jobs() -> None:
 
     names = [k.kind.value for k in KINDS]
     assert names.index("pool") < names.index("schedule") < names.index("job")
+
+
+def test_a_saved_plan_keeps_its_schedules(tmp_path: Path) -> None:
+    from bspec import saved_plan
+
+    d = render(
+        tmp_path, spec("recurrenceInterval: PT1H, doNotRunUntil: '2030-01-02T02:00:00Z'"), FILES
+    )
+    p = plan(d, only(d))
+    saved_plan.save(tmp_path / "plan.json", p, d, {}, adopt=False)
+    back = saved_plan.load(tmp_path / "plan.json").desired
+    assert back.of_kind(SCHEDULE) == d.of_kind(SCHEDULE)
+    assert plan(back, only(back)).changes == p.changes
+
+
+def test_what_each_runs_job_says_changes_in_place(tmp_path: Path) -> None:
+    d = render(tmp_path, spec(), FILES)
+    have = rest(desired_schedule(d))
+    urgent = render(
+        tmp_path, spec().replace("  - id: nightly\n", "  - id: nightly\n    priority: 5\n"), FILES
+    )
+    c, _ = schedule_change(urgent, have)
+    assert (c.action, c.fields) == (Action.UPDATE, ("job",))
+    assert "each run's job changed (priority;" in reason_text(c.reasons)

@@ -220,10 +220,8 @@ class Schedules:
         for c in changes:
             if c.after is None:
                 continue
-            if c.action in (Action.CREATE, Action.REPLACE):
-                schedules.create_schedule(batch, c.after, run.sas, run.storage, waves)
-            elif c.action is Action.UPDATE:
-                schedules.update_schedule(batch, c.after, run.sas, run.storage, waves)
+            create = c.action in (Action.CREATE, Action.REPLACE)
+            schedules.write_schedule(batch, c.after, run.sas, run.storage, waves, create=create)
 
     def read(self, run: ReadRun) -> Collect:
         return run.pool.submit(schedules.read_schedules, run.batch).result

@@ -188,56 +188,50 @@ def job_specification(
     }
 
 
-def create_schedule(
+def write_schedule(
     batch: BatchProvider,
     schedule: Resource,
     sas: SasMaker,
     storage: StorageProvider,
     waves: Waves,
+    *,
+    create: bool,
 ) -> None:
+    """Create a schedule, or PATCH the whole updatable part of one: the times, the job
+    specification (new SAS URLs, the tasks of later runs) and the metadata. Runs in
+    progress keep what they started with."""
     schedule_id = schedule.address.parts[0]
     body = {
-        "id": schedule_id,
         "schedule": schedule_config(schedule.props),
         "jobSpecification": job_specification(batch, schedule, sas, storage, waves),
         "metadata": [{"name": STACK_METADATA, "value": batch.stack}],
     }
+    if not create:
+        with sdk_errors("batch", f"update job schedule {schedule_id}"):
+            batch.send("PATCH", _path(schedule_id), body=body)
+        return
     deadline = time.monotonic() + 300
     while True:
         try:
             with sdk_errors("batch", f"create job schedule {schedule_id}"):
-                batch.send("POST", "jobschedules", body=body)
+                batch.send("POST", "jobschedules", body={"id": schedule_id, **body})
             return
         except ServiceError as err:
             if err.service_code == "JobScheduleBeingDeleted" and time.monotonic() < deadline:
                 time.sleep(0.5)
                 continue
-            if err.service_code == "JobScheduleExists":
-                # a retried create that had gone through: make it what this apply wants
-                put = {k: body[k] for k in ("schedule", "jobSpecification", "metadata")}
-                with sdk_errors("batch", f"replace job schedule {schedule_id}"):
-                    batch.send("PUT", _path(schedule_id), body=put)
-                return
-            raise
-
-
-def update_schedule(
-    batch: BatchProvider,
-    schedule: Resource,
-    sas: SasMaker,
-    storage: StorageProvider,
-    waves: Waves,
-) -> None:
-    """PATCH the whole updatable part: the times, the job specification (new SAS URLs, the
-    tasks of later runs) and the metadata. Runs in progress keep what they started with."""
-    schedule_id = schedule.address.parts[0]
-    body = {
-        "schedule": schedule_config(schedule.props),
-        "jobSpecification": job_specification(batch, schedule, sas, storage, waves),
-        "metadata": [{"name": STACK_METADATA, "value": batch.stack}],
-    }
-    with sdk_errors("batch", f"update job schedule {schedule_id}"):
-        batch.send("PATCH", _path(schedule_id), body=body)
+            there = (
+                get_schedule(batch, schedule_id)
+                if err.service_code == "JobScheduleExists"
+                else None
+            )
+            meta = {m.get("name"): m.get("value") for m in (there or {}).get("metadata") or ()}
+            if meta.get(STACK_METADATA) != batch.stack:
+                raise
+            # a retried create that had gone through: make it what this apply wants
+            with sdk_errors("batch", f"replace job schedule {schedule_id}"):
+                batch.send("PUT", _path(schedule_id), body=body)
+            return
 
 
 def delete_schedule(batch: BatchProvider, schedule_id: str) -> None:
@@ -278,13 +272,12 @@ def wait_schedules_gone(batch: BatchProvider, ids: Sequence[str], timeout: float
 
 __all__ = [
     "ConflictError",
-    "create_schedule",
     "delete_schedule",
     "folder",
     "get_schedule",
     "read_schedules",
     "recent_runs",
     "sas_expiry",
-    "update_schedule",
     "wait_schedules_gone",
+    "write_schedule",
 ]

@@ -78,7 +78,9 @@ def _without_job_fields(text: str) -> str:
 
 def _nightly(tmp_path: Path, first_run: dt.datetime) -> Path:
     specs = tmp_path / "specs"
-    shutil.copytree(REPO / "specs" / "nightly", specs / "nightly")
+    specs.mkdir()
+    scaffold = Path("templates", "init", "nightly")
+    shutil.copytree(REPO / scaffold, tmp_path / scaffold)
     text = _without_job_fields((REPO / "specs" / "nightly.yaml").read_text("utf-8"))
     when = first_run.strftime("%Y-%m-%dT%H:%M:%SZ")
     text, n = re.subn(r'doNotRunUntil: "[^"]+"', f'doNotRunUntil: "{when}"', text)

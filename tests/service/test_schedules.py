@@ -2,7 +2,8 @@
 is stepped (never waited) across two recurrences. Both runs get their tasks from bspec's
 job manager, run them and end (so the later run is not blocked by the earlier one), their
 outputs land in a folder per run, a converged plan leaves the runs alone, `status` lists
-them with the next run time, and `destroy` removes the schedule with its runs.
+them with the next run time, and `destroy` removes the schedule with its runs. A schedule
+with `poolPerRun` runs each job on a pool of its own that goes when the run ends.
 
 The copy applied here leaves out the job's `preparation:` and the task's `onExit:` (another
 branch adds those fields at the same time). LEAD: after merging i14-jobs, apply the spec
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
 from bspec import api, operations
 from bspec import local as services
 from bspec.reporting.reporter import QuietReporter
@@ -174,3 +177,48 @@ def test_nightly_runs_twice_keeps_both_outputs_and_destroys_cleanly(
     status = api.status(spec)
     assert status["schedules"][0]["exists"] is False
     assert status["pool"]["exists"] is False
+
+
+POOL_PER_RUN = """apiVersion: bspec/v1
+name: perrun
+storage:
+  containers:
+    output: {}
+pool:
+  id: perrun-pool
+  vmSize: standard_d2s_v3
+  image: {publisher: canonical, offer: 0001-com-ubuntu-server-jammy, sku: 22_04-lts,
+          nodeAgentSku: batch.node.ubuntu 22.04}
+  nodes: 1
+  taskSlotsPerNode: 2
+jobs:
+  - id: hourly
+    schedule: {recurrenceInterval: PT1H, poolPerRun: true}
+    tasks:
+      - id: hello
+        commands: ["echo {{ run }} on $AZ_BATCH_POOL_ID > hello.txt"]
+        outputFiles: [{pattern: hello.txt, container: output}]
+    outputs: [{container: output, to: out}]
+"""
+
+
+def test_a_pool_per_run_comes_and_goes_with_the_run(manual_home: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "perrun.yaml"
+    spec.write_text(POOL_PER_RUN, "utf-8")
+    planned = api.plan(spec)
+    assert "pool/perrun-pool" not in {c["address"] for c in planned["changes"]}
+    api.apply(spec, wait=False)  # no doNotRunUntil: the first run starts at once
+    run = _run_done(spec, "hourly:job-1")
+    assert run["taskCounts"]["succeeded"] == 2
+    api.outputs(spec)
+    text = (tmp_path / "out" / "hourly:job-1" / "hello.txt").read_text().split()
+    assert text[0] == "hourly:job-1" and text[2] != "perrun-pool"  # a pool of its own
+    ends = services.ensure_running(manual_home)
+    with BatchClient(ends.batch_url, AzureNamedKeyCredential(ends.account, ends.key)) as c:
+        deadline = time.monotonic() + 30
+        while [p.id for p in c.list_pools()] and time.monotonic() < deadline:
+            time.sleep(0.2)  # the run's pool goes with its job (deleted, then gone)
+        assert [p.id for p in c.list_pools()] == []
+    assert api.status(spec)["pool"] is None
+    api.destroy(spec)
+    assert api.status(spec)["schedules"][0]["exists"] is False

@@ -7,7 +7,8 @@
                       run), so whatever the job kind knows of a job, a run has too,
                "runSpec" (a hash of what each run gets: its tasks, its pool per run, the job
                manager's version; carried on the manager task as BSPEC_RUN_SPEC)}
-    for create {"tasks": [task props, `kinds.task`'s whole form, with "id"],
+    for create {"jobBody": the job's whole normal form (also the fields in MANAGED),
+               "tasks": [task props, `kinds.task`'s whole form, with "id"],
                "autoPool": pool props or None, "logsContainer"}
 
 info: "sasExpiry" (ISO; when the SAS URLs of the schedule's job specification run out),
@@ -61,12 +62,19 @@ SAS_LIFETIME = timedelta(days=7)  # the storage provider's default SAS lifetime 
 SAS_REFRESH = timedelta(days=2)  # apply refreshes tokens this close to running out
 FINISHED = ("completed", "terminating")
 
+# Job fields the job manager sets on each run, not the job specification: not compared.
+MANAGED = frozenset({"onAllTasksComplete"})
+
 FIELDS = {
     "schedule": Rule.UPDATE,
     "job": Rule.UPDATE,
     "runSpec": Rule.UPDATE,
-    **{f: Rule.IGNORE for f in ("tasks", "autoPool", "logsContainer")},
+    **{f: Rule.IGNORE for f in ("jobBody", "tasks", "autoPool", "logsContainer")},
 }
+
+
+def _compared_job(props: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if k not in MANAGED}
 
 
 def address(schedule_id: str) -> Address:
@@ -114,6 +122,7 @@ def props_of(s: ScheduleSpec, d: DesiredState) -> dict[str, Any]:
     names = container_names(d)
     logs = d.logs_container.name
     auto_pool = pool_kind.props_of(s.pool, names) if s.auto_pool and s.pool else None
+    job = {**job_kind.props_of(s.job), **({"poolId": None} if s.auto_pool else {})}
     return {
         "schedule": {
             "recurrenceInterval": seconds(s.recurrence_interval),
@@ -121,7 +130,8 @@ def props_of(s: ScheduleSpec, d: DesiredState) -> dict[str, Any]:
             "doNotRunAfter": utc_text(s.do_not_run_after),
             "startWindow": seconds(s.start_window),
         },
-        "job": {**job_kind.props_of(s.job), **({"poolId": None} if s.auto_pool else {})},
+        "job": _compared_job(job),
+        "jobBody": job,  # the job kind's whole form, to create each run's job from
         "runSpec": s.run_spec,
         "tasks": [{"id": t.id, **task_kind.props_of(t, names, logs)} for t in s.tasks],
         "autoPool": auto_pool,
@@ -153,7 +163,7 @@ def from_rest(s: Mapping[str, Any], sas_expiry: str | None = None) -> Resource:
             "startWindow": _secs(sched.get("startWindow")),
         },
         # the job kind reads a job specification as it reads a job (same field names)
-        "job": dict(job_kind.from_rest({**spec, "id": s["id"]}).props),
+        "job": _compared_job(job_kind.from_rest({**spec, "id": s["id"]}).props),
         "runSpec": env.get(RUN_SPEC_ENV),
     }
     info_in = s.get("executionInfo") or {}

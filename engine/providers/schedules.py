@@ -152,7 +152,7 @@ def job_specification(
     upload_bytes(storage, logs, f"{where}/{TASKS_BLOB}", task_collection(batch, p, sas, waves))
     # The job each run is: the body a plain job of the spec would be created with (so the
     # job kind's fields reach the runs too), without its id, on the schedule's pool info.
-    spec = batch.job_body(Resource(Address.job(schedule_id), p["job"]))
+    spec = batch.job_body(Resource(Address.job(schedule_id), p["jobBody"]))
     spec.pop("id", None)
     if p["autoPool"] is not None:
         pool = batch.pool_body(Resource(Address.pool(schedule_id), p["autoPool"]), sas)

@@ -238,7 +238,8 @@ def _refresh_due(before: Resource, after: Resource) -> str | None:
 def plan(ctx: PlanContext) -> list[Change]:
     specs = [from_spec(s, ctx.desired) for s in ctx.desired.of_kind(SCHEDULE)]
     wanted = {r.address for r in specs}
-    changes = [gone(r, reason("scheduleRuns")) for r in stale(ctx, SCHEDULE, wanted)]
+    old = stale(ctx, SCHEDULE, wanted) + unlisted(ctx, wanted)
+    changes = [gone(r, reason("scheduleRuns")) for r in old]
     for after in specs:
         addr = after.address
         before = ctx.actual.get(addr)
@@ -293,6 +294,22 @@ def plan(ctx: PlanContext) -> list[Change]:
             changes.append(Change(Action.NOOP, addr, before, after))
     ctx.warnings.extend(message for _code, message, _addr in warnings(changes))
     return changes
+
+
+def unlisted(ctx: PlanContext, wanted: set[Address]) -> list[Resource]:
+    """The stack's schedules known only from the jobs of their runs: schedules are listed
+    only for specs that have some (and for destroy), so one gone from the spec is found
+    through its runs. (One that never ran is found by destroy.)"""
+    named = {
+        address(str(r.info["schedule"]))
+        for r in ctx.actual.of_kind(Kind.JOB)
+        if r.owner == ctx.stack and r.info.get("schedule") and r.state != "deleting"
+    }
+    return [
+        Resource(a, {}, owner=ctx.stack, state="active")
+        for a in sorted(named)
+        if a not in wanted and ctx.actual.get(a) is None
+    ]
 
 
 def _schedule_words(v: Mapping[str, Any]) -> str:

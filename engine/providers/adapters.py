@@ -68,6 +68,7 @@ class ReadRun:
     storage: StorageProvider
     pool: Executor
     read: dict[Kind, list[Resource]] = field(default_factory=dict)
+    schedules: bool = False  # list job schedules even when the spec has none (destroy)
 
 
 Collect = Callable[[], list[Resource]]
@@ -224,6 +225,11 @@ class Schedules:
             schedules.write_schedule(batch, c.after, run.sas, run.storage, waves, create=create)
 
     def read(self, run: ReadRun) -> Collect:
+        """One list, only when the spec has scheduled jobs or for destroy: specs without
+        schedules read what they always did (a schedule gone from the spec is still found
+        through the jobs of its runs: `kinds.schedule.plan`)."""
+        if not (run.schedules or run.desired.of_kind(Kind("schedule"))):
+            return lambda: []
         return run.pool.submit(schedules.read_schedules, run.batch).result
 
 

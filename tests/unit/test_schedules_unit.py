@@ -351,3 +351,25 @@ def test_what_each_runs_job_says_changes_in_place(tmp_path: Path) -> None:
     c, _ = schedule_change(urgent, have)
     assert (c.action, c.fields) == (Action.UPDATE, ("job",))
     assert "each run's job changed (priority;" in reason_text(c.reasons)
+
+
+def test_a_schedule_gone_from_the_spec_is_found_through_its_runs(tmp_path: Path) -> None:
+    """Specs without schedules do not list them (their request counts stay), so a schedule
+    removed from the spec is found through the jobs of its runs."""
+    plain = render(
+        tmp_path,
+        spec()
+        .replace("    schedule: {recurrenceInterval: PT1H}\n", "")
+        .replace("; echo {{ run }}", ""),
+        FILES,
+    )
+    run = Resource(
+        Address.job("nightly:job-3"),
+        {},
+        owner="st",
+        state="completed",
+        info={"schedule": "nightly"},
+    )
+    p = plan(plain, only(plain, run))
+    deleted = [str(c.address) for c in p.changes if c.action is Action.DELETE]
+    assert deleted == ["schedule/nightly"]

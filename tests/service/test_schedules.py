@@ -136,7 +136,7 @@ def test_nightly_runs_twice_keeps_both_outputs_and_destroys_cleanly(
         ("update", f"schedule/{job}", ["sas"])
     ]
     assert "new ones in place" in renew["changes"][0]["reason"]
-    api.apply(spec, wait=False)
+    _valid(api.apply(spec, wait=False), "apply")
     assert api.plan(spec)["changes"] == []
     status = api.status(spec)
     _valid(status, "status")
@@ -172,6 +172,7 @@ def test_nightly_runs_twice_keeps_both_outputs_and_destroys_cleanly(
     assert again["changes"] == [], again["changes"]
 
     gone = api.destroy(spec)
+    _valid(gone, "destroy")
     deleted = {c["address"] for c in gone["changes"] if c["action"] == "delete"}
     assert {f"schedule/{job}", f"job/{job}:job-1", f"job/{job}:job-2"} <= deleted
     status = api.status(spec)

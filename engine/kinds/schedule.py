@@ -219,7 +219,7 @@ def warnings(changes: list[Change]) -> list[tuple[str, str, str]]:
                 f"{c.address}: the SAS tokens its runs read their files with run out at {when}, "
                 "before its last run; a run after that cannot read them. `bspec apply` "
                 f"refreshes them in place once they are within {SAS_REFRESH.days} days of "
-                "running out: apply again before then (e.g. from a weekly job)",
+                "running out: apply again before then (a daily `bspec apply` does)",
                 str(c.address),
             )
         )

@@ -16,7 +16,11 @@ import typer
 from bspec.cli import JSON_HELP, app, emit_json, out
 from bspec.common import durations
 from bspec.model import DesiredState, ResourceFileSpec, TaskSpec
-from bspec.reporting.schedules import schedule_lines, schedules_json
+from bspec.reporting.schedules import (
+    schedule_lines,
+    schedules_json,
+    validate_schedule_lines,
+)
 from bspec.spec import load, parse_var_flags
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
@@ -51,6 +55,8 @@ def validate_command(
     for job in summary["jobs"]:
         deps = ", with dependencies" if job["usesTaskDependencies"] else ""
         out.print(f"  job       {job['id']:<14} {job['tasks']} task(s){deps}", markup=False)
+    for line in validate_schedule_lines(desired):
+        out.print(line, markup=False)
     out.print(f"  {summary['tasks']} task(s) in all", markup=False)
 
 

@@ -81,4 +81,10 @@ def schedule_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["fixed_files_note", "schedule_lines", "schedules_json"]
+def validate_schedule_lines(desired: DesiredState) -> list[str]:
+    """What `validate` says of each scheduled job (its tasks are per run, not in the count)."""
+    found: tuple[ScheduleSpec, ...] = desired.of_kind(Kind("schedule"))
+    return [f"  schedule  {s.id:<14} {len(s.tasks)} task(s) per run" for s in found]
+
+
+__all__ = ["fixed_files_note", "schedule_lines", "schedules_json", "validate_schedule_lines"]

@@ -52,3 +52,22 @@ def test_nightly_scaffold_is_a_schedule_whose_scripts_work(
         text=True,
     )
     assert total.stdout.strip() == "2 files, 17 words"
+
+
+def test_render_says_the_files_are_fixed_at_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "nights"
+    main(["init", str(project), "--template", "nightly"])
+    spec = project / "bspec.yaml"
+    spec.write_text(_without_job_fields(spec.read_text("utf-8")), "utf-8")
+    capsys.readouterr()
+    main(["render", str(spec)])
+    text = capsys.readouterr().out
+    assert "schedule/nights-job  pool=nights-pool every P1D" in text
+    assert "files added later reach the runs only after the next `bspec apply`" in text
+    assert "outputFile: *.count -> results/$AZ_BATCH_JOB_ID" in text
+    main(["render", str(spec), "--json"])
+    (schedule,) = json.loads(capsys.readouterr().out)["schedules"]
+    assert "fixed when the spec is applied" in schedule["note"]
+    assert [t["id"] for t in schedule["tasks"]] == ["count-fox", "count-night", "total"]

@@ -265,6 +265,8 @@ class FakeBatch(http.server.BaseHTTPRequestHandler):
                 "value": [
                     {"taskId": t["id"], "status": "clientError", "error": {"code": "TaskExists"}}
                     if t["id"] == "t0"
+                    else {"taskId": t["id"], "status": "clientError", "error": {"code": "Bad"}}
+                    if t["id"] == "bad"
                     else {"taskId": t["id"], "status": "success"}
                     for t in body["value"]
                 ]
@@ -373,3 +375,36 @@ def test_a_schedule_gone_from_the_spec_is_found_through_its_runs(tmp_path: Path)
     p = plan(plain, only(plain, run))
     deleted = [str(c.address) for c in p.changes if c.action is Action.DELETE]
     assert deleted == ["schedule/nightly"]
+
+
+def test_a_task_batch_refuses_fails_the_manager_but_the_run_still_ends(
+    fake_batch: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(json.dumps({"version": 1, "waves": [[{"id": "ok"}, {"id": "bad"}]]}))
+    monkeypatch.setenv("AZ_BATCH_AUTHENTICATION_TOKEN", "tok")
+    monkeypatch.setenv("AZ_BATCH_ACCOUNT_URL", fake_batch)
+    monkeypatch.setenv("AZ_BATCH_JOB_ID", "n:job-1")
+    monkeypatch.setattr(jobmanager, "PAUSE", 0.01)
+    assert jobmanager.main(["jobmanager.py", str(tasks)]) == 1
+    assert FakeBatch.calls[-1][0] == "PATCH"  # a run left open would block the next ones
+    err = capsys.readouterr().err
+    assert "bad: Bad" in err and "tok" not in err
+
+
+def test_the_manager_is_standard_library_python_3_8() -> None:
+    import ast
+    import sys
+
+    source = Path(jobmanager.__file__).read_text("utf-8")
+    tree = ast.parse(source, feature_version=(3, 8))
+    imported = {
+        (n.module or "") if isinstance(n, ast.ImportFrom) else a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    }
+    assert {m.split(".")[0] for m in imported} <= set(sys.stdlib_module_names) | {"__future__"}

@@ -31,6 +31,8 @@ from bspec import local as services
 from bspec.reporting.reporter import QuietReporter
 from jsonschema import Draft202012Validator
 
+pytestmark = pytest.mark.service  # its own services (a manual clock), not the session's
+
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT_SCHEMA = json.loads((REPO / "schema" / "output.schema.json").read_text("utf-8"))
 

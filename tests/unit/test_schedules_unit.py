@@ -408,3 +408,57 @@ def test_the_manager_is_standard_library_python_3_8() -> None:
         for a in n.names
     }
     assert {m.split(".")[0] for m in imported} <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+# ------------------------------------------------------------------------- what bspec sends
+
+
+class _Uploads:
+    """Stands in for the storage provider: what would be uploaded, by blob name."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def upload(self, container: str, name: str, path: str, md5: str) -> int:
+        self.blobs[f"{container}/{name}"] = Path(path).read_bytes()
+        return 0
+
+
+def test_the_job_specification_keeps_runs_from_blocking_each_other(tmp_path: Path) -> None:
+    from bspec.providers import schedules as provider
+    from bspec.providers.adapters import waves
+    from bspec.providers.batch import BatchProvider
+
+    d = render(tmp_path, spec(), FILES)
+    after = desired_schedule(d)
+    batch = BatchProvider(client=None, blob_base="http://h/acct", stack="st")  # type: ignore[arg-type]
+    uploads = _Uploads()
+
+    def sas(container: str, blob: str | None, perm: str) -> str:
+        return f"http://h/acct/{container}/{blob or ''}?se=2030-01-01T00%3A00%3A00Z&sp={perm}&sig=S"
+
+    body = provider.job_specification(batch, after, sas, uploads, waves)  # type: ignore[arg-type]
+    manager = body["jobManagerTask"]
+    assert manager["killJobOnCompletion"] is False  # the job outlives its manager
+    assert manager["authenticationTokenSettings"] == {"access": ["job"]}
+    assert body["onAllTasksComplete"] == "noaction"  # the manager switches it once tasks are in
+    assert body["usesTaskDependencies"] is True
+    assert {"name": "bspec-schedule", "value": "nightly"} in body["metadata"]
+    assert provider.sas_expiry({"jobSpecification": body}) == "2030-01-01T00:00:00Z"
+    collection = json.loads(uploads.blobs["st-bspec/schedules/nightly/tasks.json"])
+    assert [[t["id"] for t in w] for w in collection["waves"]] == [["c-a", "c-b"], ["total"]]
+    logs = collection["waves"][0][0]["outputFiles"][-1]["destination"]["container"]["path"]
+    assert logs == "logs/$AZ_BATCH_JOB_ID/c-a/stderr.txt"
+    assert uploads.blobs["st-bspec/schedules/nightly/jobmanager.py"].startswith(b'"""bspec')
+    # Read back, it plans nothing.
+    have = schedule_kind.from_rest(
+        {
+            "id": "nightly",
+            "state": "active",
+            "schedule": provider.schedule_config(after.props),
+            "jobSpecification": body,
+            "metadata": [{"name": STACK_METADATA, "value": "st"}],
+        },
+        provider.sas_expiry({"jobSpecification": body}),
+    )
+    assert schedule_change(d, have)[0].action is Action.NOOP

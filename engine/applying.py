@@ -20,6 +20,7 @@ from bspec.model import LOGS_KEY, Change, DesiredState, Kind, Plan, PoolSpec, Wh
 from bspec.providers.adapters import ADAPTERS, ApplyResult, ApplyRun
 from bspec.providers.adapters import parallel as _parallel
 from bspec.providers.batch import BatchProvider
+from bspec.providers.schedules import delete_schedule, wait_schedules_gone
 from bspec.providers.storage import DEFAULT_SAS_TTL
 from bspec.reporting import note, progress
 from bspec.targets import Target
@@ -88,6 +89,11 @@ def destroy(plan: Plan, target: Target, say: Callable[[str], None] = note) -> No
     jobs = [c.address.parts[0] for c in plan.pending() if c.address.kind is Kind.JOB]
     pools = [c.address.parts[0] for c in plan.pending() if c.address.kind is Kind.POOL]
     containers = [c for c in plan.pending() if c.address.kind is Kind.CONTAINER]
+    # job schedules (with the jobs of their runs) go before the pools their runs use
+    schedules = [c.address.parts[0] for c in plan.pending() if c.address.kind == "schedule"]
+    if schedules:
+        _parallel(lambda i: delete_schedule(batch, i), schedules)
+        wait_schedules_gone(batch, schedules)
     if jobs:
         _parallel(batch.delete_job, jobs)
     if pools:

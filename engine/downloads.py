@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bspec.model import DesiredState
+from bspec.model import DesiredState, JobOutputSpec, JobSpec, Kind, ScheduleSpec
 from bspec.providers import inspection
 from bspec.providers.storage import StorageProvider
 
@@ -85,7 +85,9 @@ def download_outputs(
     """Download the outputs of `jobs` (default: every job of the spec)."""
     only = set(jobs) if jobs is not None else None
     result = OutputsResult()
-    for job in desired.jobs:
+    scheduled: tuple[ScheduleSpec, ...] = desired.of_kind(Kind("schedule"))
+    every: tuple[JobSpec | ScheduleSpec, ...] = (*desired.jobs, *scheduled)
+    for job in every:
         if only is not None and job.id not in only:
             continue
         for out in job.outputs:
@@ -93,7 +95,7 @@ def download_outputs(
             folder = Path(out.to)
             manifest = _manifest(folder)
             touched = False
-            for b in inspection.list_blobs(storage, container, out.prefix):
+            for b in _listed(storage, container, out, job):
                 dest = _inside(folder, b.name)
                 if dest is None:
                     result.skipped.append(f"{out.container}/{b.name}")
@@ -114,6 +116,21 @@ def download_outputs(
                     json.dumps(manifest, indent=1, sort_keys=True), "utf-8"
                 )
     return result
+
+
+def _listed(
+    storage: StorageProvider, container: str, out: JobOutputSpec, job: JobSpec | ScheduleSpec
+) -> list[inspection.BlobInfo]:
+    """A job's output blobs; a scheduled job's are its runs' (`<run job id>/...`, a folder
+    per run), `prefix` applying within each run's folder."""
+    if not isinstance(job, ScheduleSpec):
+        return list(inspection.list_blobs(storage, container, out.prefix))
+    within = out.prefix or ""
+    return [
+        b
+        for b in inspection.list_blobs(storage, container, f"{job.id}:job-")
+        if b.name.partition("/")[2].startswith(within)
+    ]
 
 
 def _current(dest: Path, b: inspection.BlobInfo, recorded: list[Any] | None) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 _KNOWN: dict[str, Kind] = {}  # every registered kind by name, in registration order
@@ -102,11 +102,14 @@ class Kind(str, metaclass=_KindMeta):
 Kind.CONTAINER = Kind.register("container")
 Kind.BLOB = Kind.register("blob", parts=2)
 Kind.POOL = Kind.register("pool")
+# Job schedules (`kinds.schedule`) sit between pools and jobs in the order: registered here,
+# not in their own module, so that the registration order is the apply order.
+Kind.register("schedule")
 Kind.JOB = Kind.register("job")
 Kind.TASK = Kind.register("task", parts=2)
 
 
-KIND_ORDER: tuple[Kind, ...] = tuple(Kind)  # the built-in kinds
+KIND_ORDER: tuple[Kind, ...] = tuple(Kind)  # the built-in kinds (with "schedule")
 LOGS_KEY = "_bspec"  # the key of the stack's own container (task logs, the lock blob)
 
 
@@ -382,6 +385,40 @@ class TaskSpec:
     @property
     def address(self) -> Address:
         return Address.task(self.job_id, self.id)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A job with `schedule:`: a Batch job schedule whose runs (jobs `<id>:job-<n>`) get
+    `tasks` from bspec's job manager. Read with `desired.of_kind(Kind("schedule"))`.
+
+    `job` is the job each run is, as a plain job of the spec would be (its id is the
+    schedule's): whatever a job can say, each run's job says too. Times are aware UTC
+    datetimes; `planned_at` is when the spec was rendered (the plan measures SAS lifetimes
+    from it). `auto_pool` runs each job on a pool of its own (`poolLifetimeOption: job`)
+    built from `pool`; otherwise runs use the pool `job.pool_id`. `file_sets` are the
+    container keys whose files a `foreach: files` expanded over (fixed at apply time)."""
+
+    id: str
+    job: JobSpec
+    recurrence_interval: timedelta | None = None
+    do_not_run_until: datetime | None = None
+    do_not_run_after: datetime | None = None
+    start_window: timedelta | None = None
+    auto_pool: bool = False
+    pool: PoolSpec | None = None
+    tasks: tuple[TaskSpec, ...] = ()
+    file_sets: tuple[str, ...] = ()
+    planned_at: datetime | None = None
+    run_spec: str = ""  # a hash of what each run gets (tasks, pool per run, job manager)
+
+    @property
+    def pool_id(self) -> str:
+        return self.job.pool_id
+
+    @property
+    def outputs(self) -> tuple[JobOutputSpec, ...]:
+        return self.job.outputs
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,19 @@ import json
 import types
 import typing
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bspec.errors import InputError, StalePlanError
-from bspec.model import DesiredState, Plan
+from bspec.model import DesiredState, Kind, Plan, ScheduleSpec
 from bspec.reporting import change_json
 
 PLAN_FORMAT = "bspec-plan"
 REDACTED = "(secret)"
 PLAN_VERSION = 2  # 2: kinds' normal forms (blob props name their container)
+# The spec objects of the kinds kept in `DesiredState.more`, by kind name, to read them back.
+MORE_SPECS: dict[str, type] = {"schedule": ScheduleSpec}
 
 
 def to_data(obj: Any) -> Any:
@@ -35,6 +37,8 @@ def to_data(obj: Any) -> Any:
         return obj.value
     if isinstance(obj, timedelta):
         return {"seconds": obj.total_seconds()}
+    if isinstance(obj, datetime):
+        return obj.isoformat()
     if isinstance(obj, (tuple, list)):
         return [to_data(x) for x in obj]
     if isinstance(obj, Mapping):
@@ -73,6 +77,8 @@ def from_data(tp: Any, data: Any) -> Any:
             return tp(data)
         if tp is timedelta:
             return timedelta(seconds=data["seconds"])
+        if tp is datetime:
+            return datetime.fromisoformat(data)
     return data
 
 
@@ -130,6 +136,11 @@ def load(path: str | Path) -> SavedPlan:
             file=str(path),
         )
     desired = from_data(DesiredState, data["desired"])
+    more = {
+        Kind(k): tuple(from_data(MORE_SPECS[k], x) if k in MORE_SPECS else x for x in v)
+        for k, v in desired.more.items()
+    }
+    desired = dataclasses.replace(desired, more=more)
     return SavedPlan(
         data["target"], bool(data.get("adopt")), desired, data["basis"], data["changes"]
     )

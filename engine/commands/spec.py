@@ -25,6 +25,11 @@ from bspec.model import (
     ResourceFileSpec,
     TaskSpec,
 )
+from bspec.reporting.schedules import (
+    schedule_lines,
+    schedules_json,
+    validate_schedule_lines,
+)
 from bspec.spec import load, parse_var_flags
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
@@ -58,6 +63,8 @@ def validate_command(
     for job in summary["jobs"]:
         deps = ", with dependencies" if job["usesTaskDependencies"] else ""
         out.print(f"  job       {job['id']:<14} {job['tasks']} task(s){deps}", markup=False)
+    for line in validate_schedule_lines(desired):
+        out.print(line, markup=False)
     out.print(f"  {summary['tasks']} task(s) in all", markup=False)
 
 
@@ -116,6 +123,8 @@ def render_command(
             if t["dependsOn"] or t["dependsOnRanges"]:
                 out.print(f"  dependsOn: {t['dependsOn']} {t['dependsOnRanges'] or ''}".rstrip(),
                           markup=False)
+    for line in schedule_lines(data):
+        out.print(line, markup=False)
 
 
 @app.command("schema")
@@ -354,6 +363,7 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
             }
             for j in desired.jobs
         ],
+        **schedules_json(desired, _task),
     }
 
 

@@ -5,11 +5,18 @@ SDK: the providers turn their changes into requests."""
 
 from __future__ import annotations
 
-from bspec.kinds import blob, container, job, pool, task
+from bspec.kinds import blob, container, job, pool, schedule, task
 from bspec.kinds.base import KindDef, PlanContext, Rule
 from bspec.model import Kind
 
-KINDS: tuple[KindDef, ...] = (container.DEF, blob.DEF, pool.DEF, job.DEF, task.DEF)
+KINDS: tuple[KindDef, ...] = (
+    container.DEF,
+    blob.DEF,
+    pool.DEF,
+    schedule.DEF,
+    job.DEF,
+    task.DEF,
+)
 
 
 def of(kind: Kind) -> KindDef:

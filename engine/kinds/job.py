@@ -48,6 +48,8 @@ from bspec.model import (
     reason,
 )
 
+SCHEDULE_METADATA = "bspec-schedule"  # on a schedule's runs (`kinds.schedule`)
+
 FIELDS = {
     "poolId": Rule.REPLACE,
     "usesTaskDependencies": Rule.REPLACE,  # only when switched on: off is harmless
@@ -91,6 +93,7 @@ def from_rest(j: Mapping[str, Any], source_of: Callable[[str], str] = str) -> Re
     `<container>[/<blob>]`."""
     meta = {m.get("name"): m.get("value") for m in j.get("metadata") or ()}
     owner = meta.pop(STACK_METADATA, None)
+    schedule = meta.pop(SCHEDULE_METADATA, None)
     c = j.get("constraints") or {}
     props = {
         "poolId": (j.get("poolInfo") or {}).get("poolId"),
@@ -112,8 +115,13 @@ def from_rest(j: Mapping[str, Any], source_of: Callable[[str], str] = str) -> Re
         props,
         owner=owner,
         state=str(state).lower() if state else None,
-        info={"terminateReason": ended} if ended else {},
+        info={k: v for k, v in (("terminateReason", ended), ("schedule", schedule)) if v},
     )
+
+
+def of_schedule(r: Resource) -> bool:
+    """A run of a job schedule (`<schedule>:job-<n>`): the schedule's, never a stray job."""
+    return bool(r.info.get("schedule")) or ":" in r.address.parts[0]
 
 
 def deletes_tasks(r: Resource) -> tuple[Reason, ...]:
@@ -146,7 +154,8 @@ def tasks_to_add(ctx: PlanContext, job_id: str) -> int:
 
 def plan(ctx: PlanContext) -> list[Change]:
     wanted = {Address.job(j.id) for j in ctx.desired.jobs}
-    changes = [gone(r, *deletes_tasks(r)) for r in stale(ctx, Kind.JOB, wanted)]
+    strays = [r for r in stale(ctx, Kind.JOB, wanted) if not of_schedule(r)]
+    changes = [gone(r, *deletes_tasks(r)) for r in strays]
     names = container_names(ctx.desired)
     for spec in ctx.desired.jobs:
         after = from_spec(spec, ctx.stack, names)

@@ -243,7 +243,9 @@ def destroy(
     """Delete what carries the stack's tag (the containers too, unless `keep_storage`)."""
     desired, name = load_stack(spec, vars, target)
     with connected(desired, name) as tgt:
-        actual = read_actual(desired, tgt.batch, tgt.storage, tasks=False, blobs=False)
+        actual = read_actual(
+            desired, tgt.batch, tgt.storage, tasks=False, blobs=False, schedules=True
+        )
         p = plan_destroy(desired, actual, name)
         if keep_storage:
             p = keep_containers(p)

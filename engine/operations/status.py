@@ -7,7 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bspec.model import DesiredState
+from bspec.model import DesiredState, Kind
+from bspec.operations.schedules import schedule_status
 from bspec.operations.session import Outcome, Vars, opened
 from bspec.providers import inspection
 from bspec.reporting.reporter import Reporter
@@ -37,6 +38,8 @@ def status(
         data["pools"] = pools
         for job in desired.jobs:
             data["jobs"].append(_job_status(tgt, desired, job.id, failed_limit))
+        if desired.of_kind(Kind("schedule")):
+            data["schedules"] = schedule_status(tgt, desired)
         data["requests"] = tgt.counter.snapshot()
     for line in render_status(data):
         reporter.show(line)

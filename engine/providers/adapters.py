@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import bspec.providers.schedules as schedules
 from bspec.errors import NotFoundError
 from bspec.kinds import task as task_kind
 from bspec.model import LOGS_KEY, Action, Change, DesiredState, Kind, Resource
@@ -67,6 +68,7 @@ class ReadRun:
     storage: StorageProvider
     pool: Executor
     read: dict[Kind, list[Resource]] = field(default_factory=dict)
+    schedules: bool = False  # list job schedules even when the spec has none (destroy)
 
 
 Collect = Callable[[], list[Resource]]
@@ -219,6 +221,36 @@ class Jobs:
         return run.pool.submit(run.batch.read_jobs).result
 
 
+class Schedules:
+    """Job schedules (`kinds.schedule`): deletes and replaces first (Batch deletes the jobs
+    of their runs), then creates and in-place updates, each uploading its job manager's
+    task collection with fresh SAS URLs."""
+
+    def apply(self, changes: list[Change], run: ApplyRun) -> None:
+        batch = run.batch
+        gone = [c.address.parts[0] for c in changes if c.action in (Action.DELETE, Action.REPLACE)]
+        if gone:
+            parallel(lambda i: schedules.delete_schedule(batch, i), gone)
+            run.say(
+                f"Waiting for job schedule{'s' if len(gone) > 1 else ''} {', '.join(gone)}"
+                " to be deleted"
+            )
+            schedules.wait_schedules_gone(batch, gone)
+        for c in changes:
+            if c.after is None:
+                continue
+            create = c.action in (Action.CREATE, Action.REPLACE)
+            schedules.write_schedule(batch, c.after, run.sas, run.storage, waves, create=create)
+
+    def read(self, run: ReadRun) -> Collect:
+        """One list, only when the spec has scheduled jobs or for destroy: specs without
+        schedules read what they always did (a schedule gone from the spec is still found
+        through the jobs of its runs: `kinds.schedule.plan`)."""
+        if not (run.schedules or run.desired.of_kind(Kind("schedule"))):
+            return lambda: []
+        return run.pool.submit(schedules.read_schedules, run.batch).result
+
+
 class Tasks:
     def apply(self, changes: list[Change], run: ApplyRun) -> None:
         batch = run.batch
@@ -289,6 +321,7 @@ ADAPTERS: dict[Kind, Adapter] = {
     Kind.CONTAINER: Containers(),
     Kind.BLOB: Blobs(),
     Kind.POOL: Pools(),
+    Kind("schedule"): Schedules(),
     Kind.JOB: Jobs(),
     Kind.TASK: Tasks(),
 }

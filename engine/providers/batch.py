@@ -144,6 +144,12 @@ class BatchProvider:
         resp.raise_for_status()
         return resp
 
+    def send(
+        self, method: str, path: str, params: dict[str, str] | None = None, body: Any = None
+    ) -> Any:
+        """One raw request for the providers' other modules (job schedules): `_send`."""
+        return self._send(method, path, params, body)
+
     def read_pools(self) -> list[Resource]:
         pools = self.list_raw(
             "list pools", "pools", {"$select": ",".join(POOL_SELECT), "maxresults": str(PAGE)}

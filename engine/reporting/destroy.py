@@ -20,7 +20,7 @@ def destroy_question(plan: Plan) -> str:
     e.g. "Delete job topwords-job, pool topwords-pool and 4 containers with their blobs?"."""
     parts: list[str] = []
     pending = plan.pending()
-    for kind in (Kind.JOB, Kind.POOL):
+    for kind in (Kind("schedule"), Kind.JOB, Kind.POOL):
         ids = [c.address.parts[0] for c in pending if c.address.kind is kind]
         if ids:
             parts.append(_names(kind, ids))

@@ -41,4 +41,32 @@ def render_status(data: dict[str, Any]) -> list[str]:
             )
         if j.get("failedTasksOmitted"):
             lines.append(f"  ... and {j['failedTasksOmitted']} more failed tasks")
+    lines.extend(schedule_lines(data.get("schedules") or ()))
+    return lines
+
+
+def schedule_lines(schedules: Any) -> list[str]:
+    """Each scheduled job: its state, next run, SAS expiry and recent runs."""
+    lines = []
+    for s in schedules:
+        if not s["exists"]:
+            lines.append(f"Schedule {s['id']}: does not exist")
+            continue
+        nxt = s["nextRunTime"] or "none"
+        lines.append(
+            f"Schedule {s['id']}: {s['state']}; next run {nxt}; SAS tokens run out"
+            f" {s['sasExpiry'] or 'never'}"
+        )
+        if not s["runs"]:
+            lines.append("  no runs yet")
+        for r in s["runs"]:
+            c = r.get("taskCounts") or {}
+            lines.append(
+                f"  run {r['id']}: {r['state']}, created {r['created']}; tasks:"
+                f" {c.get('completed', 0)} completed ({c.get('succeeded', 0)} succeeded,"
+                f" {c.get('failed', 0)} failed), {c.get('active', 0) + c.get('running', 0)}"
+                " to go"
+            )
+        if s.get("runsOmitted"):
+            lines.append(f"  ... and {s['runsOmitted']} older runs")
     return lines

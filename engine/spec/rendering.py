@@ -33,6 +33,8 @@ from bspec.model import (
     JobConstraintsSpec,
     JobOutputSpec,
     JobSpec,
+    Kind,
+    ScheduleSpec,
     TaskSpec,
 )
 from bspec.spec.containers import SecretBook
@@ -53,6 +55,7 @@ from bspec.spec.jobs import job_options
 from bspec.spec.loading import Document, PathKey, json_path
 from bspec.spec.pools import PoolName, declared_pools, job_pool
 from bspec.spec.references import FILE_MODE, References
+from bspec.spec.schedules import is_scheduled, run_scope, scheduled_job
 from bspec.spec.tasks import BATCH_ID, JobTasks
 from bspec.spec.tree import MAX_PROBLEMS, Renderer, parse_duration
 from bspec.spec.validation import validate
@@ -122,6 +125,7 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
     # 4. Jobs and their tasks.
     job_specs: list[JobSpec] = []
     tasks: list[TaskSpec] = []
+    schedules: list[ScheduleSpec] = []
     job_ids: dict[str, str] = {}
     for j, job in enumerate(rendered.get("jobs") or []):
         path: PathKey = ("jobs", j)
@@ -156,10 +160,17 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
                     job_tasks.default_exit = exit_rules(job["onExit"], (*path, "onExit"))
                 except Failure as f:
                     r.problem(f.path, f.message)
-        job_scope = r.scope(vars=variables, stack=stack, pool=PoolName(pool), job=job["id"])
+        job_scope = r.scope(
+            vars=variables, stack=stack, pool=PoolName(pool), job=job["id"], **run_scope(job)
+        )
         for t, template in enumerate(job.get("tasks") or []):
             job_tasks.expand(template, (*path, "tasks", t), job_scope)
         built = job_tasks.finish()
+        if is_scheduled(job):  # a job schedule; its runs get `built` from the job manager
+            deps = any(t.depends_on or t.depends_on_ranges for t in built)
+            spec = _job(r, job, path, pool.id, refs, uses_deps=deps)
+            schedules.append(scheduled_job(r, job, path, pool, built, spec))
+            continue
         tasks.extend(built)
         job_specs.append(
             _job(
@@ -173,6 +184,14 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
             )
         )
     r.check()
+    # A pool that only shapes the pools of scheduled runs that each get their own
+    # (`poolPerRun`) is not a standing pool.
+    kept_pools = [
+        p for p in pools
+        if any(j.pool_id == p.id for j in job_specs)
+        or any(s.pool_id == p.id and not s.auto_pool for s in schedules)
+        or not any(s.pool_id == p.id for s in schedules)
+    ]
     return DesiredState(
         stack=stack,
         spec_file=doc.file,
@@ -181,11 +200,12 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         target=rendered.get("target"),
         containers=tuple(declared_containers),
         blobs=tuple(blobs),
-        pool=pools[0] if len(pools) == 1 else None,
+        pool=kept_pools[0] if len(kept_pools) == 1 else None,
         jobs=tuple(job_specs),
         tasks=tuple(tasks),
-        pools=tuple(pools),
+        pools=tuple(kept_pools),
         secrets=book.entries(),
+        more={Kind("schedule"): tuple(schedules)} if schedules else {},
     )
 
 

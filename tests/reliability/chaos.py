@@ -75,6 +75,19 @@ class Private:
         )
         return result
 
+    def proxy(self, **body: Any) -> dict[str, Any]:
+        """PUT BODY to the storage fault proxy's settings (when it is in the path)."""
+        url = services.status(self.home)["storageProxy"]["url"]
+        result: dict[str, Any] = services.http_json("PUT", f"{url}/_local/settings", body)
+        return result
+
+    def proxy_counts(self) -> dict[str, int]:
+        url = (services.status(self.home).get("storageProxy") or {}).get("url")
+        if not url:
+            return {}
+        result: dict[str, int] = services.http_json("GET", f"{url}/_local/requests")
+        return result
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return services.http_json("POST", f"{self.batch_url}{path}", body)
 

@@ -184,7 +184,8 @@ def lifecycle(
     return events, facts
 
 
-@pytest.mark.parametrize("target", ["batch", "storage"])
+# Azurite's lifecycle (40 s) runs in `make chaos` only, to keep `make test` short.
+@pytest.mark.parametrize("target", ["batch", pytest.param("storage", marks=pytest.mark.chaos)])
 def test_service_killed_during_apply_wait_and_destroy(
     target: str, crashable: Private, reference: dict[str, bytes], tmp_path: Path
 ) -> None:

@@ -1,6 +1,7 @@
 """Helpers for the crash, preemption and soak tests: private services that a test may kill
 and restart, specs whose tasks notice a second attempt running beside them, and the checks
-for what a dead service may have left behind (processes, containers, temporaries).
+for what a dead service may have left behind (processes, containers, temporaries). Every
+private state folder is scanned for keys and SAS signatures when its services stop.
 
 Never the session's shared services: each test starts its own in a state folder of its own,
 on free ports, and stops them at the end.
@@ -24,7 +25,8 @@ from bspec import local as services
 from bspec.common import proctree
 from bspec.localbatch import leftovers
 
-from .conftest import IMAGE
+from .conftest import IMAGE, secrets_of
+from .test_secrets import scan_tree
 
 
 @dataclass
@@ -172,6 +174,11 @@ def private_services(
         yield svc
     finally:
         services.stop(home)
+    # Everything the services, the restarts and the crashes wrote: the Batch service's and the
+    # storage proxy's logs (requests, faults, what a restart killed), Azurite's log, the
+    # process group journal, the nodes' task files. No key, no SAS signature.
+    count, found = scan_tree(home, secrets_of(svc))
+    assert count > 0 and not found, found
 
 
 # ------------------------------------------------------------------ specs

@@ -282,6 +282,9 @@ def soak(svc: Private, folder: Path, seconds: float, tasks: int, seed: int) -> d
         assert run.returncode == 0, str(run)
     assert svc.leftovers() == [] and svc.containers() == []
     proxy = svc.proxy_counts()
+    # the logs the secrets scan reads when the services stop (chaos.private_services)
+    for log in ("batch.log", "storageproxy.log", "azurite.log"):
+        assert (svc.home / "logs" / log).stat().st_size > 0, log
     return {
         "seconds": round(chaos_seconds),
         "convergedAfter": round(converged_seconds),

@@ -45,10 +45,7 @@ DEFAULT_FILE_MODE = 0o770  # what Batch applies on Linux when fileMode is not gi
 BLOCK_SIZE = 4 * 1024 * 1024  # files above this go up in blocks
 STORAGE_VERSION = "2021-12-02"
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on kill()
-# Seconds between tries of a download or upload that met a server error or no answer: about
-# 20 s in all, as a node agent keeps trying a storage account that restarts or throttles
-# (3 tries in 0.6 s failed every task that ended while Azurite was restarting).
-RETRY_WAITS = (0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0)
+RETRY_WAITS = (0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0)  # ~20 s: outlast a storage restart
 UPLOAD_ATTEMPTS = len(RETRY_WAITS) + 1
 # A storage endpoint that stops answering fails the task instead of hanging it forever.
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)

@@ -88,7 +88,7 @@ def killed_run(
     pause = round(rng.uniform(0.0, 1.0), 2)
     time.sleep(pause)
     svc.up()
-    status = svc.get("/_local/status")
+    status = svc.get("/_local/recovery")
     run: Run = b.finish(args, proc, timeout=240)
     if run.returncode != 0:  # a clear error that names the command to run again
         assert run.returncode == 1, str(run)

@@ -73,10 +73,10 @@ class LocalControls:
             batch.scheduler.wake()  # maxProcesses may have changed
             return web.json_response(batch.settings.to_json())
         if path == "/_local/status" and method == "GET":
-            # leftoversKilled: what a dead predecessor left running, killed at start (PIDs)
-            return web.json_response(
-                {**batch.scheduler.status(), "leftoversKilled": batch.recovered}
-            )
+            return web.json_response(batch.scheduler.status())
+        if path == "/_local/recovery" and method == "GET":
+            # what a predecessor that died left running, killed before any requeue (PIDs)
+            return web.json_response({"leftoversKilled": batch.recovered})
         if path == "/_local/clock" and method == "GET":
             return web.json_response(batch.clock.to_json())
         if path == "/_local/clock" and method == "POST":

@@ -45,7 +45,7 @@ from .conftest import (
 )
 
 FAULTS = 0.05
-SHORT_SECONDS = 20.0
+SHORT_SECONDS = 15.0
 SHORT_TASKS = 60
 
 

@@ -97,7 +97,9 @@ def killed_run(
         # Azurite forgot a container it had acknowledged (see AUTOSAVE): tasks failed to
         # upload into it, and bspec says how to run them again
         rerun = target == "storage" and RERUN in said
-        assert resumable or rerun, str(run)
+        # ... or a container it had acknowledged is gone mid-command: bspec says which
+        vanished = target == "storage" and "Error: storage: " in said and "NotFound" in said
+        assert resumable or rerun or vanished, str(run)
     return {
         "command": args[0],
         "killed": target,

@@ -91,7 +91,9 @@ def _unanswered(exc: BaseException) -> str:
     where = _ENDPOINT.search(text)
     reason = _REASON.search(text)
     at = f" at {where.group(1)}:{where.group(2)}" if where else ""
-    if isinstance(exc, ServiceResponseError):
+    if "timed out" in text.lower():
+        why = "timed out"
+    elif isinstance(exc, ServiceResponseError):
         why = "the connection closed before the answer came"
     else:
         why = reason.group(1).strip().lower() if reason else "no connection"

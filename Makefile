@@ -49,6 +49,8 @@ test: install
 	$(BIN)/pytest
 
 # Chaos and soak tests (pytest marker `chaos`, deselected from `make test`): minutes, not seconds.
+# The soak runs BSPEC_SOAK_SECONDS (default 1200) over BSPEC_SOAK_TASKS (default 2000) tasks,
+# seeded by BSPEC_SOAK_SEED; BSPEC_SOAK_REPORT=file writes its figures (docs/reliability.md).
 chaos: install
 	$(BIN)/pytest -m chaos tests/reliability
 

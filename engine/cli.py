@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import gc
 import json
+import shlex
 import sys
 from typing import Any, NoReturn
 
 import typer
-from bspec.errors import BspecError
+from bspec.errors import BspecError, TransientServiceError
 from bspec.reporting.console import err, out
 
 FORMAT_VERSION = 1
@@ -55,6 +56,17 @@ def fail(exc: BspecError, as_json: bool) -> NoReturn:
     raise SystemExit(exc.exit_code)
 
 
+def _with_resume_hint(exc: BspecError, args: list[str]) -> BspecError:
+    """A service that stopped answering (down, restarting) is worth telling how to go on:
+    every command picks up where an interrupted one stopped."""
+    if isinstance(exc, TransientServiceError) and exc.status is None and not exc.hint:
+        exc.hint = (
+            "when the service answers again (local target: `bspec local up`), run "
+            f"`bspec {shlex.join(args)}` again: it resumes where this one stopped"
+        )
+    return exc
+
+
 def _wants_json(argv: list[str]) -> bool:
     return "--json" in argv
 
@@ -78,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=args, prog_name="bspec", standalone_mode=False)
     except BspecError as exc:
-        fail(exc, as_json)
+        fail(_with_resume_hint(exc, args), as_json)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:

@@ -9,7 +9,10 @@ says about them is in bspec.reporting.outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +79,35 @@ def _inside(folder: Path, name: str) -> Path | None:
     return dest if name and not name.endswith("/") else None
 
 
+_TEMPORARY = re.compile(r"^\.bspec-(\d+)-")
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary download files (`.bspec-<pid>-*`) that a bspec killed mid-download
+    left under FOLDER; a live process's are kept. Returns what was removed."""
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.rglob(".bspec-*"):
+        found = _TEMPORARY.match(path.name)
+        if found is None or not path.is_file() or _alive(int(found.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def download_outputs(
     storage: StorageProvider,
     desired: DesiredState,
@@ -93,6 +125,7 @@ def download_outputs(
         for out in job.outputs:
             container = desired.container(out.container).name
             folder = Path(out.to)
+            sweep_temporaries(folder)
             manifest = _manifest(folder)
             touched = False
             for b in _listed(storage, container, out, job):

@@ -310,7 +310,9 @@ def _launch_batch(home: Path, port: int, extra_args: Sequence[str]) -> _Launch:
         proc,
         log,
         lambda: _batch_ready(url, proc.pid),
-        {"url": url, "pid": proc.pid, "port": port},
+        # the flags, so that a restart after a crash (`bspec local up`) keeps them
+        {"url": url, "pid": proc.pid, "port": port}
+        | ({"args": list(extra_args)} if extra_args else {}),
     )
 
 
@@ -470,6 +472,11 @@ def _start_missing(
     taken = {int(entry["port"]) for entry in running if entry.get("port")}
     labels = {"batch": "the local Batch service", "storage": "Azurite (blob)"}
     markers = {"batch": _BATCH_MARKER, "storage": _AZURITE_MARKER}
+
+    # A service restarted without flags of its own keeps those it was started with.
+    recorded = (data.get("batch") or {}).get("args")
+    if not batch_args and isinstance(recorded, list):
+        batch_args = [str(a) for a in recorded]
 
     def launch(key: str, port: int) -> _Launch:
         if key == "batch":

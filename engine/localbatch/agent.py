@@ -45,7 +45,8 @@ DEFAULT_FILE_MODE = 0o770  # what Batch applies on Linux when fileMode is not gi
 BLOCK_SIZE = 4 * 1024 * 1024  # files above this go up in blocks
 STORAGE_VERSION = "2021-12-02"
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on kill()
-UPLOAD_ATTEMPTS = 3
+RETRY_WAITS = (0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0)  # ~20 s: outlast a storage restart
+UPLOAD_ATTEMPTS = len(RETRY_WAITS) + 1
 # A storage endpoint that stops answering fails the task instead of hanging it forever.
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
 _WILDCARD = re.compile(r"[*?\[]")
@@ -554,7 +555,7 @@ class TaskRun:
             except _StepFailed as exc:
                 if not exc.retryable or attempt == UPLOAD_ATTEMPTS - 1:
                     raise
-            await asyncio.sleep(0.2 * (attempt + 1))
+            await asyncio.sleep(RETRY_WAITS[attempt])
 
     async def _fetch_once(self, url: str, target: Path, mode: int) -> None:
         safe = redact(url)
@@ -758,7 +759,7 @@ class TaskRun:
                             Url=safe,
                         )
                     ) from exc
-            await asyncio.sleep(0.2 * (attempt + 1))
+            await asyncio.sleep(RETRY_WAITS[attempt])
 
     # ------------------------------------------------------------------ outcomes
 

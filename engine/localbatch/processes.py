@@ -28,7 +28,17 @@ class Dirs(Protocol):
     def working_dir(self) -> Path: ...
 
 
+class Recorder(Protocol):
+    """Where started process groups are recorded (leftovers.Journal), so that a successor
+    of a service that died can find and kill them."""
+
+    def started(self, pid: int) -> None: ...
+
+    def ended(self, pid: int) -> None: ...
+
+
 _spawn_pool: ThreadPoolExecutor | None = None
+recorder: Recorder | None = None  # the service's journal, once it started
 
 
 def spawner() -> ThreadPoolExecutor:
@@ -81,7 +91,7 @@ def popen(
         out.close()
         raise OutputUnwritable(exc) from exc
     with out, err:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -91,6 +101,9 @@ def popen(
             start_new_session=True,
             close_fds=True,
         )
+    if recorder is not None:
+        recorder.started(proc.pid)
+    return proc
 
 
 def abandon(starting: Future[subprocess.Popen[bytes]] | asyncio.Future[Any]) -> None:
@@ -123,8 +136,7 @@ class ExitWatch:
         if code is None:
             return  # not yet reapable
         self._close_fd()
-        if not self.exited.done():
-            self.exited.set_result(code)
+        self._resolve(code)
 
     def _close_fd(self) -> None:
         if self.fd >= 0:
@@ -143,6 +155,8 @@ class ExitWatch:
 
     def _resolve(self, code: int) -> None:
         if not self.exited.done():
+            if recorder is not None:
+                recorder.ended(self.proc.pid)
             self.exited.set_result(code)
 
     def release(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from . import processes
 from .autopools import AutoPools
 from .autoscaling import AutoScaling
 from .clock import Clock
@@ -17,9 +18,11 @@ from .containers import Containers
 from .files import Files
 from .jobs import Jobs
 from .jobschedules import JobSchedules
+from .leftovers import Journal, recover
 from .nodes import Nodes
 from .pools import Pools
 from .preemption import Preemption
+from .processes import Recorder
 from .runs import Runtime
 from .scheduler import Scheduler
 from .settings import Settings
@@ -62,11 +65,18 @@ class Batch:
         self.containers = Containers(home)
         self.pools.containers = self.nodes.containers = self.scheduler.containers = self.containers
         self.preemption = Preemption(self.store, self.clock, self.runtime, self.nodes, settings)
+        self.journal: Journal | None = None
+        self.recovered: list[int] = []  # PIDs of what a dead predecessor left, killed at start
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.store.commit_later(lambda commit: loop.call_later(0.005, commit))
         await self.clock.start()
+        # What a predecessor that died left running goes before any task is requeued.
+        journal, self.recovered = await asyncio.to_thread(recover, self.home / "batch")
+        self.journal = journal
+        recorder: Recorder = journal
+        processes.recorder = recorder
         await self.containers.start()
         await self.scheduler.start()
         self.autoscaling.recover()
@@ -78,3 +88,5 @@ class Batch:
         await self.scheduler.stop()
         await self.clock.stop()
         self.store.close()
+        if self.journal is not None:
+            self.journal.close()

@@ -80,6 +80,26 @@ def _message(exc: BaseException) -> str:
     return redact(text.splitlines()[0] if text else type(exc).__name__)
 
 
+_ENDPOINT = re.compile(r"host='([^']+)', port=(\d+)")
+_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+def _unanswered(exc: BaseException) -> str:
+    """A request that got no answer, said plainly: where to, and why (never the URL's
+    query, which may hold a SAS)."""
+    text = str(exc)
+    where = _ENDPOINT.search(text)
+    reason = _REASON.search(text)
+    at = f" at {where.group(1)}:{where.group(2)}" if where else ""
+    if "timed out" in text.lower():
+        why = "timed out"
+    elif isinstance(exc, ServiceResponseError):
+        why = "the connection closed before the answer came"
+    else:
+        why = reason.group(1).strip().lower() if reason else "no connection"
+    return f"the service{at} did not answer ({why})"
+
+
 def translate(exc: BaseException, service: str, what: str = "") -> ServiceError:
     """An SDK exception as the most specific bspec ServiceError (chain it with `from`)."""
     code = service_code(exc)
@@ -88,6 +108,8 @@ def translate(exc: BaseException, service: str, what: str = "") -> ServiceError:
     )
     prefix = f"{service}: {what}: " if what else f"{service}: "
     text = prefix + (f"{code}: " if code else "") + _message(exc)
+    if status is None and isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        text = prefix + _unanswered(exc)
     kw: dict[str, Any] = {
         "service": service,
         "status": status,

@@ -203,7 +203,9 @@ def download_blob(storage: StorageProvider, container: str, name: str, dest: Pat
     of what was written."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.md5(usedforsecurity=False)
-    fd, tmp = tempfile.mkstemp(prefix=".bspec-", dir=dest.parent)
+    # the PID in the name lets a later download tell a killed process's leftover from a
+    # live one's (downloads.sweep_temporaries)
+    fd, tmp = tempfile.mkstemp(prefix=f".bspec-{os.getpid()}-", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
 

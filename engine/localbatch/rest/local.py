@@ -74,6 +74,9 @@ class LocalControls:
             return web.json_response(batch.settings.to_json())
         if path == "/_local/status" and method == "GET":
             return web.json_response(batch.scheduler.status())
+        if path == "/_local/recovery" and method == "GET":
+            # what a predecessor that died left running, killed before any requeue (PIDs)
+            return web.json_response({"leftoversKilled": batch.recovered})
         if path == "/_local/clock" and method == "GET":
             return web.json_response(batch.clock.to_json())
         if path == "/_local/clock" and method == "POST":

@@ -76,7 +76,7 @@ def middleware(guard: Guard) -> Any:
             guard.sessions[session] = secrets.token_urlsafe(24)
             query = {k: v for k, v in request.query.items() if k != "token"}
             target = str(request.rel_url.with_query(query))
-            moved = web.HTTPSeeOther(target)
+            moved = web.Response(status=303, headers={"Location": target})
             moved.set_cookie(COOKIE, session, httponly=True, samesite="Strict", path="/")
             return headers(moved)
         if guard.session_of(request) is None:
@@ -91,8 +91,13 @@ def middleware(guard: Guard) -> Any:
         resp: web.StreamResponse
         try:
             resp = await handler(request)
-        except web.HTTPException as exc:
-            resp = exc
+        except web.HTTPException as exc:  # answered as a plain response (redirects, 404s)
+            resp = web.Response(
+                status=exc.status,
+                text=exc.text or "",
+                content_type="text/plain",
+                headers={k: v for k, v in exc.headers.items() if k.lower() == "location"},
+            )
         if (
             isinstance(resp, web.Response)
             and not resp.prepared

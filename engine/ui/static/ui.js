@@ -100,6 +100,40 @@ function followLog(pre, stream) {
   src.onerror = () => { src.close(); };
 }
 
+// Answers land in the order the person asked: a late answer to an older request for the
+// same target is not swapped in, and a live refresh waits while a request the person made
+// (sort, page, filter) is under way, so a refresh of the old view never lands after it.
+let requestNo = 0;
+const latestAsked = {};
+const personPending = {};
+function isTick(detail) {
+  const cfg = detail.requestConfig;
+  return Boolean(cfg && cfg.triggeringEvent && cfg.triggeringEvent.type === "tick");
+}
+document.addEventListener("htmx:beforeRequest", (ev) => {
+  const id = ev.detail.target && ev.detail.target.id;
+  if (!id) { return; }
+  if (isTick(ev.detail) && personPending[id]) { ev.preventDefault(); return; }
+  const no = ++requestNo;
+  ev.detail.xhr.bspecNo = no;
+  ev.detail.xhr.bspecTick = isTick(ev.detail);
+  if (!ev.detail.xhr.bspecTick) {
+    latestAsked[id] = no;
+    personPending[id] = (personPending[id] || 0) + 1;
+  }
+});
+document.addEventListener("htmx:afterRequest", (ev) => {
+  const id = ev.detail.target && ev.detail.target.id;
+  if (id && ev.detail.xhr && ev.detail.xhr.bspecTick === false) {
+    personPending[id] = Math.max(0, (personPending[id] || 1) - 1);
+  }
+});
+document.addEventListener("htmx:beforeSwap", (ev) => {
+  const id = ev.detail.target && ev.detail.target.id;
+  const no = ev.detail.xhr && ev.detail.xhr.bspecNo;
+  if (id && no && no < (latestAsked[id] || 0)) { ev.detail.shouldSwap = false; }
+});
+
 // One event stream per page: each tick re-fetches the live fragments, charts and timeline.
 function listen() {
   const live = document.getElementById("live");

@@ -141,7 +141,7 @@ class Stack:
     def make_plan(self, folder: Path) -> ShownPlan:
         """The spec's plan now, saved to apply exactly what the page shows."""
         pid = secrets.token_hex(8)
-        path = folder / f"{self.name}-{pid}.plan"
+        path = folder / f"{self.name}-{pid}.plan.json"
         rec = Recorder()
         done = operations.plan(self.spec, rec, vars=self.vars, target=self.tgt.name, out_file=path)
         shown = ShownPlan(pid, path, rec.lines, done.data, time.time())

@@ -31,6 +31,7 @@ GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)
 TICK: web.AppKey[asyncio.Condition] = web.AppKey("tick", asyncio.Condition)
 ENV: web.AppKey[jinja2.Environment] = web.AppKey("env", jinja2.Environment)
 OPTIONS: web.AppKey[dict[str, Any]] = web.AppKey("options", dict)
+PLANNING: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("planning", set)
 
 
 def _when(value: float | None) -> str:
@@ -390,6 +391,9 @@ async def _refresher(app: web.Application) -> AsyncIterator[None]:
     interval = float(app[OPTIONS].get("interval", 2.0))
 
     async def loop() -> None:
+        dash = app[DASH]
+        for s in dash.stacks.values():  # in the background: the pages answer meanwhile
+            app[PLANNING].add(asyncio.create_task(asyncio.to_thread(s.plan_quietly, dash.folder)))
         while True:
             await asyncio.to_thread(app[DASH].refresh)
             async with app[TICK]:
@@ -401,6 +405,9 @@ async def _refresher(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    for planning in app[PLANNING]:
+        with contextlib.suppress(Exception):
+            await planning
 
 
 def make_app(
@@ -418,6 +425,7 @@ def make_app(
     app[TICK] = asyncio.Condition()
     app[ENV] = environment()
     app[OPTIONS] = {"interval": interval, "log_poll": log_poll}
+    app[PLANNING] = set()
     if refresh:
         app.cleanup_ctx.append(_refresher)
     r = app.router

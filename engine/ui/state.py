@@ -39,6 +39,8 @@ NODE_GROUPS = {
     "unknown": "other",
     "upgradingos": "other",
 }
+# Stacks with at most this many tasks are planned at start-up for the stacks page's summary.
+PLAN_AT_START_TASKS = 5_000
 NODE_SERIES = ("idle", "running", "starting", "failed", "preempted", "other")
 
 
@@ -156,7 +158,18 @@ class Stack:
             raise KeyError(pid)
         rec = Recorder()
         operations.apply(shown.path, rec, yes=True, wait=False)
+        self.last_plan = None  # what the stacks page summarised is no longer the plan
         return rec.lines
+
+    def plan_quietly(self, folder: Path) -> None:
+        """The stacks page's summary at start-up, for stacks small enough to read whole
+        without asking (larger ones link to the plan page, which plans on demand)."""
+        if len(self.desired.tasks) > PLAN_AT_START_TASKS:
+            return
+        try:
+            self.make_plan(folder)
+        except BspecError as exc:
+            self.error = str(exc)
 
 
 def pools_of(desired: DesiredState) -> list[str]:

@@ -283,6 +283,9 @@ def test_every_page_without_console_errors_or_secrets(page: Page, served: Served
         page.wait_for_timeout(800)  # (never network-idle: the page keeps its event stream)
         page.screenshot(path=served.shots / f"{name}.png", full_page=True)
     assert "REDACTED" in (page.content()), "the task page shows its SAS resource file"
+    page.goto(served.base + "/")  # planned at start-up: the summary links to the plan view
+    expect(page.locator(f"a[href='/s/{a.name}/plan']").first).to_be_visible()
+    expect(page.locator("p.plan-summary").first).to_contain_text("Spec and services")
     dl = page.request.get(f"{served.base}/s/{a.name}/jobs/{a.job_id}/tasks/ok1/files/stdout.txt")
     assert dl.status == 200 and "ok" in dl.text()
     assert page.request.get(f"{served.base}/").status == 200

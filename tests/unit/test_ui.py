@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bspec.ui.app import make_app
 from bspec.ui.cache import JobCache, Query
 from bspec.ui.security import CSP, Guard, redact
-from bspec.ui.state import Dashboard
+from bspec.ui.state import Dashboard, PoolState
 
 
 def _task(i: int, state: str = "active", t: int = 0, **info: Any) -> dict[str, Any]:
@@ -119,6 +119,26 @@ def test_redact_removes_sas_signatures_plain_and_encoded() -> None:
 # --------------------------------------------------------------------------- the web app
 
 
+def _stub_pool() -> PoolState:
+    pool = PoolState("pool1")
+    pool.info = {
+        "id": "pool1",
+        "state": "active",
+        "allocationState": "resizing",
+        "targetDedicatedNodes": 3,
+        "currentDedicatedNodes": 2,
+        "resizeErrors": [{"code": "AccountCoreQuotaReached", "message": "no more cores"}],
+        "enableAutoScale": True,
+        "autoScaleEvaluationInterval": "PT5M",
+        "autoScaleRun": {"timestamp": "2026-01-01T00:05:00Z", "results": "$TargetDedicatedNodes=3"},
+    }
+    pool.nodes = [
+        {"id": "n1", "state": "running", "runningTasksCount": 2},
+        {"id": "n2", "state": "startTaskFailed", "errors": [{"code": "E1", "message": "boom"}]},
+    ]
+    return pool
+
+
 def _stub_dashboard(tmp_path: Path) -> Dashboard:
     job = JobCache("job1")
     fake = FakeJob(120)
@@ -129,7 +149,7 @@ def _stub_dashboard(tmp_path: Path) -> Dashboard:
         tgt=SimpleNamespace(name="local"),
         desired=SimpleNamespace(stack="demo"),
         jobs={"job1": job},
-        pools={},
+        pools={"pool1": _stub_pool()},
         last_plan=None,
         error=None,
     )
@@ -198,5 +218,21 @@ def test_posts_need_the_csrf_token_and_the_host_must_be_ours(tmp_path: Path) -> 
         assert r.status == 403
         r = await client.get("/", headers={"Host": "evil.example:80"})
         assert r.status == 403
+
+    _with_client(tmp_path, body)
+
+
+def test_the_pool_page_shows_the_heat_map_resize_errors_and_autoscale(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any], guard: Guard) -> None:
+        await client.get(f"/?token={guard.token}")
+        text = await (await client.get("/s/demo/pools/pool1")).text()
+        assert 'class="cell n-running" data-node="n1"' in text
+        assert 'class="cell n-failed" data-node="n2"' in text and "E1: boom" in text
+        assert "AccountCoreQuotaReached: no more cores" in text
+        assert "2026-01-01T00:05:00Z" in text and "$TargetDedicatedNodes=3" in text
+        r = await client.get("/events")
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        assert (await r.content.readline()).decode().startswith("event: tick")
+        r.close()
 
     _with_client(tmp_path, body)

@@ -11,6 +11,7 @@ Pure: the requests are the `Reader`'s (bspec.operations.dashboard on a connected
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -132,6 +133,9 @@ class JobCache:
     exists: bool = True
     _since_at: float = 0.0
     _sorted: dict[str, list[TaskRow]] = field(default_factory=dict)
+    # the ids in order, kept up to date as tasks arrive (an id never moves), so the default
+    # view never sorts again; replaced, not changed in place, so readers need no lock
+    _ids: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self, reader: Reader, now: float | None = None) -> bool:
@@ -146,6 +150,7 @@ class JobCache:
                 # tasks were deleted: read the job whole next time
                 self.since, self._since_at = None, 0.0
                 self.rows.clear()
+                self._ids = []
                 changed = True
             if counts != self.counts:
                 changed = True
@@ -158,22 +163,34 @@ class JobCache:
 
     def _take(self, found: Iterable[dict[str, Any]]) -> bool:
         changed = False
+        new: list[str] = []
         with self._lock:
             for t in found:
                 row = TaskRow.of(t)
                 old = self.rows.get(row.id)
                 if old != row:
+                    if old is None:
+                        new.append(row.id)
                     self.rows[row.id] = row
                     changed = True
                 stamp = t.get("stateTransitionTime")
                 if stamp and row.transition >= self._since_at:
                     self.since, self._since_at = str(stamp), row.transition
+            if len(new) * 20 > len(self._ids):  # many: sort once
+                self._ids = sorted(self.rows)
+            elif new:
+                ids = self._ids.copy()
+                for tid in new:
+                    bisect.insort(ids, tid)
+                self._ids = ids
         return changed
 
     def page(self, q: Query) -> tuple[int, list[TaskRow]]:
         """The rows matching `q`'s filters (how many, and the page asked for)."""
+        key = q.sort if q.sort in SORTS else "id"
+        if key == "id":
+            return self._page_by_id(q)
         with self._lock:
-            key = q.sort if q.sort in SORTS else "id"
             ordered = self._sorted.get(key)
             if ordered is None:
                 ordered = sorted(self.rows.values(), key=_sort_key(key))
@@ -184,6 +201,24 @@ class JobCache:
         if test is None:
             return len(ordered), ordered[q.offset : q.offset + q.limit]
         matching = [r for r in ordered if test(r)]
+        return len(matching), matching[q.offset : q.offset + q.limit]
+
+    def _page_by_id(self, q: Query) -> tuple[int, list[TaskRow]]:
+        ids, rows = self._ids, self.rows
+        if q.prefix:  # the ids with a prefix are one run of the order
+            lo = bisect.bisect_left(ids, q.prefix)
+            ids = ids[lo : bisect.bisect_left(ids, q.prefix + "\U0010ffff", lo)]
+        test = _matcher(Query(state=q.state, exit_code=q.exit_code))
+        if test is None:
+            total = len(ids)
+            if q.desc:
+                top = total - q.offset
+                picked = ids[max(0, top - q.limit) : max(0, top)][::-1]
+            else:
+                picked = ids[q.offset : q.offset + q.limit]
+            return total, [rows[i] for i in picked]
+        order = reversed(ids) if q.desc else iter(ids)
+        matching = [r for r in (rows[i] for i in order) if test(r)]
         return len(matching), matching[q.offset : q.offset + q.limit]
 
     def throughput(self, window: float = 60.0) -> float | None:

@@ -110,6 +110,26 @@ def test_pages_sort_and_filter_ten_thousand_tasks() -> None:
     assert rows[0].exit_code == 0
 
 
+def test_the_id_order_follows_new_tasks_without_sorting_again() -> None:
+    job, cache = FakeJob(100), JobCache("j")
+    cache.refresh(job)
+    for i in (5000, 2, 7):  # t05000 sorts last; t00002 and t00007 are already there
+        job.tasks[f"t{i:05d}"] = _task(i, "running", 30)
+    job.tasks["s1"] = {"id": "s1", "state": "active", "stateTransitionTime": "2026-01-01T00:01:00Z"}
+    job.tasks["a1"] = {"id": "a1", "state": "active", "stateTransitionTime": "2026-01-01T00:01:00Z"}
+    cache.refresh(job)
+    everything = sorted(job.tasks)
+    assert [r.id for r in cache.page(Query(limit=1000))[1]] == everything
+    assert [r.id for r in cache.page(Query(limit=3, desc=True))[1]] == everything[::-1][:3]
+    assert [r.id for r in cache.page(Query(limit=3, offset=101, desc=True))[1]] == ["s1", "a1"]
+    assert cache.page(Query(prefix="t0000"))[0] == 10
+    assert cache.page(Query(prefix="t0", state="running"))[0] == 3
+    assert [r.id for r in cache.page(Query(prefix="t", desc=True, limit=2))[1]] == [
+        "t05000",
+        "t00099",
+    ]
+
+
 def test_redact_removes_sas_signatures_plain_and_encoded() -> None:
     text = "https://a.blob/c?sv=1&sig=abc%2Bdef&se=2 and sig%3Dxyz%2F1 and 'sig=q'"
     out = redact(text)

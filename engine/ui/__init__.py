@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
+from bspec.errors import InputError
 from bspec.operations import Vars
 from bspec.ui.app import make_app
 from bspec.ui.security import Guard
@@ -34,12 +35,9 @@ def serve(
     announce: Callable[[str], None] = print,
 ) -> None:
     """Run the dashboard until interrupted; `announce` gets the URL (with its token)."""
-    with watching(specs, vars, target) as dash:
-        guard = Guard()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, port))
-        guard.port = sock.getsockname()[1]
+    sock = _listen(port)  # before loading and connecting: a taken port fails at once
+    with sock, watching(specs, vars, target) as dash:
+        guard = Guard(port=sock.getsockname()[1])
         url = f"http://{HOST}:{guard.port}/?token={guard.token}"
         app = make_app(dash, guard, interval=interval)
 
@@ -57,3 +55,18 @@ def serve(
                 await runner.cleanup()
 
         asyncio.run(run())
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError as err:
+        sock.close()
+        raise InputError(
+            f"cannot listen on {HOST}:{port}: {err.strerror or err}",
+            code="InvalidFlag",
+            hint="choose another --port, or 0 for any free port",
+        ) from None
+    return sock

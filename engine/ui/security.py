@@ -39,8 +39,13 @@ class Guard:
     sessions: dict[str, str] = field(default_factory=dict)  # cookie value -> CSRF token
     port: int = 0
 
+    @property
+    def cookie(self) -> str:
+        """The session cookie's name: one per port, as browsers share cookies across ports."""
+        return f"{COOKIE}_{self.port}"
+
     def session_of(self, request: web.Request) -> str | None:
-        value = request.cookies.get(COOKIE, "")
+        value = request.cookies.get(self.cookie, "")
         for known in self.sessions:
             if hmac.compare_digest(known, value):
                 return known
@@ -77,7 +82,7 @@ def middleware(guard: Guard) -> Any:
             query = {k: v for k, v in request.query.items() if k != "token"}
             target = str(request.rel_url.with_query(query))
             moved = web.Response(status=303, headers={"Location": target})
-            moved.set_cookie(COOKIE, session, httponly=True, samesite="Strict", path="/")
+            moved.set_cookie(guard.cookie, session, httponly=True, samesite="Strict", path="/")
             return headers(moved)
         if guard.session_of(request) is None:
             return headers(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -43,6 +44,20 @@ def test_bad_flags_exit_2_without_a_traceback(args: tuple[str, ...], says: str) 
     done = subprocess.run([BSPEC, "ui", *args], capture_output=True, text=True, check=False)
     assert done.returncode == 2, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_taken_port_exits_2_before_connecting(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run(
+            [BSPEC, "ui", str(spec), "--port", port], capture_output=True, text=True, check=False
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_serves_on_localhost_behind_its_token(local_services: Any, tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ from bspec.reporting.console import err, out
 @app.command("ui")
 def ui_command(
     specs: list[Path] = typer.Argument(
-        None, help="The spec files whose stacks to show.", show_default=False
+        None,
+        help="The spec files whose stacks to show (none: every stack found by its tags in"
+        " the target's account).",
+        show_default=False,
     ),
     port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0: any free port)."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser."),
@@ -28,12 +31,6 @@ def ui_command(
     ),
 ) -> None:
     """Serve a live dashboard of the specs' stacks on 127.0.0.1: pools, jobs, tasks, logs."""
-    if not specs:
-        raise InputError(
-            "give the spec files whose stacks to show",
-            code="InvalidFlag",
-            hint="bspec ui SPEC [SPEC ...]",
-        )
     if not 0 <= port <= 65535:
         raise InputError(f"--port {port} is not a port", code="InvalidFlag")
     if interval <= 0:
@@ -49,7 +46,7 @@ def ui_command(
 
     try:
         serve(
-            list(specs),
+            list(specs or ()),
             port=port,
             open_browser=open_browser,
             vars=var,

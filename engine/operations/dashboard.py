@@ -8,16 +8,18 @@ Plan and apply of a shown plan are `operations.plan(out_file=...)` and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 from bspec import applying
 from bspec.errors import NotFoundError
-from bspec.model import DesiredState
+from bspec.model import STACK_METADATA, DesiredState
 from bspec.operations.tasks import rerun_failed
 from bspec.providers import inspection
 from bspec.providers.errors import redact
-from bspec.targets import Target
+from bspec.targets import Target, choose, connect
 from bspec.watching import read_task_stream
 
 # What the dashboard's task cache keeps of each task (sorting, filtering, the timeline).
@@ -40,6 +42,31 @@ def _q(text: str) -> str:
 
 def _list(tgt: Target, what: str, path: str, **params: str) -> list[dict[str, Any]]:
     return list(tgt.batch.list_raw(what, path, {"maxresults": PAGE, **params}))
+
+
+@contextmanager
+def account(target: str | None) -> Iterator[Target]:
+    """The target's account without a spec (`bspec ui` with no SPEC), closed on the way out."""
+    tgt = connect(choose(target, None), "bspec-ui")
+    try:
+        yield tgt
+    finally:
+        tgt.close()
+
+
+def find_stacks(tgt: Target) -> dict[str, dict[str, list[str]]]:
+    """The account's bspec stacks, found by their tags: {stack: {"pools": [...], "jobs": [...]}}
+    from the `bspec-stack` metadata of pools and jobs (two requests)."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for kind in ("pools", "jobs"):
+        for item in _list(tgt, f"list {kind}", kind, **{"$select": "id,metadata"}):
+            tags = {m.get("name"): m.get("value") for m in item.get("metadata") or ()}
+            stack = tags.get(STACK_METADATA)
+            if stack:
+                found.setdefault(str(stack), {"pools": [], "jobs": []})[kind].append(
+                    str(item.get("id"))
+                )
+    return found
 
 
 def job_tasks_since(tgt: Target, job_id: str, since: str | None) -> list[dict[str, Any]]:
@@ -102,14 +129,21 @@ def task_info(tgt: Target, job_id: str, task_id: str) -> dict[str, Any] | None:
 
 
 def task_log(
-    tgt: Target, desired: DesiredState, job_id: str, task_id: str, name: str, offset: int = 0
+    tgt: Target,
+    desired: DesiredState | None,
+    job_id: str,
+    task_id: str,
+    name: str,
+    offset: int = 0,
 ) -> tuple[str | None, int, str]:
     """A task's stdout.txt/stderr.txt from byte `offset`: from its node while it has it,
-    from the stack's logs container after. Returns (text or None, next offset, source);
-    SAS signatures redacted."""
+    from the stack's logs container after (known from the spec: without one, the node only).
+    Returns (text or None, next offset, source); SAS signatures redacted."""
     data = inspection.task_file(tgt.batch, job_id, task_id, name, offset)
     source = "node"
     if data is None:
+        if desired is None:
+            return None, offset, source
         whole, source = read_task_stream(tgt.batch, tgt.storage, desired, job_id, task_id, name)
         if whole is None:
             return None, offset, source

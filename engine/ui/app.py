@@ -133,7 +133,8 @@ async def plan_page(request: web.Request) -> web.Response:
     try:
         shown = await _run(s.make_plan, request.app[DASH].folder)
     except BspecError as exc:
-        return render(request, "error.html", status=500, message=str(exc), stack=s)
+        status = 400 if exc.exit_code == 2 else 500
+        return render(request, "error.html", status=status, message=str(exc), stack=s)
     return render(request, "plan.html", stack=s, plan=shown)
 
 
@@ -232,6 +233,14 @@ async def job_timeline(request: web.Request) -> web.Response:
 
 async def rerun_failed(request: web.Request) -> web.StreamResponse:
     s, cache = _job(request)
+    if s.desired is None:
+        return render(
+            request,
+            "error.html",
+            status=409,
+            stack=s,
+            message="rerunning the spec's failed tasks needs the spec: run `bspec ui SPEC`",
+        )
     try:
         done = await _run(dashboard.rerun_failed_of_job, s.tgt, s.desired, cache.job_id)
     except BspecError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bspec import operations
-from bspec.errors import BspecError
+from bspec.errors import BspecError, InputError
 from bspec.model import DesiredState
 from bspec.operations import dashboard
 from bspec.reporting.reporter import QuietReporter
@@ -111,8 +111,12 @@ class ShownPlan:
 
 @dataclass
 class Stack:
-    spec: Path
-    desired: DesiredState
+    """One watched stack: from its spec (`desired`, `spec`), or found by its tags in the
+    account when `bspec ui` was given no spec (then no plan and no rerun: they need it)."""
+
+    label: str
+    spec: Path | None
+    desired: DesiredState | None
     tgt: Target
     vars: operations.Vars = None
     jobs: dict[str, JobCache] = field(default_factory=dict)
@@ -124,7 +128,7 @@ class Stack:
 
     @property
     def name(self) -> str:
-        return self.desired.stack
+        return self.label
 
     def refresh(self) -> None:
         """One refresh of every job's cache and every pool (run in a worker thread)."""
@@ -142,6 +146,12 @@ class Stack:
 
     def make_plan(self, folder: Path) -> ShownPlan:
         """The spec's plan now, saved to apply exactly what the page shows."""
+        if self.spec is None:
+            raise InputError(
+                f"stack {self.name} was found by its tags: its plan needs its spec",
+                code="InvalidFlag",
+                hint=f"run `bspec ui SPEC` with {self.name}'s spec",
+            )
         pid = secrets.token_hex(8)
         path = folder / f"{self.name}-{pid}.plan.json"
         rec = Recorder()
@@ -164,7 +174,7 @@ class Stack:
     def plan_quietly(self, folder: Path) -> None:
         """The stacks page's summary at start-up, for stacks small enough to read whole
         without asking (larger ones link to the plan page, which plans on demand)."""
-        if len(self.desired.tasks) > PLAN_AT_START_TASKS:
+        if self.desired is None or len(self.desired.tasks) > PLAN_AT_START_TASKS:
             return
         try:
             self.make_plan(folder)
@@ -202,14 +212,22 @@ class Dashboard:
 def watching(
     specs: list[Path], vars: operations.Vars = None, target: str | None = None
 ) -> Iterator[Dashboard]:
-    """Load and connect every spec's stack for the life of the dashboard."""
+    """Load and connect every spec's stack for the life of the dashboard; with no spec, every
+    stack found by its tags in the target's account (found once, at start)."""
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bspec-ui-") as tmp:
         found: dict[str, Stack] = {}
         for spec in specs:
             desired, name = operations.load_stack(spec, vars, target)
             tgt = stack.enter_context(operations.connected(desired, name))
-            s = Stack(spec, desired, tgt, vars)
+            s = Stack(desired.stack, spec, desired, tgt, vars)
             s.jobs = {j.id: JobCache(j.id) for j in desired.jobs}
             s.pools = {p: PoolState(p) for p in pools_of(desired)}
             found[desired.stack] = s
+        if not specs:
+            tgt = stack.enter_context(dashboard.account(target))
+            for label, parts in sorted(dashboard.find_stacks(tgt).items()):
+                s = Stack(label, None, None, tgt)
+                s.jobs = {j: JobCache(j) for j in parts["jobs"]}
+                s.pools = {p: PoolState(p) for p in parts["pools"]}
+                found[label] = s
         yield Dashboard(found, Path(tmp))

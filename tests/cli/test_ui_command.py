@@ -38,7 +38,7 @@ SPEC = {
 
 @pytest.mark.parametrize(
     ("args", "says"),
-    [((), "give the spec files"), (("x.yaml", "--port", "70000"), "is not a port")],
+    [(("x.yaml", "--port", "70000"), "is not a port"), (("--interval", "0"), "more than 0")],
 )
 def test_bad_flags_exit_2_without_a_traceback(args: tuple[str, ...], says: str) -> None:
     done = subprocess.run([BSPEC, "ui", *args], capture_output=True, text=True, check=False)

@@ -85,3 +85,15 @@ def test_a_shown_plan_applies_and_a_stale_one_is_refused(home: None, tmp_path: P
             assert os.path.exists(stale.path) and json.loads(stale.path.read_text())
     finally:
         s.destroy()
+
+
+def test_without_a_spec_the_stacks_are_found_by_their_tags(stacks: tuple[Stack, Stack]) -> None:
+    small, big = stacks
+    with watching([]) as dash:
+        found = dash.stacks[small.name]
+        assert found.spec is None and list(found.jobs) == [small.job_id]
+        assert list(found.pools) == [small.pool_id] and big.name in dash.stacks
+        found.refresh()
+        assert len(found.jobs[small.job_id].rows) == 20
+        with pytest.raises(BspecError, match="needs its spec"):
+            found.make_plan(dash.folder)

@@ -24,13 +24,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
-from bspec import local as services
+from bench.bench_plan import _services  # the local services in a temporary BSPEC_HOME
 
 IMAGE = {
     "publisher": "canonical",
@@ -39,19 +37,6 @@ IMAGE = {
     "nodeAgentSku": "batch.node.ubuntu 22.04",
 }
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@contextmanager
-def _services() -> Iterator[services.Endpoints]:
-    home = Path(tempfile.mkdtemp(prefix="bspec-bench-ui-"))
-    os.environ["BSPEC_HOME"] = str(home)
-    ep = services.ensure_running(
-        home, batch_port=0, azurite_port=0, batch_args=["--delete-delay", "0.2"]
-    )
-    try:
-        yield ep
-    finally:
-        services.stop(home)
 
 
 def _spec(root: Path, name: str, tasks: int) -> Path:

@@ -361,6 +361,7 @@ async def resize(request: web.Request) -> web.StreamResponse:
         await _run(dashboard.resize_pool, s.tgt, pool.pool_id, dedicated, low)
     except BspecError as exc:
         return render(request, "error.html", status=409, stack=s, message=str(exc))
+    s.last_plan = None  # the pool no longer has the spec's size: the summary would mislead
     await _kick(request.app)
     raise web.HTTPSeeOther(f"/s/{s.name}/pools/{pool.pool_id}?done=Resizing")
 

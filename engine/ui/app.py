@@ -18,7 +18,7 @@ from aiohttp import web
 from bspec.errors import BspecError
 from bspec.operations import dashboard
 from bspec.ui.cache import JobCache, Query
-from bspec.ui.security import Guard, headers, middleware, redact
+from bspec.ui.security import Guard, headers, middleware, redact, redact_tree
 from bspec.ui.state import NODE_GROUPS, NODE_SERIES, Dashboard, PoolState, Stack
 
 HERE = Path(__file__).resolve().parent  # the real folder, also under a strict editable install
@@ -267,7 +267,7 @@ async def task_page(request: web.Request) -> web.Response:
     task = await _run(dashboard.task_info, s.tgt, cache.job_id, tid)
     if task is None:
         raise web.HTTPNotFound(text="no such task\n")
-    task = json.loads(redact(json.dumps(task)))
+    task = redact_tree(task)
     return render(request, "task.html", stack=s, job=cache, task=task, env=_env_rows(task))
 
 

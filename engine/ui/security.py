@@ -19,8 +19,9 @@ CSP = (
     "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-_SIG = re.compile(r"((?:^|[?&;\s\"'])sig=)[^&\s\"'<]+", re.IGNORECASE)
-_SIG_ENCODED = re.compile(r"(sig%3D)[^&\s\"'<%]+(?:%[0-9A-F]{2}[^&\s\"'<%]*)*", re.IGNORECASE)
+# a signature ends at the next parameter, space, quote, tag or backslash (JSON's escapes)
+_SIG = re.compile(r"((?:^|[?&;\s\"'])sig=)[^&\s\"'<\\]+", re.IGNORECASE)
+_SIG_ENCODED = re.compile(r"(sig%3D)[^&\s\"'<%\\]+(?:%[0-9A-F]{2}[^&\s\"'<%\\]*)*", re.IGNORECASE)
 
 TEXT_TYPES = ("text/html", "text/plain", "application/json", "text/event-stream")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -29,6 +30,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def redact(text: str) -> str:
     """Remove SAS signatures (plain or URL-encoded) from text the browser gets."""
     return _SIG_ENCODED.sub(r"\1REDACTED", _SIG.sub(r"\1REDACTED", text))
+
+
+def redact_tree(value: Any) -> Any:
+    """`redact` every string in a JSON-like value."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_tree(v) for k, v in value.items()}
+    return value
 
 
 @dataclass

@@ -14,6 +14,7 @@ import shutil
 import socket
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ if not os.path.exists(CHROMIUM):
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
+LEAKY = "https://x.blob.core.windows.net/c/b?sv=1&sig=abcDEF123leak"
 SIG = re.compile(r"sig(=|%3D)(?!REDACTED)[A-Za-z0-9%+/]", re.IGNORECASE)
 
 
@@ -89,6 +91,8 @@ def served(local_services: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         {"id": "ok2", "commandLine": "/bin/sh -c 'echo ok; sleep 2'"},
         {"id": "bad1", "commandLine": "/bin/sh -c 'echo bad; sleep 1; exit 3'"},
         {"id": "bad2", "commandLine": "/bin/sh -c 'echo bad; sleep 1; exit 3'"},
+        # prints a SAS URL, as a task may print its resource files' URLs
+        {"id": "leaky", "commandLine": f"/bin/sh -c 'echo \"{LEAKY}\"'"},
         {
             "id": "long",
             "commandLine": "/bin/sh -c 'for i in $(seq 1 90); do echo tick $i; sleep 1; done'",
@@ -286,6 +290,17 @@ def test_every_page_without_console_errors_or_secrets(page: Page, served: Served
     page.goto(served.base + "/")  # planned at start-up: the summary links to the plan view
     expect(page.locator(f"a[href='/s/{a.name}/plan']").first).to_be_visible()
     expect(page.locator("p.plan-summary").first).to_contain_text("Spec and services")
+    # a task's log, followed and downloaded, never carries the signature it printed
+    leaky = f"{served.base}/s/{a.name}/jobs/{a.job_id}/tasks/leaky"
+    page.goto(leaky)
+    expect(page.locator("#log")).to_contain_text("sig=REDACTED")
+    assert "abcDEF123leak" not in page.content()
+    assert "abcDEF123leak" not in page.request.get(f"{leaky}/files/stdout.txt").text()
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in page.context.cookies())
+    req = urllib.request.Request(f"{leaky}/log?stream=stdout", headers={"Cookie": cookie})
+    with urllib.request.urlopen(req, timeout=30) as stream:  # ends with the task's `end` event
+        events = stream.read().decode()
+    assert "sig=REDACTED" in events and "abcDEF123leak" not in events and "event: end" in events
     dl = page.request.get(f"{served.base}/s/{a.name}/jobs/{a.job_id}/tasks/ok1/files/stdout.txt")
     assert dl.status == 200 and "ok" in dl.text()
     assert page.request.get(f"{served.base}/").status == 200

@@ -5,6 +5,7 @@ test client over a dashboard with a stub stack."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from bspec.ui.app import make_app
 from bspec.ui.cache import JobCache, Query
-from bspec.ui.security import CSP, Guard, redact
+from bspec.ui.security import CSP, Guard, redact, redact_tree
 from bspec.ui.state import Dashboard, PoolState
 
 
@@ -134,6 +135,9 @@ def test_redact_removes_sas_signatures_plain_and_encoded() -> None:
     text = "https://a.blob/c?sv=1&sig=abc%2Bdef&se=2 and sig%3Dxyz%2F1 and 'sig=q'"
     out = redact(text)
     assert "abc" not in out and "xyz" not in out and "'sig=REDACTED'" in out
+    escaped = json.dumps({"cmd": 'echo "https://a/c?sv=1&sig=abc"'})  # JSON's \" after it
+    assert json.loads(redact(escaped)) == {"cmd": 'echo "https://a/c?sv=1&sig=REDACTED"'}
+    assert redact_tree({"a": ["x?sig=1", 2]}) == {"a": ["x?sig=REDACTED", 2]}
 
 
 # --------------------------------------------------------------------------- the web app

@@ -307,5 +307,15 @@ def test_every_page_without_console_errors_or_secrets(page: Page, served: Served
     assert served.scanned > 20
     assert not served.leaks, served.leaks
     assert not served.errors, served.errors
+    # the plan shown (the pool resized by hand back to the spec's size) is applied, and
+    # refused without the CSRF token
+    page.goto(f"{served.base}/s/{a.name}/plan")
+    expect(page.locator("pre.plan")).to_contain_text("resize from 3 nodes to 2 nodes")
+    plan_id = page.get_attribute("input[name=plan]", "value") or ""
+    refused = page.request.post(f"{served.base}/s/{a.name}/plan/apply", form={"plan": plan_id})
+    assert refused.status == 403
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text(f"Applied the plan of {a.name}", timeout=30_000)
+    assert not served.errors, served.errors
     for name in ("job", "pool", "task", "job-10000", "stacks", "plan"):
         assert (served.shots / f"{name}.png").stat().st_size > 1000

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 BSPEC = str(Path(sys.executable).parent / "bspec")
+REPO = Path(__file__).resolve().parents[2]
 SPEC = {
     "apiVersion": "bspec/v1",
     "name": "uicmd",
@@ -78,7 +80,11 @@ def test_serves_on_localhost_behind_its_token(local_services: Any, tmp_path: Pat
             line = proc.stdout.readline()
             assert line, proc.stderr.read() if proc.stderr else "no output"
             text += line
-        url = json.loads(text)["url"]
+        shown = json.loads(text)
+        schema = json.loads((REPO / "schema" / "output.schema.json").read_text())
+        Draft202012Validator(schema).validate(shown)
+        assert shown["formatVersion"] == 1
+        url = shown["url"]
         assert url.startswith("http://127.0.0.1:") and "?token=" in url
         base = url.split("/?")[0]
         with pytest.raises(urllib.error.HTTPError) as refused:

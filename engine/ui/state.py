@@ -143,6 +143,8 @@ class Stack:
                 self.error = None
             except BspecError as exc:
                 self.error = str(exc)
+            except Exception as exc:  # the loop must outlive any one refresh: say it, go on
+                self.error = f"refresh failed: {type(exc).__name__}: {exc}"
 
     def make_plan(self, folder: Path) -> ShownPlan:
         """The spec's plan now, saved to apply exactly what the page shows."""

@@ -50,8 +50,9 @@ function drawTimeline(el) {
     const NS = "http://www.w3.org/2000/svg";
     const rowH = 18, left = 150, width = Math.max(500, el.clientWidth || 900);
     const svg = document.createElementNS(NS, "svg");
-    svg.setAttribute("height", String(Math.max(1, d.nodes.length) * rowH + 4));
-    svg.setAttribute("viewBox", "0 0 " + width + " " + (Math.max(1, d.nodes.length) * rowH + 4));
+    const height = Math.max(1, d.nodes.length) * rowH + 18;  // the rows, then the time axis
+    svg.setAttribute("height", String(height));
+    svg.setAttribute("viewBox", "0 0 " + width + " " + height);
     let t0 = Infinity, t1 = -Infinity;
     for (const b of d.bars) { t0 = Math.min(t0, b[1]); t1 = Math.max(t1, b[2]); }
     const span = Math.max(1, t1 - t0), scale = (width - left - 4) / span;
@@ -61,6 +62,16 @@ function drawTimeline(el) {
       t.textContent = n.length > 22 ? "…" + n.slice(-21) : n;
       svg.appendChild(t);
     });
+    if (d.bars.length) {
+      const clock = (t) => new Date(t * 1000).toLocaleTimeString();
+      [[left, t0, "start"], [width - 4, t1, "end"]].forEach(([x, t, anchor]) => {
+        const label = document.createElementNS(NS, "text");
+        label.setAttribute("x", String(x)); label.setAttribute("y", String(height - 4));
+        label.setAttribute("text-anchor", anchor);
+        label.textContent = clock(t);
+        svg.appendChild(label);
+      });
+    }
     for (const b of d.bars) {
       const r = document.createElementNS(NS, "rect");
       r.setAttribute("x", String(left + (b[1] - t0) * scale));

@@ -282,11 +282,11 @@ async def task_log(request: web.Request) -> web.StreamResponse:
     offset, poll = 0, float(request.app[OPTIONS].get("log_poll", 1.0))
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
         while True:
-            try:
+            try:  # the state first: once completed, the read after it has the last bytes
+                info = await _run(dashboard.task_info, s.tgt, cache.job_id, tid)
                 text, offset, source = await _run(
                     dashboard.task_log, s.tgt, s.desired, cache.job_id, tid, name, offset
                 )
-                info = await _run(dashboard.task_info, s.tgt, cache.job_id, tid)
             except BspecError as exc:
                 await _send(resp, "problem", {"message": str(exc)})
                 break

@@ -149,8 +149,7 @@ class JobCache:
             if counts is not None and total < len(self.rows):
                 # tasks were deleted: read the job whole next time
                 self.since, self._since_at = None, 0.0
-                self.rows.clear()
-                self._ids = []
+                self.rows, self._ids = {}, []  # new objects: a reader keeps its consistent pair
                 changed = True
             if counts != self.counts:
                 changed = True
@@ -204,7 +203,8 @@ class JobCache:
         return len(matching), matching[q.offset : q.offset + q.limit]
 
     def _page_by_id(self, q: Query) -> tuple[int, list[TaskRow]]:
-        ids, rows = self._ids, self.rows
+        with self._lock:  # every id in `ids` is in `rows` (rows only grow, or are replaced)
+            ids, rows = self._ids, self.rows
         if q.prefix:  # the ids with a prefix are one run of the order
             lo = bisect.bisect_left(ids, q.prefix)
             ids = ids[lo : bisect.bisect_left(ids, q.prefix + "\U0010ffff", lo)]

@@ -10,8 +10,12 @@ PACKAGE_DIRS := $(shell find engine schema templates -type d -not -name __pycach
 NODE_STAMP := node_modules/.installed
 COMPAT := $(VENV)/compat
 COMPAT_STAMP := $(COMPAT)/.installed
+# The dashboard's front-end assets: pinned npm packages (package-lock.json) copied into the
+# package with their licences, so the wheel ships them; nothing is fetched at run time.
+VENDOR := engine/ui/static/vendor
+VENDOR_STAMP := $(VENDOR)/.copied
 
-.PHONY: all install demo test unit lint typecheck bench docs clean chaos
+.PHONY: all install demo test unit lint typecheck bench docs clean chaos vendor
 
 all: test
 
@@ -21,7 +25,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.lock
 	touch $@
 
-$(EDITABLE): $(STAMP) $(PACKAGE_DIRS)
+$(EDITABLE): $(STAMP) $(PACKAGE_DIRS) $(VENDOR_STAMP)
 	$(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
@@ -36,7 +40,17 @@ $(COMPAT_STAMP): requirements-compat.lock
 	$(COMPAT)/bin/pip install --quiet -r requirements-compat.lock
 	touch $@
 
-install: $(EDITABLE) $(NODE_STAMP) $(COMPAT_STAMP)
+$(VENDOR_STAMP): $(NODE_STAMP)
+	mkdir -p $(VENDOR)
+	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx.min.js
+	cp node_modules/htmx.org/LICENSE $(VENDOR)/htmx.LICENSE
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	cp node_modules/uplot/LICENSE $(VENDOR)/uPlot.LICENSE
+	touch $@
+
+vendor: $(VENDOR_STAMP)
+
+install: $(EDITABLE) $(NODE_STAMP) $(COMPAT_STAMP) $(VENDOR_STAMP)
 
 demo: install
 	$(BIN)/bspec apply specs/topwords.yaml --yes

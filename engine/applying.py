@@ -83,6 +83,16 @@ def reactivate_tasks(batch: BatchProvider, job_id: str, task_ids: Sequence[str])
         batch.reactivate_task(job_id, task_id)
 
 
+def terminate_task(batch: BatchProvider, job_id: str, task_id: str) -> None:
+    """Stop a running task (the dashboard's terminate): a write, so it lives here."""
+    batch.terminate_task(job_id, task_id)
+
+
+def resize_pool(batch: BatchProvider, pool_id: str, dedicated: int, low: int) -> None:
+    """Resize a pool by hand (the dashboard's resize, or to zero): a write, so it lives here."""
+    batch.resize_pool(pool_id, dedicated, low)
+
+
 def destroy(plan: Plan, target: Target, say: Callable[[str], None] = note) -> None:
     """Delete what `plan_destroy` listed: jobs, then pools, then containers (logs last)."""
     batch, storage = target.batch, target.storage

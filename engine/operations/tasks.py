@@ -4,7 +4,7 @@ failed tasks (`--rerun-failed`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +148,16 @@ def outputs(
         )
 
 
-def rerun_failed(batch: BatchProvider, desired: DesiredState) -> list[str]:
-    """Reactivate the spec's failed tasks (`--rerun-failed`); returns their addresses.
-    (Moved whole from watching; its one write is to go through the applier.)"""
+def rerun_failed(
+    batch: BatchProvider, desired: DesiredState, *, jobs: Collection[str] | None = None
+) -> list[str]:
+    """Reactivate the spec's failed tasks (`--rerun-failed`; of `jobs` only, when given);
+    returns their addresses. (Moved whole from watching; its one write is to go through
+    the applier.)"""
     done: list[str] = []
     for job in desired.jobs:
+        if jobs is not None and job.id not in jobs:
+            continue
         wanted = {t.id for t in desired.tasks_of(job.id)}
         if not wanted:
             continue

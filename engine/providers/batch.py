@@ -619,6 +619,11 @@ class BatchProvider:
             f"reactivate task {job_id}/{task_id}", self.client.reactivate_task, job_id, task_id
         )
 
+    def terminate_task(self, job_id: str, task_id: str) -> None:
+        self._call(
+            f"terminate task {job_id}/{task_id}", self.client.terminate_task, job_id, task_id
+        )
+
     def delete_task(self, job_id: str, task_id: str) -> None:
         self._ignore_missing(
             f"delete task {job_id}/{task_id}", lambda: self.client.delete_task(job_id, task_id)

@@ -34,6 +34,12 @@ def test_wheel_installs_and_validates_outside_the_repo(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"bspec/schema/bspec.schema.json", "bspec/schema/output.schema.json",
             "bspec/templates/commandline.j2", "bspec/spec/rendering.py"} <= names
+    # the dashboard's pages and assets (the vendored npm packages with their licences:
+    # `make install` copies them in, so `pip install bspec` needs no CDN)
+    assert {"bspec/ui/templates/job.html", "bspec/ui/static/ui.js", "bspec/ui/static/ui.css",
+            "bspec/ui/static/vendor/htmx.min.js", "bspec/ui/static/vendor/htmx.LICENSE",
+            "bspec/ui/static/vendor/uPlot.iife.min.js", "bspec/ui/static/vendor/uPlot.min.css",
+            "bspec/ui/static/vendor/uPlot.LICENSE"} <= names
 
     # A fresh venv; the dependencies come from this venv's site-packages (appended after the
     # fresh one's, so only the wheel can provide `bspec`).

@@ -214,6 +214,26 @@ class Store:
         )
         return [(int(seq), str(body)) for seq, body in cur.fetchall()]
 
+    def iter_selected(
+        self, kind: str, parent: str, fields: list[str], *, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(seq, JSON text of the body trimmed to the top-level `fields`, matched without
+        case, plus odata.* keys) in list order: `$select`ed pages built by SQLite without
+        decoding bodies in Python (`odata.select` is the same rule on a decoded body)."""
+        wanted = sorted({f.split("/")[0].strip().casefold() for f in fields if f.strip()})
+        marks = ",".join("?" * len(wanted))
+        cur = self.db.execute(
+            # Numbers and booleans through `->`, which keeps their JSON text (json_each's
+            # value turns true into 1 and rounds a double to 15 digits).
+            "SELECT seq, (SELECT json_group_object(key, CASE WHEN type IN"
+            " ('true', 'false', 'integer', 'real') THEN json(body -> fullkey) ELSE value END)"
+            " FROM json_each(body)"
+            f" WHERE lower(key) IN ({marks}) OR key LIKE 'odata.%')"
+            " FROM resources WHERE kind=? AND parent=? AND seq>? ORDER BY seq LIMIT ?",
+            (*wanted, kind, parent, after, limit),
+        )
+        return [(int(seq), str(body)) for seq, body in cur.fetchall()]
+
     def iter_all(self, kind: str, *, state: str | None = None) -> Iterator[Row]:
         """Every row of a kind across parents (the scheduler's scans)."""
         sql = "SELECT seq, kind, parent, key, body, meta FROM resources WHERE kind=?"

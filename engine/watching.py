@@ -137,13 +137,11 @@ def wait_for_tasks(
                 shown.update(job.id, total, counts)
                 if on_progress:
                     on_progress(counts["completed"], total)
-                if (counts["active"] == 0 and counts["running"] == 0) or polls % 10 == 9:
-                    left = inspection.list_tasks(
-                        batch, job.id, flt="state ne 'completed'", select="id"
-                    )
-                    if not any(t.get("id") in wanted[job.id] for t in left):
-                        shown.update(job.id, total, batch.task_counts(job.id), final=True)
-                        continue
+                if (
+                    (counts["active"] == 0 and counts["running"] == 0) or polls % 10 == 9
+                ) and not inspection.any_incomplete(batch, job.id, wanted[job.id]):
+                    shown.update(job.id, total, batch.task_counts(job.id), final=True)
+                    continue
                 still.append(job)
                 if counts["active"] > 0 and counts["running"] == 0:
                     any_waiting = True

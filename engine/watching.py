@@ -129,6 +129,7 @@ def wait_for_tasks(
     polls = 0
     with shown.running():
         while pending:
+            started = time.monotonic()
             still = []
             any_waiting = False
             for job in pending:
@@ -158,7 +159,9 @@ def wait_for_tasks(
                     " waiting, or `bspec status SPEC` to see where they are",
                 )
             polls += 1
-            time.sleep(poll)
+            # A poll's requests count towards its interval, so progress is refreshed every
+            # `poll` seconds however slow the answers are.
+            time.sleep(max(0.0, poll - (time.monotonic() - started)))
     result = collect(batch, desired, storage)
     result.start_task_failures = start_failures
     return result

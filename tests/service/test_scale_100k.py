@@ -4,6 +4,7 @@ without failing it or duplicating a task. The 100,000-task runs are in `make ben
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,7 +61,7 @@ def test_waiting_on_10000_tasks_makes_the_same_few_requests_each_poll(
     # Between two progress updates: the incomplete check (one page, stopped at the first
     # task of the spec), the nodes check every third poll (pool, nodes), the next counts.
     # Listing the 10,000 incomplete tasks would take 10 pages.
-    per_poll = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    per_poll = [b - a for a, b in itertools.pairwise(seen)]
     assert len(per_poll) >= 10, per_poll  # the every-10th-poll check ran
     assert max(per_poll) <= 4, per_poll
 

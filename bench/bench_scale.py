@@ -222,10 +222,13 @@ started = time.perf_counter()
 actual = read_actual(desired, tgt.batch, tgt.storage)
 t_list = time.perf_counter() - started
 requests = tgt.counter.snapshot()
-started = time.perf_counter()
-p = plan(desired, actual, PlanOptions("local"))
-t_diff = time.perf_counter() - started
-assert p.empty()
+t_diff = 1e9
+for _ in range(3):  # CPU time, best of 3: the diff is pure CPU, and the machine is shared
+    started = time.process_time()
+    p = plan(desired, actual, PlanOptions("local"))
+    t_diff = min(t_diff, time.process_time() - started)
+    assert p.empty()
+    del p
 services.http_json("PUT", sys.argv[2] + "/_local/settings", {"latencyMs": 0})
 split = listing_split(tgt, desired.jobs[0].id, (len(desired.tasks) + 999) // 1000)
 tgt.close()
@@ -253,7 +256,7 @@ def _detail_lines(d: dict[str, Any]) -> list[str]:
     return [
         f"Where the plan of {d['n']:,} tasks goes (a fresh process, its collector tuned as `bspec`'s): render {d['render']:.2f} s,"
         f" list {d['list']:.2f} s ({json.dumps(d['requests'])}), diff of {d['n']:,} unchanged"
-        f" tasks {d['diff']:.2f} s (goal: under 1 s). The task listing is {s['pages']} pages"
+        f" tasks {d['diff']:.2f} s of CPU, best of 3 (goal: under 1 s). The task listing is {s['pages']} pages"
         " of 1,000, fetched one after another (each needs the last one's nextLink) while the"
         " page before is decoded on another thread; per page, measured at 0 ms latency:",
         "",
@@ -274,12 +277,16 @@ def _detail_lines(d: dict[str, Any]) -> list[str]:
 def bench_submit(ep: Any, root: Path, n: int) -> str:
     results: dict[str, float] = {}
     checked: dict[str, str] = {}
-    for label, latency, storm in (
-        ("0 ms", 0, False),
-        ("50 ms", 50, False),
-        ("50 ms, 429 storm (30% for 20 s)", 50, True),
+    for i, (label, latency, storm) in enumerate(
+        (
+            ("0 ms", 0, False),
+            ("50 ms", 50, False),
+            ("0 ms", 0, False),
+            ("50 ms", 50, False),
+            ("50 ms, 429 storm (30% for 20 s)", 50, True),
+        )
     ):
-        name = f"scalesub{latency}{'s' if storm else ''}"
+        name = f"scalesub{i}"
         spec = bp._spec(root / name, name, 0, n)
         desired = load(spec)
         empty = bp._spec(root / (name + "-e"), name, 0, 1)
@@ -298,7 +305,8 @@ def bench_submit(ep: Any, root: Path, n: int) -> str:
             try:
                 started = time.perf_counter()
                 tgt.batch.add_tasks(job, bodies)
-                results[label] = time.perf_counter() - started
+                took = time.perf_counter() - started
+                results[label] = min(took, results.get(label, took))
             finally:
                 _settings(ep, {"faultRate": 0.0, "faultFor": None})
                 bp._latency(ep, 0)
@@ -326,6 +334,9 @@ def bench_submit(ep: Any, root: Path, n: int) -> str:
     return "\n".join(
         [
             f"### 2. Submitting {n:,} new tasks",
+            "",
+            "Through `BatchProvider.add_tasks` (chunks of 100, 8 in flight); 0 ms and 50 ms"
+            " interleaved twice, best of each; the storm once.",
             "",
             "| Batch latency | seconds | tasks/s | vs 0 ms | afterwards |",
             "| --- | ---: | ---: | ---: | --- |",

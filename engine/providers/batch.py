@@ -240,17 +240,18 @@ class BatchProvider:
         return list(body.get("value", ())), f"{parts.scheme}://{parts.netloc}{parts.path}", query
 
     def _get_bytes(self, path: str, params: dict[str, str]) -> bytes:
-        """One GET's body as bytes: streamed, so the pipeline does not decode the JSON
-        too (this reader decodes it once, off the fetching thread)."""
+        """One GET's body as bytes. Not streamed: the pipeline then reads the body inside
+        its retry policy, so a connection dropped mid-body is retried (it decodes the JSON
+        too, about 2 ms a page, on the fetching thread)."""
         request = HttpRequest(
             "GET",
             path if "://" in path else "/" + path.lstrip("/"),
             params={**params, "api-version": API_VERSION},
             headers={"Accept": "application/json"},
         )
-        resp = self.client.send_request(request, stream=True)
-        data = resp.read()
+        resp = self.client.send_request(request)
         resp.raise_for_status()
+        data: bytes = resp.content
         return data
 
     def task_counts(self, job_id: str) -> dict[str, int]:

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bspec.applying import _Sas
 from bspec.commands.reconcile import run_apply
 from bspec.downloads import download_outputs
 from bspec.errors import WaitTimeoutError
@@ -287,19 +286,8 @@ def bench_submit(ep: Any, root: Path, n: int) -> str:
             ("50 ms, 429 storm (30% for 20 s)", 50, True),
         )
     ):
-        name = f"scalesub{i}"
-        spec = bp._spec(root / name, name, 0, n)
-        desired = load(spec)
-        empty = bp._spec(root / (name + "-e"), name, 0, 1)
-        run_apply(empty, yes=True, no_wait=True, show=False)
-        tgt = connect("local", desired.stack)
+        _desired, tgt, job, bodies = bp.fresh_job(root, f"scalesub{i}", n)
         try:
-            job = desired.jobs[0].id
-            tgt.batch.delete_task(job, "r0")
-            sas = _Sas(tgt, __import__("datetime").timedelta(days=1))
-            bodies = [
-                tgt.batch.task_body(task_kind.from_spec(t, desired), sas) for t in desired.tasks
-            ]
             bp._latency(ep, latency)
             if storm:
                 _settings(ep, {"faultRate": 0.3, "faultKinds": ["429"], "faultFor": 20})

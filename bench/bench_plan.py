@@ -31,6 +31,7 @@ from bspec.commands.reconcile import run_apply
 from bspec.kinds import task as task_kind
 from bspec.planning import PlanOptions, plan
 from bspec.providers import read_actual
+from bspec.providers.batch import BatchProvider
 from bspec.spec import load
 from bspec.targets import connect
 
@@ -226,7 +227,8 @@ def bench_submit(ep: services.Endpoints, root: Path, n: int) -> str:
             *rows,
             "",
             f"At 50 ms latency bspec takes **{hidden:.2f} times** its 0 ms time (goal: within 1.3:"
-            " chunks of 100 tasks, 8 requests in flight); the SDK's default sequential"
+            f" chunks of 100 tasks, {BatchProvider.workers} requests in flight); the SDK's"
+            " default sequential"
             f" `create_tasks` takes **{sdk:.1f} times** as long as bspec at 50 ms.",
             "",
         ]

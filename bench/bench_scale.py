@@ -33,6 +33,7 @@ from bspec.commands.reconcile import run_apply
 from bspec.downloads import download_outputs
 from bspec.errors import WaitTimeoutError
 from bspec.kinds import task as task_kind
+from bspec.providers.batch import BatchProvider
 from bspec.spec import load
 from bspec.targets import connect
 from bspec.watching import wait_for_tasks
@@ -324,7 +325,8 @@ def bench_submit(ep: Any, root: Path, n: int) -> str:
         [
             f"### 2. Submitting {n:,} new tasks",
             "",
-            "Through `BatchProvider.add_tasks` (chunks of 100, 8 in flight); 0 ms and 50 ms"
+            "Through `BatchProvider.add_tasks` (chunks of 100,"
+            f" {BatchProvider.workers} in flight); 0 ms and 50 ms"
             " interleaved twice, best of each; the storm once.",
             "",
             "| Batch latency | seconds | tasks/s | vs 0 ms | afterwards |",

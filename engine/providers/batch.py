@@ -99,7 +99,7 @@ class BatchProvider:
     client: BatchClient
     blob_base: str
     stack: str
-    workers: int = 8
+    workers: int = 16  # task collections in flight: enough to hide 50 ms of latency
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ------------------------------------------------------------------ reads

@@ -14,6 +14,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from bspec.providers import inspection
 from bspec.providers.storage import StorageProvider
 
 MANIFEST = ".bspec-outputs.json"
+DOWNLOAD_WORKERS = 8
 
 
 @dataclass
@@ -113,8 +115,9 @@ def download_outputs(
     desired: DesiredState,
     jobs: Iterable[str] | None = None,
     on_file: Callable[[OutputFile], None] | None = None,
+    workers: int = DOWNLOAD_WORKERS,
 ) -> OutputsResult:
-    """Download the outputs of `jobs` (default: every job of the spec)."""
+    """Download the outputs of `jobs` (default: every job of the spec), `workers` at once."""
     only = set(jobs) if jobs is not None else None
     result = OutputsResult()
     scheduled: tuple[ScheduleSpec, ...] = desired.of_kind(Kind("schedule"))
@@ -128,22 +131,30 @@ def download_outputs(
             sweep_temporaries(folder)
             manifest = _manifest(folder)
             touched = False
+            todo: list[tuple[inspection.BlobInfo, Path, bool]] = []
             for b in _listed(storage, container, out, job):
                 dest = _inside(folder, b.name)
                 if dest is None:
                     result.skipped.append(f"{out.container}/{b.name}")
                     continue
-                if _current(dest, b, manifest.get(b.name)):
-                    f = OutputFile(dest, out.container, b.name, False, b.size)
-                else:
-                    inspection.download_blob(storage, container, b.name, dest)
-                    if b.md5 is None:
+                todo.append((b, dest, _current(dest, b, manifest.get(b.name))))
+
+            def fetch(item: tuple[inspection.BlobInfo, Path, bool], name: str = container) -> None:
+                b, dest, current = item
+                if not current:
+                    inspection.download_blob(storage, name, b.name, dest)
+
+            # Several downloads in flight (small outputs are latency-bound); files are
+            # reported in list order, each once its download is done.
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                for (b, dest, current), _ in zip(todo, pool.map(fetch, todo), strict=True):
+                    if not current and b.md5 is None:
                         manifest[b.name] = [b.size, b.etag]
                         touched = True
-                    f = OutputFile(dest, out.container, b.name, True, b.size)
-                result.files.append(f)
-                if on_file:
-                    on_file(f)
+                    f = OutputFile(dest, out.container, b.name, not current, b.size)
+                    result.files.append(f)
+                    if on_file:
+                        on_file(f)
             if touched:
                 (folder / MANIFEST).write_text(
                     json.dumps(manifest, indent=1, sort_keys=True), "utf-8"

@@ -131,6 +131,7 @@ def wait_for_tasks(
     polls = 0
     with shown.running():
         while pending:
+            started = time.monotonic()
             still = []
             waiting: list[str] = []  # pools with tasks waiting and none running
             for job in pending:
@@ -139,15 +140,13 @@ def wait_for_tasks(
                 shown.update(job.id, total, counts)
                 if on_progress:
                     on_progress(counts["completed"], total)
-                if (counts["active"] == 0 and counts["running"] == 0) or polls % 10 == 9:
-                    left = inspection.list_tasks(
-                        batch, job.id, flt="state ne 'completed'", select="id"
-                    )
-                    if not any(t.get("id") in wanted[job.id] for t in left):
-                        shown.update(job.id, total, batch.task_counts(job.id), final=True)
-                        if on_job_done:
-                            on_job_done(job.id)
-                        continue
+                if (
+                    (counts["active"] == 0 and counts["running"] == 0) or polls % 10 == 9
+                ) and not inspection.any_incomplete(batch, job.id, wanted[job.id]):
+                    shown.update(job.id, total, batch.task_counts(job.id), final=True)
+                    if on_job_done:
+                        on_job_done(job.id)
+                    continue
                 if (
                     job.on_task_failure == ON_TASK_FAILURE_PERFORM
                     and counts["running"] == 0
@@ -177,7 +176,9 @@ def wait_for_tasks(
                     " waiting, or `bspec status SPEC` to see where they are",
                 )
             polls += 1
-            time.sleep(poll)
+            # A poll's requests count towards its interval, so progress is refreshed every
+            # `poll` seconds however slow the answers are.
+            time.sleep(max(0.0, poll - (time.monotonic() - started)))
     result = collect(batch, desired, storage)
     result.start_task_failures = start_failures
     return result

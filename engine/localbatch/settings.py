@@ -7,6 +7,7 @@ fixed when the service starts (`--clock manual`).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,9 @@ class Settings:
     latency_ms: float = 0.0
     fault_rate: float = 0.0
     fault_kinds: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
+    # A storm: faults stop at this time.monotonic() (set by `faultFor`, seconds from now);
+    # None: they go on until faultRate is set to 0.
+    fault_until: float | None = None
     delete_delay: float = 1.0
     max_processes: int = os.cpu_count() or 1
     clock: str = "real"  # real | manual; fixed at start
@@ -48,6 +52,9 @@ class Settings:
             "latencyMs": self.latency_ms,
             "faultRate": self.fault_rate,
             "faultKinds": list(self.fault_kinds),
+            "faultFor": None
+            if self.fault_until is None
+            else max(0.0, round(self.fault_until - time.monotonic(), 3)),
             "deleteDelay": self.delete_delay,
             "maxProcesses": self.max_processes,
             "clock": self.clock,
@@ -74,6 +81,10 @@ class Settings:
                 if bad:
                     raise ValueError(f"unknown fault kinds {sorted(bad)}")
                 self.fault_kinds = kinds
+            elif key == "faultFor":
+                self.fault_until = (
+                    None if value is None else time.monotonic() + max(0.0, float(value))
+                )
             elif key == "deleteDelay":
                 self.delete_delay = max(0.0, float(value))
             elif key == "maxProcesses":

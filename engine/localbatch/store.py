@@ -11,6 +11,7 @@ that task counts and dependency checks never decode bodies.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,10 @@ CREATE INDEX IF NOT EXISTS resources_state ON resources (kind, parent, state, se
 COUNTS_INDEX = (
     "CREATE INDEX IF NOT EXISTS resources_counts ON resources (kind, parent, state, result, slots)"
 )
+# A list page (kind, parent, seq > token, in seq order) read straight from this index: without
+# it SQLite sorts every child of the parent for each page (30 ms a page at 100,000 tasks).
+_PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+LIST_INDEX = "CREATE INDEX IF NOT EXISTS resources_list ON resources (kind, parent, seq)"
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Store:
                 " '$.requiredSlots'), 1)"
             )
         self.db.execute(COUNTS_INDEX)
+        self.db.execute(LIST_INDEX)
         self._depth = 0
         self._pending = False
         self._schedule: Callable[[Callable[[], None]], object] | None = None
@@ -211,6 +217,50 @@ class Store:
             "SELECT seq, body FROM resources WHERE kind=? AND parent=? AND seq>?"
             " ORDER BY seq LIMIT ?",
             (kind, parent, after, limit),
+        )
+        return [(int(seq), str(body)) for seq, body in cur.fetchall()]
+
+    def iter_selected(
+        self, kind: str, parent: str, fields: list[str], *, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(seq, JSON text of the body trimmed to the top-level `fields`, matched without
+        case, plus odata.* keys) in list order: `$select`ed pages built by SQLite without
+        decoding bodies in Python (`odata.select` is the same rule on a decoded body)."""
+        names: dict[str, str] = {}  # casefolded -> as asked
+        for f in fields:
+            name = f.split("/")[0].strip()
+            if name:
+                names.setdefault(name.casefold(), name)
+        if all(_PLAIN_NAME.fullmatch(n) for n in names.values()):
+            # The common case, each property read by its path: taken when every row has
+            # every property as spelled (an absent one may be spelled otherwise: a page with
+            # one goes the general way below, which matches names without case).
+            cols = ", ".join(f"body -> '$.{n}'" for n in names.values())
+            rows = self.db.execute(
+                f"SELECT seq, {cols} FROM resources WHERE kind=? AND parent=? AND seq>?"
+                " ORDER BY seq LIMIT ?",
+                (kind, parent, after, limit),
+            ).fetchall()
+            if all(None not in r for r in rows):
+                heads = [json.dumps(n) + ":" for n in names.values()]
+                return [
+                    (
+                        int(r[0]),
+                        "{" + ",".join(h + v for h, v in zip(heads, r[1:], strict=True)) + "}",
+                    )
+                    for r in rows
+                ]
+        wanted = sorted(names)
+        marks = ",".join("?" * len(wanted))
+        cur = self.db.execute(
+            # Numbers and booleans through `->`, which keeps their JSON text (json_each's
+            # value turns true into 1 and rounds a double to 15 digits).
+            "SELECT seq, (SELECT json_group_object(key, CASE WHEN type IN"
+            " ('true', 'false', 'integer', 'real') THEN json(body -> fullkey) ELSE value END)"
+            " FROM json_each(body)"
+            f" WHERE lower(key) IN ({marks}) OR key LIKE 'odata.%')"
+            " FROM resources WHERE kind=? AND parent=? AND seq>? ORDER BY seq LIMIT ?",
+            (*wanted, kind, parent, after, limit),
         )
         return [(int(seq), str(body)) for seq, body in cur.fetchall()]
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,22 @@ def list_tasks(
         )
     except NotFoundError:
         return []
+
+
+def any_incomplete(batch: BatchProvider, job_id: str, wanted: Collection[str]) -> bool:
+    """Whether any of `wanted` (task ids) is not completed, reading the job's incomplete
+    tasks a page at a time and stopping at the first one wanted: a poll costs one request
+    however many tasks are still running (the rest of the list is never read)."""
+    path: str | None = f"jobs/{quote(job_id, safe='')}/tasks"
+    params = {"$filter": "state ne 'completed'", "$select": "id", "maxresults": "1000"}
+    while path is not None:
+        try:
+            items, path, params = batch.list_page(f"list tasks of job {job_id}", path, params)
+        except NotFoundError:
+            return False
+        if any(t.get("id") in wanted for t in items):
+            return True
+    return False
 
 
 def _read(fn: Any, what: str, *args: Any, ocp_range: str | None = None) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 
 from aiohttp import web
@@ -20,10 +21,13 @@ async def delay(settings: Settings) -> None:
 
 
 def fault(request: web.Request, settings: Settings) -> web.StreamResponse | None:
-    """A fraction of requests answered 500/503/429 (with Retry-After) or dropped."""
+    """A fraction of requests answered 500/503/429 (with Retry-After) or dropped; a storm
+    (`faultFor`) ends by itself."""
     rate = settings.fault_rate
     kinds = settings.fault_kinds
     if rate <= 0 or not kinds or random.random() >= rate:
+        return None
+    if settings.fault_until is not None and time.monotonic() >= settings.fault_until:
         return None
     kind = random.choice(kinds)
     request_id = str(uuid.uuid4())

@@ -183,6 +183,8 @@ def page(
     fields = select(call)
     if not filter_text and not fields and shape is None and scope is None:
         return _raw_page(store, call, kind, parent, meta_name, after, limit)
+    if not filter_text and fields and shape is None and scope is None:
+        return _raw_page(store, call, kind, parent, meta_name, after, limit, fields)
     values: list[dict[str, Any]] = []
     cursor = returned = after
     more = False
@@ -206,10 +208,21 @@ def page(
 
 
 def _raw_page(
-    store: Store, call: Call, kind: str, parent: str, meta_name: str, after: int, limit: int
+    store: Store,
+    call: Call,
+    kind: str,
+    parent: str,
+    meta_name: str,
+    after: int,
+    limit: int,
+    fields: list[str] | None = None,
 ) -> Reply:
-    """An unfiltered, unselected page, spliced from the stored JSON without decoding it."""
-    rows = store.iter_raw(kind, parent, after=after, limit=limit + 1)
+    """An unfiltered page, spliced from the stored JSON without decoding it (`$select`ed
+    by SQLite when `fields` are given)."""
+    if fields:
+        rows = store.iter_selected(kind, parent, fields, after=after, limit=limit + 1)
+    else:
+        rows = store.iter_raw(kind, parent, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     head = json.dumps({"odata.metadata": f"{call.base}/$metadata#{meta_name}"})[:-1]

@@ -107,6 +107,8 @@ def when_idle(desired: DesiredState, target: Target, say: Callable[[str], None] 
     pool = desired.pool
     if pool is None or pool.when_idle is WhenIdle.KEEP:
         return "kept"
+    if pool.autoscale is not None and pool.when_idle is WhenIdle.SCALE_TO_ZERO:
+        return "kept"  # its formula sizes an autoscale pool (Batch refuses a resize)
     current = {r.address.parts[0]: r for r in target.batch.read_pools()}
     r = current.get(pool.id)
     if r is None or r.state == "deleting" or r.owner != desired.stack:

@@ -83,7 +83,13 @@ def plan(desired: DesiredState, actual: ActualState, options: PlanOptions | None
             hint="rename them in the spec, or pass --adopt to take them over",
         )
     ordered = [c for k in kinds.KINDS for c in _deletes_first(ctx.changes[k.kind])]
-    return Plan(desired.stack, options.target, tuple(ordered), tuple(ctx.warnings))
+    return Plan(
+        desired.stack,
+        options.target,
+        tuple(ordered),
+        tuple(ctx.warnings),
+        autoscale=tuple(ctx.autoscale),
+    )
 
 
 def _deletes_first(changes: list[Change]) -> list[Change]:

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bspec.errors import NotFoundError, TaskFailedError, WaitTimeoutError
+from bspec.kinds import pool as pool_kind
 from bspec.model import DesiredState
-from bspec.providers import inspection
+from bspec.providers import autoscale, inspection
 from bspec.providers.batch import BatchProvider
 from bspec.providers.storage import StorageProvider
+from bspec.reporting.autoscale import preemption_text
 from bspec.reporting.progress import Display, ProgressDisplay
 from bspec.reporting.tasks import render_node_failure
 
@@ -82,6 +84,7 @@ class WatchResult:
     incomplete: int = 0  # the spec's tasks not completed (status, --no-wait)
     missing: int = 0  # the spec's tasks that do not exist in Batch
     start_task_failures: list[NodeFailure] = field(default_factory=list)
+    preempted: int = 0  # the most Spot nodes seen preempted at once while waiting
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -126,6 +129,7 @@ def wait_for_tasks(
     pending = [j for j in desired.jobs if wanted[j.id]]
     nodes = _NodeWatch()
     start_failures: list[NodeFailure] = []
+    spot = _SpotWatch(desired) if pool_kind.may_have_spot(desired.pool) else None
     polls = 0
     with shown.running():
         while pending:
@@ -148,6 +152,8 @@ def wait_for_tasks(
                 if counts["active"] > 0 and counts["running"] == 0:
                     any_waiting = True
             pending = still
+            if spot is not None and polls % 5 == 0:
+                spot.check(batch, shown)
             if not pending:
                 break
             if any_waiting and desired.pool is not None and polls % 3 == 0:
@@ -163,7 +169,27 @@ def wait_for_tasks(
             time.sleep(poll)
     result = collect(batch, desired, storage)
     result.start_task_failures = start_failures
+    result.preempted = spot.most if spot is not None else 0
     return result
+
+
+@dataclass
+class _SpotWatch:
+    """Preempted Spot nodes of the spec's pool, from its node counts (one request a
+    check); each rise is said once, with what the pool does about it."""
+
+    desired: DesiredState
+    said: int = 0
+    most: int = 0
+
+    def check(self, batch: BatchProvider, shown: ProgressDisplay) -> None:
+        pool = self.desired.pool
+        assert pool is not None
+        n = autoscale.preempted(autoscale.node_counts(batch, [pool.id]).get(pool.id))
+        self.most = max(self.most, n)
+        if n > self.said:
+            shown.say(preemption_text(pool.id, n, pool_kind.spot_handling(pool)))
+        self.said = n
 
 
 def _check_nodes(

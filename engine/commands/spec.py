@@ -15,8 +15,9 @@ from typing import Annotated, Any
 import typer
 from bspec.cli import JSON_HELP, app, emit_json, out
 from bspec.common import durations
+from bspec.errors import InputError
 from bspec.model import DesiredState, ResourceFileSpec, TaskSpec
-from bspec.spec import load, parse_var_flags
+from bspec.spec import autoscale, load, parse_var_flags
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
 SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML or JSON).", show_default=False)]
@@ -53,13 +54,33 @@ def validate_command(
     out.print(f"  {summary['tasks']} task(s) in all", markup=False)
 
 
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--autoscale-preset",
+        help="Print a built-in autoscale preset (queue, workday) as formula text to copy into"
+        " pool.autoscale.formula, its parameters given with --var (e.g. --var max=10); no"
+        " SPEC then.",
+        show_default=False,
+    ),
+]
+
+
 @app.command("render")
 def render_command(
-    spec: SpecArg,
+    spec: Annotated[
+        Path | None, typer.Argument(help="The spec file (YAML or JSON).", show_default=False)
+    ] = None,
     var: VarOpt = None,
     as_json: JsonOpt = False,
+    autoscale_preset: PresetOpt = None,
 ) -> None:
     """Print the expanded desired state: every task's id, command line, files and fingerprint."""
+    if autoscale_preset is not None:
+        _print_preset(autoscale_preset, parse_var_flags(var), as_json)
+        return
+    if spec is None:
+        raise InputError("missing SPEC: the spec file to render", code="InvalidFlag")
     desired = load(spec, parse_var_flags(var))
     data = desired_to_json(desired)
     if as_json:
@@ -76,6 +97,11 @@ def render_command(
         out.print(f"pool/{p['id']}  vmSize={p['vmSize']} nodes={p['nodes']}", markup=False)
         if p["startTask"]:
             out.print(f"  startTask: {p['startTask']['commandLine']}", markup=False)
+        if p.get("autoscale"):
+            a = p["autoscale"]
+            out.print(f"  autoscale (every {a['interval']}):", markup=False)
+            for line in a["formula"].splitlines():
+                out.print(f"    {line}", markup=False)
     for job in data["jobs"]:
         out.print(f"job/{job['id']}  pool={job['poolId']} priority={job['priority']}",
                   markup=False)
@@ -92,6 +118,16 @@ def render_command(
             if t["dependsOn"] or t["dependsOnRanges"]:
                 out.print(f"  dependsOn: {t['dependsOn']} {t['dependsOnRanges'] or ''}".rstrip(),
                           markup=False)
+
+
+def _print_preset(name: str, given: dict[str, Any], as_json: bool) -> None:
+    """`render --autoscale-preset NAME`: the preset's formula for its parameters."""
+    params = autoscale.preset_parameters(name, given)
+    formula = autoscale.render_preset(name, params, {"vars": {}, "stack": ""})
+    if as_json:
+        emit_json({"preset": name, "parameters": given, "formula": formula})
+        return
+    out.print(formula, markup=False)
 
 
 @app.command("schema")
@@ -180,7 +216,7 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
     """The `render --json` object (without formatVersion): the desired state, SAS-free."""
     pool = desired.pool
     start = pool.start_task if pool else None
-    return {
+    data: dict[str, Any] = {
         "stack": desired.stack,
         "file": desired.spec_file,
         "specHash": desired.spec_hash,
@@ -230,6 +266,14 @@ def desired_to_json(desired: DesiredState) -> dict[str, Any]:
             for j in desired.jobs
         ],
     }
+    if pool is not None and pool.autoscale is not None:
+        a = pool.autoscale
+        data["pool"]["autoscale"] = {
+            "formula": a.formula,
+            "interval": durations.format(a.interval),
+            "preset": a.preset,
+        }
+    return data
 
 
 def _rel(path: str) -> str:

@@ -60,6 +60,7 @@ class PlanContext:
     unowned: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     changes: dict[Kind, list[Change]] = field(default_factory=dict)
+    autoscale: list[dict[str, Any]] = field(default_factory=list)  # formula evaluations
 
     @property
     def stack(self) -> str:

@@ -59,7 +59,7 @@ def plan(
     """What apply would change, and why; saved to `out_file` to apply exactly later."""
     desired, name = load_stack(spec, vars, target)
     with connected(desired, name) as tgt:
-        actual = read_actual(desired, tgt.batch, tgt.storage)
+        actual = read_actual(desired, tgt.batch, tgt.storage, evaluate=True)
         p = make_plan(desired, actual, PlanOptions(name, adopt))
         if out_file is not None:
             saved_plan.save(out_file, p, desired, basis(actual, covered(p)), adopt=adopt)

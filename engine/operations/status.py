@@ -7,9 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bspec.kinds import pool as pool_kind
 from bspec.model import DesiredState
 from bspec.operations.session import Outcome, Vars, opened
-from bspec.providers import inspection
+from bspec.providers import autoscale, inspection
 from bspec.reporting.reporter import Reporter
 from bspec.reporting.status import render_status
 from bspec.targets import Target
@@ -33,6 +34,9 @@ def status(
         }
         if desired.pool is not None:
             data["pool"] = _pool_status(tgt, desired.pool.id)
+            spot = _spot_status(tgt, desired, data["pool"])
+            if spot is not None:
+                data["pool"]["spot"] = spot
         for job in desired.jobs:
             data["jobs"].append(_job_status(tgt, desired, job.id, failed_limit))
         data["requests"] = tgt.counter.snapshot()
@@ -71,6 +75,23 @@ def _pool_status(tgt: Target, pool_id: str) -> dict[str, Any]:
         "currentLowPriorityNodes": int(p.get("currentLowPriorityNodes") or 0),
         "nodes": dict(sorted(nodes.items())),
         "owner": owner,
+    }
+
+
+def _spot_status(tgt: Target, desired: DesiredState, pool: dict[str, Any]) -> Any:
+    """Preempted Spot nodes (one node-counts request) and what the pool does about them;
+    None for a pool that cannot have Spot nodes."""
+    has_spot = pool["exists"] and (
+        pool_kind.may_have_spot(desired.pool)
+        or pool["targetLowPriorityNodes"]
+        or pool["currentLowPriorityNodes"]
+    )
+    if not has_spot:
+        return None
+    counts = autoscale.node_counts(tgt.batch, [pool["id"]]).get(pool["id"])
+    return {
+        "preempted": autoscale.preempted(counts),
+        "handling": pool_kind.spot_handling(desired.pool),
     }
 
 

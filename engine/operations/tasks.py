@@ -9,6 +9,7 @@ from typing import Any
 from bspec import applying
 from bspec.downloads import download_outputs
 from bspec.errors import NotFoundError
+from bspec.kinds import pool as pool_kind
 from bspec.model import DesiredState
 from bspec.operations.session import Outcome, Vars, opened
 from bspec.providers import inspection
@@ -41,6 +42,11 @@ def finish(
     data: dict[str, Any] = {"tasks": watched.to_json()}
     for line in render_result(watched):
         reporter.show(line)
+    if watched.preempted and desired.pool is not None:
+        data["spot"] = {
+            "preempted": watched.preempted,
+            "handling": pool_kind.spot_handling(desired.pool),
+        }
     if any(j.outputs for j in desired.jobs):
         got = download_outputs(target.storage, desired)
         data["outputs"] = got.to_json()

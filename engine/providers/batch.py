@@ -48,6 +48,9 @@ POOL_SELECT = [
     "currentLowPriorityNodes",
     "startTask",
     "metadata",
+    "enableAutoScale",
+    "autoScaleFormula",
+    "autoScaleEvaluationInterval",
 ]
 JOB_SELECT = [
     "id",
@@ -135,6 +138,11 @@ class BatchProvider:
         resp = self.client.send_request(request)
         resp.raise_for_status()
         return resp
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """One request outside the SDK's models (autoscale's operations): `_send`, for the
+        provider modules beside this one."""
+        return self._send(method, path, body=body)
 
     def read_pools(self) -> list[Resource]:
         pools = self.list_raw(
@@ -241,6 +249,12 @@ class BatchProvider:
             "taskSlotsPerNode": p["taskSlotsPerNode"],
             "metadata": self._metadata(p["metadata"]),
         }
+        auto = p.get("autoScale")
+        if auto is not None:  # the formula sizes it: Batch takes no node counts then
+            del body["targetDedicatedNodes"], body["targetLowPriorityNodes"]
+            body["enableAutoScale"] = True
+            body["autoScaleFormula"] = auto["formula"]
+            body["autoScaleEvaluationInterval"] = durations.format(float(auto["interval"]))
         if p["startTask"] is not None:
             body["startTask"] = self._start_task_body(p["startTask"], sas)
         return body

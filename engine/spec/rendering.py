@@ -37,6 +37,7 @@ from bspec.model import (
     TaskSpec,
     WhenIdle,
 )
+from bspec.spec import autoscale
 from bspec.spec.dependencies import MAX_DEPENDS_CHARS, expand_dependencies
 from bspec.spec.environment import (
     MAX_RESULT,
@@ -96,6 +97,9 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
                 out["tasks"] = job.get("tasks", [])
                 jobs.append(out)
             rendered[key] = jobs
+        elif key == "pool" and isinstance(value, dict):
+            # autoscale.formula is rendered with the pool in scope, in _pool
+            rendered[key] = autoscale.render_body(r, value, (key,), top_scope)
         else:
             rendered[key] = r.render_tree(value, (key,), top_scope, key)
     r.check()
@@ -114,7 +118,7 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
     refs = References(r, declared, files_of)
 
     # 3. The pool.
-    pool = _pool(r, rendered.get("pool"), refs)
+    pool = _pool(r, rendered.get("pool"), refs, data.get("pool"), top_scope)
     pool_id = pool.id if pool else None
 
     # 4. Jobs and their tasks.
@@ -170,9 +174,17 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
     )
 
 
-def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> PoolSpec | None:
+def _pool(
+    r: Renderer,
+    body: Mapping[str, Any] | None,
+    refs: References,
+    raw: Any = None,
+    scope: dict[str, Any] | None = None,
+) -> PoolSpec | None:
     if not body:
         return None
+    formula = autoscale.raw_formula(raw) if isinstance(raw, Mapping) else None
+    scaled = autoscale.build(r, body, formula, ("pool",), scope or {})
     start: StartTaskSpec | None = None
     st = body.get("startTask")
     if st:
@@ -212,6 +224,7 @@ def _pool(r: Renderer, body: Mapping[str, Any] | None, refs: References) -> Pool
         start_task=start,
         metadata=tuple((body.get("metadata") or {}).items()),
         when_idle=WhenIdle(body.get("whenIdle", "keep")),
+        autoscale=scaled,
     )
 
 

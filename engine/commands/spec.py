@@ -46,6 +46,10 @@ def validate_command(
         nodes = f"{pool['nodes']} node(s)"
         if pool["lowPriorityNodes"]:
             nodes += f" + {pool['lowPriorityNodes']} low-priority"
+        scaled = desired.pool.autoscale if desired.pool else None
+        if scaled is not None:
+            how = f"{scaled.preset} preset" if scaled.preset else "formula"
+            nodes = f"autoscale ({how}, every {durations.format(scaled.interval)})"
         out.print(f"  pool      {pool['id']:<14} {pool['vmSize']}, {nodes}, "
                   f"{pool['taskSlotsPerNode']} slot(s) per node", markup=False)
     for job in summary["jobs"]:

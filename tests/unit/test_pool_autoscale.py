@@ -321,3 +321,9 @@ def test_spot_handling_and_its_words() -> None:
         "2 Spot nodes of pool p preempted; Batch re-allocates preempted Spot nodes when"
         " capacity returns"
     )
+
+
+def test_docs_show_each_preset_in_full() -> None:
+    docs = (SCHEMAS.parent / "docs" / "pools.md").read_text("utf-8")
+    for name in autoscale.PRESETS:
+        assert f"```jinja\n{autoscale.preset_source(name)}```" in docs

@@ -83,6 +83,16 @@ def pool_json(status: operations.Outcome) -> dict[str, Any]:
     return pool
 
 
+def open_gate_and_wait(spec: Path, gate: Path, tasks: int, handling: str) -> list[str]:
+    """Let the tasks finish; `bspec wait` counts the one preempted node. What it said."""
+    gate.touch()
+    rec = Recorder()
+    waited = operations.wait(spec, rec, timeout=60)
+    assert waited.exit_code == 0 and waited.data["tasks"]["succeeded"] == tasks
+    assert waited.data["spot"] == {"preempted": 1, "handling": handling}
+    return rec.said
+
+
 def eventually(check: Callable[[], bool], what: str) -> None:
     wait_for(check, 30, what)
 
@@ -140,12 +150,8 @@ def test_queue_preset_grows_falls_back_from_preempted_spot_and_shrinks_to_zero(
     assert (status["targetDedicatedNodes"], status["targetLowPriorityNodes"]) == (3, 2)
 
     # Done: wait says what happened to the Spot node; then the pool goes to zero.
-    gate.touch()
-    rec = Recorder()
-    waited = operations.wait(spec, rec, timeout=60)
-    assert waited.exit_code == 0 and waited.data["tasks"]["succeeded"] == 4
-    assert waited.data["spot"] == {"preempted": 1, "handling": "queueFallback"}
-    assert any("1 Spot node of pool queue-pool preempted" in line for line in rec.said)
+    said = open_gate_and_wait(spec, gate, 4, "queueFallback")
+    assert any("1 Spot node of pool queue-pool preempted" in line for line in said)
     step(manual, "PT5M")
     eventually(
         lambda: (
@@ -252,12 +258,8 @@ def test_fixed_spot_pool_status_and_wait_count_preempted_nodes(
         "  1 Spot node of pool spot-pool preempted; Batch re-allocates preempted Spot nodes"
         " when capacity returns"
     ) in rec.shown
-    gate.touch()
-    rec = Recorder()
-    waited = operations.wait(spec, rec, timeout=60)
-    assert waited.exit_code == 0 and waited.data["tasks"]["succeeded"] == 2
-    assert waited.data["spot"] == {"preempted": 1, "handling": "batchRestores"}
-    assert any("Batch re-allocates preempted Spot nodes" in line for line in rec.said)
+    said = open_gate_and_wait(spec, gate, 2, "batchRestores")
+    assert any("Batch re-allocates preempted Spot nodes" in line for line in said)
 
 
 def _creation_time(server: Server, pool_id: str) -> str:

@@ -108,6 +108,7 @@ class _NodeWatch:
 
     said_waiting: int = -1
     reported: set[str] = field(default_factory=set)
+    autoscale: bool = False  # the pool's formula sizes it (no resize to wait for)
 
 
 def wait_for_tasks(
@@ -157,6 +158,7 @@ def wait_for_tasks(
             if not pending:
                 break
             if any_waiting and desired.pool is not None and polls % 3 == 0:
+                nodes.autoscale = desired.pool.autoscale is not None
                 start_failures.extend(_check_nodes(batch, desired.pool.id, nodes, shown))
             if deadline is not None and time.monotonic() > deadline:
                 ids = ", ".join(j.id for j in pending)
@@ -239,9 +241,12 @@ def _check_nodes(
         )
     starting = max(target - len(failed), 0)
     if target == 0 and watch.said_waiting != 0:
-        shown.say(
-            f"Waiting: pool {pool_id} has no nodes (target 0); tasks wait until it is resized"
+        until = (
+            "its autoscale formula asks for nodes at its next evaluation"
+            if watch.autoscale
+            else "it is resized"
         )
+        shown.say(f"Waiting: pool {pool_id} has no nodes (target 0); tasks wait until {until}")
         watch.said_waiting = 0
     elif starting and watch.said_waiting != starting:
         why = (

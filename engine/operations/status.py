@@ -75,7 +75,22 @@ def _pool_status(tgt: Target, pool_id: str) -> dict[str, Any]:
         "currentLowPriorityNodes": int(p.get("currentLowPriorityNodes") or 0),
         "nodes": dict(sorted(nodes.items())),
         "owner": owner,
+        **_autoscale_status(p),
     }
+
+
+def _autoscale_status(p: dict[str, Any]) -> dict[str, Any]:
+    """An autoscale pool's interval and last evaluation (absent on a fixed pool)."""
+    if not p.get("enableAutoScale"):
+        return {}
+    run = p.get("autoScaleRun")
+    last = pool_kind.evaluation_json(run, "current") if run else None
+    if last is not None:
+        last = {
+            k: last[k]
+            for k in ("timestamp", "targetDedicatedNodes", "targetLowPriorityNodes", "error")
+        }
+    return {"autoScale": {"interval": p.get("autoScaleEvaluationInterval"), "lastRun": last}}
 
 
 def _spot_status(tgt: Target, desired: DesiredState, pool: dict[str, Any]) -> Any:

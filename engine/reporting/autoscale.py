@@ -42,6 +42,24 @@ def evaluation_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def autoscale_status_text(a: Mapping[str, Any]) -> str:
+    """`autoscale every PT5M; last evaluation at <time>: 2 dedicated nodes`."""
+    text = f"autoscale every {a.get('interval')}"
+    last = a.get("lastRun")
+    if not last:
+        return text + "; not evaluated yet"
+    text += f"; last evaluation at {last.get('timestamp')}: "
+    error = last.get("error")
+    if error:
+        details = error.get("details") or []
+        extra = f" ({'; '.join(details)})" if details else ""
+        return text + f"failed, {error.get('code')}: {error.get('message')}{extra}"
+    nodes = count(int(last.get("targetDedicatedNodes") or 0), "dedicated node")
+    if last.get("targetLowPriorityNodes"):
+        nodes += f" + {count(int(last['targetLowPriorityNodes']), 'Spot node')}"
+    return text + nodes
+
+
 def preemption_text(pool_id: str, preempted: int, handling: str) -> str:
     """`2 Spot nodes of pool p preempted; <what the pool does about it>`."""
     return (
@@ -50,4 +68,10 @@ def preemption_text(pool_id: str, preempted: int, handling: str) -> str:
     )
 
 
-__all__ = ["HANDLING", "evaluation_lines", "evaluation_text", "preemption_text"]
+__all__ = [
+    "HANDLING",
+    "autoscale_status_text",
+    "evaluation_lines",
+    "evaluation_text",
+    "preemption_text",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bspec.reporting.autoscale import preemption_text
+from bspec.reporting.autoscale import autoscale_status_text, preemption_text
 
 
 def render_status(data: dict[str, Any]) -> list[str]:
@@ -26,6 +26,8 @@ def render_status(data: dict[str, Any]) -> list[str]:
                     f"  {p['currentLowPriorityNodes']}/{p['targetLowPriorityNodes']}"
                     " low-priority nodes"
                 )
+            if p.get("autoScale"):
+                lines.append(f"  {autoscale_status_text(p['autoScale'])}")
             if (p.get("spot") or {}).get("preempted"):
                 spot = p["spot"]
                 lines.append(f"  {preemption_text(p['id'], spot['preempted'], spot['handling'])}")

@@ -118,6 +118,13 @@ def test_queue_preset_grows_falls_back_from_preempted_spot_and_shrinks_to_zero(
     status = pool_json(operations.status(spec, Recorder()))
     assert (status["targetDedicatedNodes"], status["targetLowPriorityNodes"]) == (2, 2)
     assert "spot" in status and status["spot"]["preempted"] == 0
+    assert status["autoScale"]["interval"] == "PT5M"
+    last = status["autoScale"]["lastRun"]
+    assert (last["targetDedicatedNodes"], last["targetLowPriorityNodes"], last["error"]) == (
+        2,
+        2,
+        None,
+    )
 
     # plan: the pool's formula now (an existing autoscale pool), nothing to change.
     rec = Recorder()
@@ -140,6 +147,11 @@ def test_queue_preset_grows_falls_back_from_preempted_spot_and_shrinks_to_zero(
     rec = Recorder()
     status = pool_json(operations.status(spec, rec))
     assert status["spot"] == {"preempted": 1, "handling": "queueFallback"}
+    assert any(
+        line.startswith("  autoscale every PT5M; last evaluation at ")
+        and line.endswith(": 2 dedicated nodes + 2 Spot nodes")
+        for line in rec.shown
+    )
     assert (
         "  1 Spot node of pool queue-pool preempted; autoscale will replace them with"
         " dedicated nodes (queue preset fallback)"

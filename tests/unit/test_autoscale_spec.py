@@ -327,3 +327,28 @@ def test_docs_show_each_preset_in_full() -> None:
     docs = (SCHEMAS.parent / "docs" / "pools.md").read_text("utf-8")
     for name in autoscale.PRESETS:
         assert f"```jinja\n{autoscale.preset_source(name)}```" in docs
+
+
+def test_a_saved_plan_keeps_the_pools_autoscale() -> None:
+    from bspec import saved_plan
+    from bspec.model import DesiredState
+
+    d = desired()
+    d = replace(d, pool=replace(d.pool, autoscale=AutoscaleSpec(FORMULA, preset="queue", spot=0.5)))
+    back = saved_plan.from_data(DesiredState, json.loads(json.dumps(saved_plan.to_data(d))))
+    assert back.pool.autoscale == d.pool.autoscale
+
+
+def test_status_words_for_an_autoscale_pool() -> None:
+    from bspec.reporting.autoscale import autoscale_status_text
+
+    assert autoscale_status_text({"interval": "PT5M", "lastRun": None}) == (
+        "autoscale every PT5M; not evaluated yet"
+    )
+    failed = {
+        "timestamp": "T",
+        "error": {"code": "InsufficientSampleData", "message": "m", "details": ["Line 1"]},
+    }
+    assert autoscale_status_text({"interval": "PT5M", "lastRun": failed}) == (
+        "autoscale every PT5M; last evaluation at T: failed, InsufficientSampleData: m (Line 1)"
+    )

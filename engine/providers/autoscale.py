@@ -130,7 +130,8 @@ def disable(batch: BatchProvider, pool_id: str) -> None:
 
 def evaluate(batch: BatchProvider, pool_id: str, formula: str) -> dict[str, Any]:
     """What `formula` gives on the pool now (an AutoScaleRun: timestamp, results, error);
-    a formula the service refuses answers as a run with that error."""
+    a formula the service refuses (or a pool whose autoscale was switched off meanwhile)
+    answers as a run with that error, so plan shows it rather than failing."""
     what = f"evaluate autoscale on pool {pool_id}"
     with sdk_errors("batch", what):
         try:
@@ -139,7 +140,7 @@ def evaluate(batch: BatchProvider, pool_id: str, formula: str) -> dict[str, Any]
             )
         except HttpResponseError as exc:
             body = _error_body(exc)
-            if exc.status_code == 400 and body.get("code"):
+            if exc.status_code in (400, 409) and body.get("code"):  # refused: say why
                 return {"timestamp": None, "results": None, "error": body}
             raise _refused(exc, what) from exc
     run: dict[str, Any] = resp.json()

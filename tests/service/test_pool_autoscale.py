@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
@@ -78,8 +79,19 @@ def write_spec(folder: Path, name: str, pool: dict[str, Any], tasks: int, gate: 
     return path
 
 
+OUTPUT = json.loads(
+    (Path(__file__).resolve().parents[2] / "schema" / "output.schema.json").read_text()
+)
+
+
+def valid(outcome: operations.Outcome) -> operations.Outcome:
+    """The outcome, its --json object checked against the output schema."""
+    jsonschema.validate({"formatVersion": 1, **outcome.data}, OUTPUT)
+    return outcome
+
+
 def pool_json(status: operations.Outcome) -> dict[str, Any]:
-    pool: dict[str, Any] = status.data["pool"]
+    pool: dict[str, Any] = valid(status).data["pool"]
     return pool
 
 
@@ -87,7 +99,7 @@ def open_gate_and_wait(spec: Path, gate: Path, tasks: int, handling: str) -> lis
     """Let the tasks finish; `bspec wait` counts the one preempted node. What it said."""
     gate.touch()
     rec = Recorder()
-    waited = operations.wait(spec, rec, timeout=60)
+    waited = valid(operations.wait(spec, rec, timeout=60))
     assert waited.exit_code == 0 and waited.data["tasks"]["succeeded"] == tasks
     assert waited.data["spot"] == {"preempted": 1, "handling": handling}
     return rec.said
@@ -128,7 +140,7 @@ def test_queue_preset_grows_falls_back_from_preempted_spot_and_shrinks_to_zero(
 
     # plan: the pool's formula now (an existing autoscale pool), nothing to change.
     rec = Recorder()
-    planned = operations.plan(spec, rec)
+    planned = valid(operations.plan(spec, rec))
     assert planned.plan is not None and planned.plan.empty()
     (evaluation,) = planned.data["autoscale"]
     assert evaluation["address"] == "pool/queue-pool" and evaluation["formula"] == "current"
@@ -226,7 +238,7 @@ def test_fixed_to_autoscale_and_back_in_place_with_the_services_words_for_bad_fo
     bad = {"autoscale": {"formula": "$TargetDedicatedNodes = ;", "interval": "PT10M"}}
     write_spec(folder, "flip", bad, 0, gate)
     rec = Recorder()
-    planned = operations.plan(spec, rec)
+    planned = valid(operations.plan(spec, rec))
     (evaluation,) = planned.data["autoscale"]
     assert evaluation["formula"] == "new"
     assert evaluation["error"]["code"] == "AutoScalingFormulaSyntaxError"

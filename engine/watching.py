@@ -128,7 +128,7 @@ def wait_for_tasks(
     deadline = None if timeout is None else time.monotonic() + timeout
     wanted = {j.id: {t.id for t in desired.tasks_of(j.id)} for j in desired.jobs}
     pending = [j for j in desired.jobs if wanted[j.id]]
-    nodes = _NodeWatch()
+    nodes = _NodeWatch(autoscale=desired.pool is not None and desired.pool.autoscale is not None)
     start_failures: list[NodeFailure] = []
     spot = _SpotWatch(desired) if pool_kind.may_have_spot(desired.pool) else None
     polls = 0
@@ -158,7 +158,6 @@ def wait_for_tasks(
             if not pending:
                 break
             if any_waiting and desired.pool is not None and polls % 3 == 0:
-                nodes.autoscale = desired.pool.autoscale is not None
                 start_failures.extend(_check_nodes(batch, desired.pool.id, nodes, shown))
             if deadline is not None and time.monotonic() > deadline:
                 ids = ", ".join(j.id for j in pending)

@@ -10,8 +10,8 @@ from bspec.kinds.base import count
 
 # What a pool does about its preempted Spot nodes (status --json `spot.handling`).
 HANDLING = {
-    "queueFallback": "autoscale will replace them with dedicated nodes (queue preset fallback)",
-    "formula": "the pool's autoscale formula decides what replaces them at its next evaluation",
+    "queueFallback": "autoscale will replace {them} with dedicated nodes (queue preset fallback)",
+    "formula": "the pool's autoscale formula decides what replaces {them} at its next evaluation",
     "batchRestores": "Batch re-allocates preempted Spot nodes when capacity returns",
 }
 
@@ -62,9 +62,10 @@ def autoscale_status_text(a: Mapping[str, Any]) -> str:
 
 def preemption_text(pool_id: str, preempted: int, handling: str) -> str:
     """`2 Spot nodes of pool p preempted; <what the pool does about it>`."""
+    what = HANDLING.get(handling, HANDLING["batchRestores"])
     return (
         f"{count(preempted, 'Spot node')} of pool {pool_id} preempted;"
-        f" {HANDLING.get(handling, HANDLING['batchRestores'])}"
+        f" {what.format(them='it' if preempted == 1 else 'them')}"
     )
 
 

@@ -165,7 +165,7 @@ def test_queue_preset_grows_falls_back_from_preempted_spot_and_shrinks_to_zero(
         for line in rec.shown
     )
     assert (
-        "  1 Spot node of pool queue-pool preempted; autoscale will replace them with"
+        "  1 Spot node of pool queue-pool preempted; autoscale will replace it with"
         " dedicated nodes (queue preset fallback)"
     ) in rec.shown
     # ... and the next evaluation runs a dedicated node instead (the preset's fallback).

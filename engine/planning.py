@@ -125,7 +125,8 @@ def basis(actual: ActualState, only: Iterable[Address] | None = None) -> dict[st
     for addr, r in sorted(actual.resources.items()):
         if (keep is not None and addr not in keep) or addr == Address.container(LOGS_KEY):
             continue
-        entry: dict[str, Any] = {"props": dict(r.props), "owner": r.owner}
+        props = pool_kind.steady_props(r.props) if addr.kind is Kind.POOL else dict(r.props)
+        entry: dict[str, Any] = {"props": props, "owner": r.owner}
         if addr.kind is Kind.JOB or r.state == "deleting":
             entry["state"] = r.state
         out[str(addr)] = entry

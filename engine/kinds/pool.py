@@ -321,6 +321,14 @@ def evaluation_json(run: Mapping[str, Any], which: str) -> dict[str, Any]:
     return out
 
 
+def steady_props(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The props a saved plan is checked against: an autoscale pool's node counts move with
+    its formula, so they are left out (as the planner does not count them as drift)."""
+    if props.get("autoScale") is None:
+        return dict(props)
+    return {k: v for k, v in props.items() if k not in RESIZE_FIELDS}
+
+
 def may_have_spot(spec: PoolSpec | None) -> bool:
     """Whether the spec's pool may hold Spot nodes (so status and wait count preemptions):
     fixed Spot nodes, or autoscale (whose formula may ask for them)."""

@@ -352,3 +352,16 @@ def test_status_words_for_an_autoscale_pool() -> None:
     assert autoscale_status_text({"interval": "PT5M", "lastRun": failed}) == (
         "autoscale every PT5M; last evaluation at T: failed, InsufficientSampleData: m (Line 1)"
     )
+
+
+def test_a_saved_plan_is_not_stale_when_the_formula_moved_the_node_counts() -> None:
+    from bspec.planning import basis
+
+    d = scaled(desired())
+    before = basis(ActualState(converged(d)))
+    after = basis(ActualState(with_pool(converged(d), targetDedicatedNodes=9)))
+    assert before == after
+    fixed = desired()
+    assert basis(ActualState(converged(fixed))) != basis(
+        ActualState(with_pool(converged(fixed), targetDedicatedNodes=9))
+    )

@@ -1,8 +1,8 @@
 """Autoscale and Spot pools through bspec's operations, for real: a private local Batch
 service on a manual clock (each evaluation reached by stepping it), the session's Azurite,
 the real SDKs. The queue preset grows the pool with the queue, splits it into Spot and
-dedicated nodes, stands in for a preempted Spot node with a dedicated one and shrinks to
-zero; plan shows what a formula evaluates to now and the service's words for one it
+dedicated nodes, stands in with dedicated nodes for a preempted Spot node and for Spot
+capacity that never came (the account's Spot core quota) and shrinks to zero; plan shows what a formula evaluates to now and the service's words for one it
 refuses; fixed size -> autoscale -> fixed size changes the pool in place; status and wait
 count preempted nodes and say what the pool does about them."""
 
@@ -292,3 +292,28 @@ def _creation_time(server: Server, pool_id: str) -> str:
     credential = AzureNamedKeyCredential(account["name"], account["key"])
     with BatchClient(server.url, credential) as c:
         return str(c.get_pool(pool_id).creation_time)
+
+
+def test_queue_preset_runs_dedicated_nodes_for_spot_capacity_that_never_came(
+    manual: Server, tmp_path: Path
+) -> None:
+    # Spot core quota for one standard_d2s_v3 node: the second Spot node is never allocated.
+    http_json("PUT", f"{manual.url}/_local/settings", {"lowPriorityCoreQuota": 2})
+    queue = {"autoscale": {"preset": "queue", "max": 4, "spot": 0.5, "interval": "PT5M"}}
+    spec = write_spec(tmp_path / "m", "short", queue, 4, tmp_path / "gate")
+    assert operations.apply(spec, Recorder(), yes=True, wait=False).exit_code == 0
+    step(manual, "PT5M")
+    eventually(
+        lambda: pool_json(operations.status(spec, Recorder()))["nodes"].get("running") == 3,
+        "two dedicated nodes and the one Spot node that fits running tasks",
+    )
+    status = pool_json(operations.status(spec, Recorder()))
+    assert (status["targetDedicatedNodes"], status["targetLowPriorityNodes"]) == (2, 2)
+    assert status["currentLowPriorityNodes"] == 1
+    step(manual, "PT5M")
+    status = pool_json(operations.status(spec, Recorder()))
+    assert (status["targetDedicatedNodes"], status["targetLowPriorityNodes"]) == (3, 2)
+    eventually(
+        lambda: pool_json(operations.status(spec, Recorder()))["nodes"].get("running") == 4,
+        "the fourth task on the stand-in dedicated node",
+    )

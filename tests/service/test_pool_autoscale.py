@@ -105,6 +105,13 @@ def open_gate_and_wait(spec: Path, gate: Path, tasks: int, handling: str) -> lis
     return rec.said
 
 
+def nodes_in(spec: Path, state: str, count: int, what: str) -> None:
+    """Wait until `count` of the pool's nodes are in `state`, as status reports them."""
+    eventually(
+        lambda: pool_json(operations.status(spec, Recorder()))["nodes"].get(state) == count, what
+    )
+
+
 def eventually(check: Callable[[], bool], what: str) -> None:
     wait_for(check, 30, what)
 
@@ -123,10 +130,7 @@ def test_queue_preset_grows_falls_back_from_preempted_spot_and_shrinks_to_zero(
 
     # The next evaluation sees 4 pending tasks: 4 nodes, half of them Spot.
     step(manual, "PT5M")
-    eventually(
-        lambda: pool_json(operations.status(spec, Recorder()))["nodes"].get("running") == 4,
-        "four nodes running the four tasks",
-    )
+    nodes_in(spec, "running", 4, "four nodes running the four tasks")
     status = pool_json(operations.status(spec, Recorder()))
     assert (status["targetDedicatedNodes"], status["targetLowPriorityNodes"]) == (2, 2)
     assert "spot" in status and status["spot"]["preempted"] == 0
@@ -196,10 +200,7 @@ def test_fixed_to_autoscale_and_back_in_place_with_the_services_words_for_bad_fo
     folder = tmp_path / "f"
     spec = write_spec(folder, "flip", {"nodes": 1}, 0, gate)
     assert operations.apply(spec, Recorder(), yes=True, wait=False).exit_code == 0
-    eventually(
-        lambda: pool_json(operations.status(spec, Recorder()))["nodes"].get("idle") == 1,
-        "the fixed pool's node",
-    )
+    nodes_in(spec, "idle", 1, "the fixed pool's node")
     created = _creation_time(manual, "flip-pool")
 
     # A fixed pool turning to autoscale with a formula Batch refuses: the error comes at
@@ -270,10 +271,7 @@ def test_fixed_spot_pool_status_and_wait_count_preempted_nodes(
     gate = tmp_path / "gate"
     spec = write_spec(tmp_path / "s", "spot", {"lowPriorityNodes": 2}, 2, gate)
     assert operations.apply(spec, Recorder(), yes=True, wait=False).exit_code == 0
-    eventually(
-        lambda: pool_json(operations.status(spec, Recorder()))["nodes"].get("running") == 2,
-        "two Spot nodes running the tasks",
-    )
+    nodes_in(spec, "running", 2, "two Spot nodes running the tasks")
     http_json("POST", f"{manual.url}/_local/preempt", {"poolId": "spot-pool", "count": 1})
     rec = Recorder()
     status = operations.status(spec, rec)
@@ -303,9 +301,8 @@ def test_queue_preset_runs_dedicated_nodes_for_spot_capacity_that_never_came(
     spec = write_spec(tmp_path / "m", "short", queue, 4, tmp_path / "gate")
     assert operations.apply(spec, Recorder(), yes=True, wait=False).exit_code == 0
     step(manual, "PT5M")
-    eventually(
-        lambda: pool_json(operations.status(spec, Recorder()))["nodes"].get("running") == 3,
-        "two dedicated nodes and the one Spot node that fits running tasks",
+    nodes_in(
+        spec, "running", 3, "two dedicated nodes and the one Spot node that fits running tasks"
     )
     status = pool_json(operations.status(spec, Recorder()))
     assert (status["targetDedicatedNodes"], status["targetLowPriorityNodes"]) == (2, 2)
@@ -313,7 +310,4 @@ def test_queue_preset_runs_dedicated_nodes_for_spot_capacity_that_never_came(
     step(manual, "PT5M")
     status = pool_json(operations.status(spec, Recorder()))
     assert (status["targetDedicatedNodes"], status["targetLowPriorityNodes"]) == (3, 2)
-    eventually(
-        lambda: pool_json(operations.status(spec, Recorder()))["nodes"].get("running") == 4,
-        "the fourth task on the stand-in dedicated node",
-    )
+    nodes_in(spec, "running", 4, "the fourth task on the stand-in dedicated node")

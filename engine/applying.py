@@ -141,8 +141,14 @@ def when_idle_pools(
 ) -> dict[str, str]:
     """`whenIdle` of `pools`, whose jobs' tasks have all completed: per pool id, what it
     did (kept, scaledToZero, deleted, none). One list request when any pool acts."""
-    out = {p.id: "kept" for p in pools if p.when_idle is WhenIdle.KEEP}
-    acting = [p for p in pools if p.when_idle is not WhenIdle.KEEP]
+    # an autoscale pool's formula sizes it (Batch refuses a resize): scaleToZero keeps it
+    def keeps(p: PoolSpec) -> bool:
+        return p.when_idle is WhenIdle.KEEP or (
+            p.autoscale is not None and p.when_idle is WhenIdle.SCALE_TO_ZERO
+        )
+
+    out = {p.id: "kept" for p in pools if keeps(p)}
+    acting = [p for p in pools if not keeps(p)]
     if not acting:
         return out
     current = {r.address.parts[0]: r for r in target.batch.read_pools()}

@@ -273,6 +273,17 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class AutoscaleSpec:
+    """A pool sized by a Batch autoscale formula (`pool.autoscale`), already rendered:
+    from the spec's `formula`, or from a built-in `preset` (templates/autoscale/)."""
+
+    formula: str
+    interval: timedelta = timedelta(minutes=15)  # Batch's default evaluation interval
+    preset: str | None = None  # "queue", "workday"; None for a formula of the spec's own
+    spot: float = 0.0  # the queue preset's Spot share (its fallback runs them as dedicated)
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     id: str
     vm_size: str
@@ -285,6 +296,7 @@ class PoolSpec:
     when_idle: WhenIdle = WhenIdle.KEEP
     key: str | None = None  # its key in the spec's `pools`; None for the `pool:` shorthand
     containers: PoolContainersSpec | None = None
+    autoscale: AutoscaleSpec | None = None  # then the formula owns the node counts
 
 
 @dataclass(frozen=True)
@@ -555,6 +567,9 @@ class Plan:
     target: str
     changes: tuple[Change, ...]  # every change, no-ops included, in apply order
     warnings: tuple[str, ...] = ()  # e.g. foreign tasks in an owned job, left alone
+    # What the autoscale formulas of existing autoscale pools evaluate to now (read by the
+    # providers with evaluate-autoscale; kinds.pool.evaluation_json gives the shape).
+    autoscale: tuple[Mapping[str, Any], ...] = ()
 
     def empty(self) -> bool:
         return all(c.action is Action.NOOP for c in self.changes)

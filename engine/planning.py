@@ -84,7 +84,13 @@ def plan(desired: DesiredState, actual: ActualState, options: PlanOptions | None
             hint="rename them in the spec, or pass --adopt to take them over",
         )
     ordered = [c for k in kinds.KINDS for c in _deletes_first(ctx.changes[k.kind])]
-    return Plan(desired.stack, options.target, tuple(ordered), tuple(ctx.warnings))
+    return Plan(
+        desired.stack,
+        options.target,
+        tuple(ordered),
+        tuple(ctx.warnings),
+        autoscale=tuple(ctx.autoscale),
+    )
 
 
 def _deletes_first(changes: list[Change]) -> list[Change]:
@@ -120,7 +126,8 @@ def basis(actual: ActualState, only: Iterable[Address] | None = None) -> dict[st
     for addr, r in sorted(actual.resources.items()):
         if (keep is not None and addr not in keep) or addr == Address.container(LOGS_KEY):
             continue
-        entry: dict[str, Any] = {"props": dict(r.props), "owner": r.owner}
+        props = pool_kind.steady_props(r.props) if addr.kind is Kind.POOL else dict(r.props)
+        entry: dict[str, Any] = {"props": props, "owner": r.owner}
         if addr.kind is Kind.JOB or r.state == "deleting":
             entry["state"] = r.state
         out[str(addr)] = entry

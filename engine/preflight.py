@@ -98,7 +98,7 @@ def _pool_changes(plan: Plan) -> list[Change]:
 def _grows(c: Change) -> bool:
     """Whether a pool change asks for more cores than the pool had."""
     after = c.after.props if c.after is not None else {}
-    if after.get("autoscale") and (c.action in GROWING or "autoscale" in c.fields):
+    if after.get("autoScale") and (c.action in GROWING or "autoScale" in c.fields):
         return True
     before = c.before.props if c.before is not None and c.action not in GROWING else {}
     if "vmSize" in c.fields and _nodes(after):
@@ -125,7 +125,7 @@ def _allocates(c: Change) -> bool:
     """Whether a pool change is about to allocate nodes on its image."""
     assert c.after is not None
     after = c.after.props
-    if not (_nodes(after) or after.get("autoscale")):
+    if not (_nodes(after) or after.get("autoScale")):
         return False
     if c.action in GROWING or "image" in c.fields:
         return True
@@ -420,6 +420,6 @@ def compute(plan: Plan) -> Compute:
         size = vmsizes.lookup(str(p.get("vmSize") or ""))
         vcpus += n * (size.vcpus if size is not None else 0)
         nodes += n
-        if not p.get("autoscale"):
+        if not p.get("autoScale"):
             hours += n
     return Compute(vcpus, nodes, hours)

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bspec.errors import NotFoundError, TaskFailedError, WaitTimeoutError
+from bspec.kinds import pool as pool_kind
 from bspec.model import ON_TASK_FAILURE_PERFORM, DesiredState
-from bspec.providers import inspection
+from bspec.providers import autoscale, inspection
 from bspec.providers.batch import BatchProvider
 from bspec.providers.storage import StorageProvider
+from bspec.reporting.autoscale import preemption_text
 from bspec.reporting.progress import Display, ProgressDisplay
 from bspec.reporting.tasks import render_node_failure, render_preparation_failure
 
@@ -82,6 +84,7 @@ class WatchResult:
     incomplete: int = 0  # the spec's tasks not completed (status, --no-wait)
     missing: int = 0  # the spec's tasks that do not exist in Batch
     start_task_failures: list[NodeFailure] = field(default_factory=list)
+    preempted: int = 0  # the most Spot nodes seen preempted at once while waiting
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -105,6 +108,7 @@ class _NodeWatch:
 
     said_waiting: int = -1
     reported: set[str] = field(default_factory=set)
+    autoscale: bool = False  # the pool's formula sizes it (no resize to wait for)
 
 
 def wait_for_tasks(
@@ -128,6 +132,7 @@ def wait_for_tasks(
     pending = [j for j in desired.jobs if wanted[j.id]]
     nodes: dict[str, _NodeWatch] = {}  # by pool id
     start_failures: list[NodeFailure] = []
+    spot = _SpotWatch(desired) if any(map(pool_kind.may_have_spot, desired.pools)) else None
     polls = 0
     with shown.running():
         while pending:
@@ -158,14 +163,16 @@ def wait_for_tasks(
                 if idle and job.pool_id not in waiting:
                     waiting.append(job.pool_id)
                 if idle and job.preparation is not None and polls % 3 == 1:
-                    watch = nodes.setdefault(job.pool_id, _NodeWatch())
+                    watch = nodes.setdefault(job.pool_id, _node_watch(desired, job.pool_id))
                     _check_preparation(batch, job.id, watch, shown)
             pending = still
+            if spot is not None and polls % 5 == 0:
+                spot.check(batch, shown)
             if not pending:
                 break
             for pool_id in waiting if polls % 3 == 0 else ():
                 if any(p.id == pool_id for p in desired.pools):
-                    watch = nodes.setdefault(pool_id, _NodeWatch())
+                    watch = nodes.setdefault(pool_id, _node_watch(desired, pool_id))
                     named = len(desired.pools) > 1  # say which pool
                     start_failures.extend(_check_nodes(batch, pool_id, watch, shown, named))
             if deadline is not None and time.monotonic() > deadline:
@@ -181,6 +188,7 @@ def wait_for_tasks(
             time.sleep(max(0.0, poll - (time.monotonic() - started)))
     result = collect(batch, desired, storage)
     result.start_task_failures = start_failures
+    result.preempted = spot.most if spot is not None else 0
     return result
 
 
@@ -241,6 +249,33 @@ def _check_preparation(
         )
 
 
+def _node_watch(desired: DesiredState, pool_id: str) -> _NodeWatch:
+    pool = next((p for p in desired.pools if p.id == pool_id), None)
+    return _NodeWatch(autoscale=pool is not None and pool.autoscale is not None)
+
+
+@dataclass
+class _SpotWatch:
+    """Preempted Spot nodes of the spec's pools that may have them, from their node counts
+    (one request a check for all); each rise is said once, with what the pool does about it."""
+
+    desired: DesiredState
+    said: dict[str, int] = field(default_factory=dict)
+    most: int = 0
+
+    def check(self, batch: BatchProvider, shown: ProgressDisplay) -> None:
+        pools = [p for p in self.desired.pools if pool_kind.may_have_spot(p)]
+        counts = autoscale.node_counts(batch, [p.id for p in pools])
+        now = 0
+        for pool in pools:
+            n = autoscale.preempted(counts.get(pool.id))
+            now += n
+            if n > self.said.get(pool.id, 0):
+                shown.say(preemption_text(pool.id, n, pool_kind.spot_handling(pool)))
+            self.said[pool.id] = n
+        self.most = max(self.most, now)
+
+
 def _check_nodes(
     batch: BatchProvider,
     pool_id: str,
@@ -292,9 +327,12 @@ def _check_nodes(
         )
     starting = max(target - len(failed), 0)
     if target == 0 and watch.said_waiting != 0:
-        shown.say(
-            f"Waiting: pool {pool_id} has no nodes (target 0); tasks wait until it is resized"
+        until = (
+            "its autoscale formula asks for nodes at its next evaluation"
+            if watch.autoscale
+            else "it is resized"
         )
+        shown.say(f"Waiting: pool {pool_id} has no nodes (target 0); tasks wait until {until}")
         watch.said_waiting = 0
     elif starting and watch.said_waiting != starting:
         why = (

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from bspec.cli import JSON_HELP, app, emit_json, out
 from bspec.common import durations
+from bspec.errors import InputError
 from bspec.model import (
     DesiredState,
     ExitRuleSpec,
@@ -30,7 +31,7 @@ from bspec.reporting.schedules import (
     schedules_json,
     validate_schedule_lines,
 )
-from bspec.spec import load, parse_var_flags
+from bspec.spec import autoscale, load, parse_var_flags
 
 _VAR_HELP = "Override a spec var: NAME=VALUE, typed as YAML 1.2 (repeatable)."
 SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML or JSON).", show_default=False)]
@@ -58,6 +59,10 @@ def validate_command(
         nodes = f"{pool['nodes']} node(s)"
         if pool["lowPriorityNodes"]:
             nodes += f" + {pool['lowPriorityNodes']} low-priority"
+        scaled = next(p.autoscale for p in desired.pools if p.id == pool["id"])
+        if scaled is not None:
+            how = f"{scaled.preset} preset" if scaled.preset else "formula"
+            nodes = f"autoscale ({how}, every {durations.format(scaled.interval)})"
         out.print(f"  pool      {pool['id']:<14} {pool['vmSize']}, {nodes}, "
                   f"{pool['taskSlotsPerNode']} slot(s) per node", markup=False)
     for job in summary["jobs"]:
@@ -68,13 +73,33 @@ def validate_command(
     out.print(f"  {summary['tasks']} task(s) in all", markup=False)
 
 
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--autoscale-preset",
+        help="Print a built-in autoscale preset (queue, workday) as formula text to copy into"
+        " pool.autoscale.formula, its parameters given with --var (e.g. --var max=10); no"
+        " SPEC then.",
+        show_default=False,
+    ),
+]
+
+
 @app.command("render")
 def render_command(
-    spec: SpecArg,
+    spec: Annotated[
+        Path | None, typer.Argument(help="The spec file (YAML or JSON).", show_default=False)
+    ] = None,
     var: VarOpt = None,
     as_json: JsonOpt = False,
+    autoscale_preset: PresetOpt = None,
 ) -> None:
     """Print the expanded desired state: every task's id, command line, files and fingerprint."""
+    if autoscale_preset is not None:
+        _print_preset(autoscale_preset, parse_var_flags(var), as_json)
+        return
+    if spec is None:
+        raise InputError("missing SPEC: the spec file to render", code="InvalidFlag")
     desired = load(spec, parse_var_flags(var))
     data = desired_to_json(desired)
     if as_json:
@@ -97,6 +122,11 @@ def render_command(
             out.print(f"  startTask: {p['startTask']['commandLine']}", markup=False)
             for line in _container_lines(p["startTask"], "    "):
                 out.print(line, markup=False)
+        if p.get("autoscale"):
+            a = p["autoscale"]
+            out.print(f"  autoscale (every {a['interval']}):", markup=False)
+            for line in a["formula"].splitlines():
+                out.print(f"    {line}", markup=False)
     for job in data["jobs"]:
         out.print(f"job/{job['id']}  pool={job['poolId']} priority={job['priority']}",
                   markup=False)
@@ -125,6 +155,16 @@ def render_command(
                           markup=False)
     for line in schedule_lines(data):
         out.print(line, markup=False)
+
+
+def _print_preset(name: str, given: dict[str, Any], as_json: bool) -> None:
+    """`render --autoscale-preset NAME`: the preset's formula for its parameters."""
+    params = autoscale.preset_parameters(name, given)
+    formula = autoscale.render_preset(name, params, {"vars": {}, "stack": ""})
+    if as_json:
+        emit_json({"preset": name, "parameters": given, "formula": formula})
+        return
+    out.print(formula, markup=False)
 
 
 @app.command("schema")
@@ -306,6 +346,10 @@ def _task(t: TaskSpec) -> dict[str, Any]:
 
 def _pool(pool: PoolSpec) -> dict[str, Any]:
     start = pool.start_task
+    a = pool.autoscale
+    scaled = {} if a is None else {"autoscale": {
+        "formula": a.formula, "interval": durations.format(a.interval), "preset": a.preset,
+    }}
     return _pool_containers(pool, {
         "id": pool.id,
         "vmSize": pool.vm_size,
@@ -325,6 +369,7 @@ def _pool(pool: PoolSpec) -> dict[str, Any]:
             "waitForSuccess": start.wait_for_success,
             "maxTaskRetryCount": start.max_task_retry_count,
         }),
+        **scaled,
     })
 
 

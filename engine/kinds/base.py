@@ -61,6 +61,7 @@ class PlanContext:
     warnings: list[str] = field(default_factory=list)
     changes: dict[Kind, list[Change]] = field(default_factory=dict)
     rerun_failed: bool = False  # `apply --rerun-failed`: jobs an exit rule ended start over
+    autoscale: list[dict[str, Any]] = field(default_factory=list)  # formula evaluations
 
     @property
     def stack(self) -> str:

@@ -7,6 +7,7 @@
      "metadata": {user metadata; the stack tag is the resource's owner},
      only for a container pool: "containers": {"type", "images", "registries": [{"server",
          "username", "passwordEnv", "password" (the secret's digest), "identity"}]},
+     "autoScale": {"formula", "interval" (seconds)} (only on an autoscale pool),
      and in "startTask", only when given: "container": {"image", "runOptions",
          "workingDirectory"}, "secretEnvironment": {name: digest}}
 
@@ -14,7 +15,12 @@ Secrets never enter the props: the digests of the registry passwords and start t
 bspec set are kept in the pool's metadata SECRETS_METADATA (Batch does not return
 passwords), so that a changed secret is a change, without its value anywhere.
 
-info: currentDedicatedNodes, currentLowPriorityNodes, allocationState.
+info: currentDedicatedNodes, currentLowPriorityNodes, allocationState; on an autoscale pool
+that plan read with evaluate-autoscale, autoScaleEvaluation (`evaluation_json`'s shape).
+
+An autoscale pool's node counts belong to its formula: they are never drift. Turning
+autoscale on or off and changing the formula or its interval are in place (enable or
+disable autoscale, then resize), never a replace.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from bspec.common import durations
 from bspec.kinds.base import (
     KindDef,
     PlanContext,
@@ -60,6 +67,7 @@ FIELDS = {
     "targetDedicatedNodes": Rule.UPDATE,  # a resize
     "targetLowPriorityNodes": Rule.UPDATE,
     "containers": Rule.REPLACE_IF_NODES,  # containerConfiguration: only on an empty pool
+    "autoScale": Rule.UPDATE,  # enable, change or disable autoscale
 }
 RESIZE_FIELDS = ("targetDedicatedNodes", "targetLowPriorityNodes")
 SECRETS_METADATA = "bspec-secrets"  # digests of the secrets bspec set on the pool
@@ -142,6 +150,13 @@ def start_task_props(
     return props
 
 
+def autoscale_props(pool: PoolSpec) -> dict[str, Any] | None:
+    a = pool.autoscale
+    if a is None:
+        return None
+    return {"formula": a.formula, "interval": a.interval.total_seconds()}
+
+
 def props_of(
     pool: PoolSpec, names: Mapping[str, str], secrets: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -163,6 +178,8 @@ def props_of(
     }
     if pool.containers is not None:
         props["containers"] = containers_props(pool.containers, secrets or {})
+    if pool.autoscale is not None:  # absent on a fixed pool, as from_rest reads one
+        props["autoScale"] = autoscale_props(pool)
     return props
 
 
@@ -205,6 +222,12 @@ def from_rest(p: Mapping[str, Any], source_of: Callable[[str], str]) -> Resource
     containers = _containers(vmc.get("containerConfiguration"), kept.get("registries") or {})
     if containers is not None:
         props["containers"] = containers
+    if p.get("enableAutoScale"):
+        interval = durations.parse(p.get("autoScaleEvaluationInterval") or "PT15M")
+        props["autoScale"] = {
+            "formula": str(p.get("autoScaleFormula") or "").strip(),
+            "interval": interval.total_seconds(),
+        }
     return Resource(
         Address.pool(str(p["id"])),
         props,
@@ -353,6 +376,12 @@ def _plan_one(ctx: PlanContext, spec: PoolSpec, work_to_run: bool) -> Change:
     assert before is not None
     ctx.check_owner(before, "pool")
     have = before.props
+    evaluation = before.info.get("autoScaleEvaluation")
+    if evaluation is not None:
+        ctx.autoscale.append({"address": str(addr), **evaluation})
+    if want.get("autoScale") is not None:
+        # The formula owns the node counts: what they are now is not drift.
+        want = {**want, **{f: have.get(f, 0) for f in RESIZE_FIELDS}}
     if (
         spec.when_idle is not WhenIdle.KEEP
         and not work_to_run
@@ -374,6 +403,7 @@ def _plan_one(ctx: PlanContext, spec: PoolSpec, work_to_run: bool) -> Change:
     reasons: list[Reason] = []
     if fixed:
         reasons.append(reason("changedOnEmptyPool", fields=list(fixed)))
+    reasons.extend(autoscale_reasons(have.get("autoScale"), want.get("autoScale")))
     if "startTask" in fields:
         reasons.append(reason("startTaskChanged"))
     if "metadata" in fields:
@@ -384,6 +414,86 @@ def _plan_one(ctx: PlanContext, spec: PoolSpec, work_to_run: bool) -> Change:
     if "owner" in fields:
         reasons.append(reason("adopted", stack=ctx.stack))
     return Change(Action.UPDATE, addr, before, after, tuple(fields), reasons=tuple(reasons))
+
+
+def autoscale_reasons(old: Any, new: Any) -> list[Reason]:
+    """Why an autoscale change is planned (all in place)."""
+    if old == new:
+        return []
+    if new is None:
+        return [reason("autoscaleOff")]
+    interval = durations.format(float(new["interval"]))
+    if old is None:
+        return [reason("autoscaleOn", interval=interval)]
+    out = []
+    if old.get("formula") != new["formula"]:
+        out.append(reason("formulaChanged"))
+    if old.get("interval") != new["interval"]:
+        was = durations.format(float(old.get("interval") or 0))
+        out.append(reason("intervalChanged", old=was, new=interval))
+    return out
+
+
+def evaluation_json(run: Mapping[str, Any], which: str) -> dict[str, Any]:
+    """An evaluate-autoscale answer (an AutoScaleRun, or the error of a refused formula) as
+    plans carry it: `formula` ("new": the spec's, not yet on the pool; "current"), the
+    targets it gives, every `$name=value` it printed, and the service's error."""
+    values: dict[str, str] = {}
+    for item in str(run.get("results") or "").split(";"):
+        name, sep, value = item.partition("=")
+        if sep and name.strip():
+            values[name.strip()] = value.strip()
+    error = run.get("error")
+    out: dict[str, Any] = {
+        "formula": which,
+        "timestamp": run.get("timestamp"),
+        "targetDedicatedNodes": _whole(values.get("$TargetDedicatedNodes")),
+        "targetLowPriorityNodes": _whole(values.get("$TargetLowPriorityNodes")),
+        "results": values,
+        "error": None,
+    }
+    if error:
+        details = [
+            str(v.get("value")) for v in error.get("values") or () if v.get("value") is not None
+        ]
+        message = error.get("message")
+        if isinstance(message, Mapping):
+            message = message.get("value")
+        message = str(message or "").splitlines()[0] if message else None  # not RequestId:
+        out["error"] = {"code": error.get("code"), "message": message, "details": details}
+    return out
+
+
+def steady_props(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The props a saved plan is checked against: an autoscale pool's node counts move with
+    its formula, so they are left out (as the planner does not count them as drift)."""
+    if props.get("autoScale") is None:
+        return dict(props)
+    return {k: v for k, v in props.items() if k not in RESIZE_FIELDS}
+
+
+def may_have_spot(spec: PoolSpec | None) -> bool:
+    """Whether the spec's pool may hold Spot nodes (so status and wait count preemptions):
+    fixed Spot nodes, or autoscale (whose formula may ask for them)."""
+    return spec is not None and (spec.target_low_priority_nodes > 0 or spec.autoscale is not None)
+
+
+def spot_handling(spec: PoolSpec | None) -> str:
+    """What the pool does about preempted Spot nodes (reporting.autoscale.HANDLING's codes):
+    the queue preset's fallback, an autoscale formula of the spec's own, or Batch itself
+    re-allocating them for a fixed pool."""
+    a = spec.autoscale if spec is not None else None
+    if a is None:
+        return "batchRestores"
+    return "queueFallback" if a.preset == "queue" and a.spot > 0 else "formula"
+
+
+def _whole(value: str | None) -> int | None:
+    """A target as Batch applies it: truncated to whole nodes."""
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 DEF = KindDef(
@@ -410,6 +520,15 @@ DEF = KindDef(
             "start task changed; it reaches existing nodes when they restart"
         ),
         "resize": lambda v: f"resize from {_nodes(v['old'])} to {_nodes(v['new'])}",
+        "autoscaleOn": lambda v: (
+            f"enable autoscale (in place): the formula sizes the pool, evaluated every"
+            f" {v['interval']}"
+        ),
+        "autoscaleOff": lambda v: (
+            "disable autoscale (in place): the spec sets the node counts again"
+        ),
+        "formulaChanged": lambda v: "autoscale formula changed (in place)",
+        "intervalChanged": lambda v: f"autoscale interval from {v['old']} to {v['new']} (in place)",
     },
 )
 

@@ -94,7 +94,7 @@ def plan(
     With `strict`, the outcome's exit code is 3 when the plan has warnings."""
     desired, name = load_stack(spec, vars, target)
     with connected(desired, name) as tgt:
-        actual = read_actual(desired, tgt.batch, tgt.storage)
+        actual = read_actual(desired, tgt.batch, tgt.storage, evaluate=True)
         p = make_plan(desired, actual, PlanOptions(name, adopt))
         warned = preflight.warnings(tgt, desired, actual, p)
         if out_file is not None:

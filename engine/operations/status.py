@@ -4,13 +4,15 @@ the spec's failed tasks, read without changing anything."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bspec.model import DesiredState, Kind
+from bspec.kinds import pool as pool_kind
+from bspec.model import DesiredState, Kind, PoolSpec
 from bspec.operations.schedules import schedule_status
 from bspec.operations.session import Outcome, Vars, opened
-from bspec.providers import inspection
+from bspec.providers import autoscale, inspection
 from bspec.reporting.reporter import Reporter
 from bspec.reporting.status import render_status
 from bspec.targets import Target
@@ -33,6 +35,7 @@ def status(
             "jobs": [],
         }
         pools = [{**_pool_status(tgt, p.id), "key": p.key} for p in desired.pools]
+        _add_spot(tgt, desired.pools, pools)
         if desired.pool is not None:
             data["pool"] = {k: v for k, v in pools[0].items() if k != "key"}
         data["pools"] = pools
@@ -76,7 +79,45 @@ def _pool_status(tgt: Target, pool_id: str) -> dict[str, Any]:
         "currentLowPriorityNodes": int(p.get("currentLowPriorityNodes") or 0),
         "nodes": dict(sorted(nodes.items())),
         "owner": owner,
+        **_autoscale_status(p),
     }
+
+
+def _autoscale_status(p: dict[str, Any]) -> dict[str, Any]:
+    """An autoscale pool's interval and last evaluation (absent on a fixed pool)."""
+    if not p.get("enableAutoScale"):
+        return {}
+    run = p.get("autoScaleRun")
+    last = pool_kind.evaluation_json(run, "current") if run else None
+    if last is not None:
+        last = {
+            k: last[k]
+            for k in ("timestamp", "targetDedicatedNodes", "targetLowPriorityNodes", "error")
+        }
+    return {"autoScale": {"interval": p.get("autoScaleEvaluationInterval"), "lastRun": last}}
+
+
+def _add_spot(tgt: Target, specs: Sequence[PoolSpec], statuses: list[dict[str, Any]]) -> None:
+    """Each pool's preempted Spot nodes (one node-counts request for all) and what the pool
+    does about them, as `spot`; nothing on a pool that cannot have Spot nodes."""
+    spot = [
+        (spec, st)
+        for spec, st in zip(specs, statuses, strict=True)
+        if st["exists"]
+        and (
+            pool_kind.may_have_spot(spec)
+            or st["targetLowPriorityNodes"]
+            or st["currentLowPriorityNodes"]
+        )
+    ]
+    if not spot:
+        return
+    counts = autoscale.node_counts(tgt.batch, [st["id"] for _, st in spot])
+    for spec, st in spot:
+        st["spot"] = {
+            "preempted": autoscale.preempted(counts.get(st["id"])),
+            "handling": pool_kind.spot_handling(spec),
+        }
 
 
 def _job_status(

@@ -11,6 +11,7 @@ from typing import Any
 from bspec import applying
 from bspec.downloads import download_outputs
 from bspec.errors import NotFoundError, RefusedError
+from bspec.kinds import pool as pool_kind
 from bspec.model import ON_TASK_FAILURE_PERFORM, DesiredState, ExitRuleSpec
 from bspec.operations.session import Outcome, Vars, opened
 from bspec.providers import inspection
@@ -49,6 +50,12 @@ def finish(
     data: dict[str, Any] = {"tasks": watched.to_json()}
     for line in render_result(watched):
         reporter.show(line)
+    spotty = [p for p in desired.pools if pool_kind.may_have_spot(p)]
+    if watched.preempted and spotty:
+        data["spot"] = {
+            "preempted": watched.preempted,
+            "handling": pool_kind.spot_handling(spotty[0]),
+        }
     if any(j.outputs for j in desired.jobs):
         got = download_outputs(target.storage, desired)
         data["outputs"] = got.to_json()

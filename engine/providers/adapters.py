@@ -22,6 +22,7 @@ import bspec.providers.schedules as schedules
 from bspec.errors import NotFoundError
 from bspec.kinds import task as task_kind
 from bspec.model import LOGS_KEY, Action, Change, DesiredState, Kind, Resource
+from bspec.providers import autoscale
 from bspec.providers.batch import BatchProvider, SasMaker
 from bspec.providers.storage import StorageProvider
 
@@ -69,6 +70,7 @@ class ReadRun:
     pool: Executor
     read: dict[Kind, list[Resource]] = field(default_factory=dict)
     schedules: bool = False  # list job schedules even when the spec has none (destroy)
+    evaluate: bool = False  # evaluate existing autoscale pools' formulas (plan shows it)
 
 
 Collect = Callable[[], list[Resource]]
@@ -184,11 +186,15 @@ class Pools:
             if c.after is None:
                 continue
             if c.action in (Action.CREATE, Action.REPLACE):
-                batch.create_pool(c.after, run.sas)
+                autoscale.create_pool(batch, c.after, run.sas)
             elif c.action is Action.UPDATE:
-                batch.update_pool(c.after, c.fields, run.sas)
+                autoscale.update_pool(batch, c.after, c.fields, run.sas)
 
     def read(self, run: ReadRun) -> Collect:
+        if run.evaluate:
+            return run.pool.submit(
+                lambda: autoscale.with_evaluations(run.batch, run.desired, run.batch.read_pools())
+            ).result
         return run.pool.submit(run.batch.read_pools).result
 
 

@@ -53,6 +53,9 @@ POOL_SELECT = [
     "currentLowPriorityNodes",
     "startTask",
     "metadata",
+    "enableAutoScale",
+    "autoScaleFormula",
+    "autoScaleEvaluationInterval",
 ]
 JOB_SELECT = [
     "id",
@@ -152,6 +155,10 @@ class BatchProvider:
     ) -> Any:
         """One raw request for the providers' other modules (job schedules): `_send`."""
         return self._send(method, path, params, body)
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """One request outside the SDK's models (autoscale's operations): `_send`, for the
+        provider modules beside this one."""
+        return self._send(method, path, body=body)
 
     def read_pools(self) -> list[Resource]:
         pools = self.list_raw(
@@ -351,6 +358,12 @@ class BatchProvider:
             body["virtualMachineConfiguration"]["containerConfiguration"] = containers_body(
                 p["containers"]
             )
+        auto = p.get("autoScale")
+        if auto is not None:  # the formula sizes it: Batch takes no node counts then
+            del body["targetDedicatedNodes"], body["targetLowPriorityNodes"]
+            body["enableAutoScale"] = True
+            body["autoScaleFormula"] = auto["formula"]
+            body["autoScaleEvaluationInterval"] = durations.format(float(auto["interval"]))
         if p["startTask"] is not None:
             body["startTask"] = self._start_task_body(p["startTask"], sas)
         return body

@@ -54,7 +54,8 @@ def get_pool(batch: BatchProvider, pool_id: str) -> dict[str, Any] | None:
         **{
             "$filter": f"id eq '{_quote_id(pool_id)}'",
             "$select": "id,state,allocationState,targetDedicatedNodes,targetLowPriorityNodes,"
-            "currentDedicatedNodes,currentLowPriorityNodes,resizeErrors,metadata",
+            "currentDedicatedNodes,currentLowPriorityNodes,resizeErrors,metadata,"
+            "enableAutoScale,autoScaleEvaluationInterval,autoScaleRun",
         },
     )
     return found[0] if found else None

@@ -12,6 +12,7 @@ from bspec import kinds
 from bspec.kinds.base import KindDef, Words
 from bspec.model import Action, Change, Plan, Reason
 from bspec.preflight import legacy
+from bspec.reporting.autoscale import evaluation_lines
 
 SYMBOLS = {
     Action.CREATE: "+",
@@ -103,6 +104,7 @@ def render_plan(plan: Plan, *, limit: int = 3, destroy: bool = False) -> list[st
                 noun = k.nouns if rest != 1 else k.noun
                 lines.append(f"  {SYMBOLS[action]} {rest:,} more {noun} to {VERBS[action]}")
         lines.append("")
+    lines.extend(evaluation_lines(plan.autoscale))
     for w in plan.warnings:
         lines.append(f"Warning: {w}")
     if plan.warnings:
@@ -134,4 +136,6 @@ def plan_json(plan: Plan, requests: Mapping[str, Mapping[str, int]]) -> dict[str
     }
     if plan.warnings:
         data["warnings"] = [w.to_json() for w in legacy(plan)]
+    if plan.autoscale:
+        data["autoscale"] = [dict(e) for e in plan.autoscale]
     return data

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bspec.reporting.autoscale import autoscale_status_text, preemption_text
+
 
 def render_status(data: dict[str, Any]) -> list[str]:
     """The status object as lines for people."""
@@ -24,6 +26,11 @@ def render_status(data: dict[str, Any]) -> list[str]:
                     f"  {p['currentLowPriorityNodes']}/{p['targetLowPriorityNodes']}"
                     " low-priority nodes"
                 )
+            if p.get("autoScale"):
+                lines.append(f"  {autoscale_status_text(p['autoScale'])}")
+            if (p.get("spot") or {}).get("preempted"):
+                spot = p["spot"]
+                lines.append(f"  {preemption_text(p['id'], spot['preempted'], spot['handling'])}")
     for j in data["jobs"]:
         if not j["exists"]:
             lines.append(f"Job {j['id']}: does not exist ({j['specTasks']} tasks in the spec)")

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bspec.model import ImageSpec, PoolSpec, ResourceFileSpec, StartTaskSpec, WhenIdle
+from bspec.spec import autoscale
 from bspec.spec.containers import SecretBook, container_settings, pool_containers
 from bspec.spec.environment import Failure
 from bspec.spec.loading import PathKey
@@ -49,19 +50,28 @@ class PoolName(str):
 
 
 def declared_pools(
-    r: Renderer, rendered: Mapping[str, Any], refs: References, book: SecretBook
+    r: Renderer,
+    rendered: Mapping[str, Any],
+    refs: References,
+    book: SecretBook,
+    raw: Mapping[str, Any] | None = None,
+    scope: dict[str, Any] | None = None,
 ) -> list[PoolSpec]:
-    """The spec's pools in spec order: the `pool:` shorthand's one, or every `pools:` entry."""
+    """The spec's pools in spec order: the `pool:` shorthand's one, or every `pools:` entry.
+    `raw`: the spec before rendering, whose autoscale formulas render with their pool in scope."""
+    raw = raw or {}
     shorthand = rendered.get("pool")
     by_key = rendered.get("pools")
     if shorthand is not None and by_key is not None:
         r.problem(("pools",), BOTH, key=True)
     if shorthand is not None:
-        return [pool_spec(r, shorthand, ("pool",), refs, None, book)]
+        return [pool_spec(r, shorthand, ("pool",), refs, None, book, raw.get("pool"), scope)]
     out: list[PoolSpec] = []
     first_key: dict[str, str] = {}  # lower-case id -> the key that declared it first
     for key, body in (by_key or {}).items():
-        spec = pool_spec(r, body, ("pools", key), refs, key, book)
+        spec = pool_spec(
+            r, body, ("pools", key), refs, key, book, (raw.get("pools") or {}).get(key), scope
+        )
         lower = spec.id.lower()
         if lower in first_key:
             r.problem(
@@ -122,8 +132,12 @@ def pool_spec(
     refs: References,
     key: str | None,
     book: SecretBook,
+    raw: Any = None,
+    scope: dict[str, Any] | None = None,
 ) -> PoolSpec:
     """One rendered pool's spec object; a start task's problems are recorded in `r`."""
+    formula = autoscale.raw_formula(raw) if isinstance(raw, Mapping) else None
+    scaled = autoscale.build(r, body, formula, path, scope or {})
     start: StartTaskSpec | None = None
     containers = None
     try:
@@ -181,4 +195,5 @@ def pool_spec(
         when_idle=WhenIdle(body.get("whenIdle", "keep")),
         key=key,
         containers=containers,
+        autoscale=scaled,
     )

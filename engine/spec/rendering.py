@@ -37,6 +37,7 @@ from bspec.model import (
     ScheduleSpec,
     TaskSpec,
 )
+from bspec.spec import autoscale
 from bspec.spec.containers import SecretBook
 from bspec.spec.dependencies import MAX_DEPENDS_CHARS, expand_dependencies
 from bspec.spec.environment import (
@@ -101,6 +102,16 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
                 out["tasks"] = job.get("tasks", [])
                 jobs.append(out)
             rendered[key] = jobs
+        elif key == "pool" and isinstance(value, dict):
+            # autoscale.formula is rendered with the pool in scope, in pools.pool_spec
+            rendered[key] = autoscale.render_body(r, value, (key,), top_scope)
+        elif key == "pools" and isinstance(value, dict):
+            rendered[key] = {
+                k: autoscale.render_body(r, body, (key, k), top_scope)
+                if isinstance(body, dict)
+                else r.render_tree(body, (key, k), top_scope)
+                for k, body in value.items()
+            }
         else:
             rendered[key] = r.render_tree(value, (key,), top_scope, key)
     r.check()
@@ -120,7 +131,7 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
 
     # 3. The pools (`pool:` or `pools:`).
     book = SecretBook()  # the secrets the spec names, looked up once each
-    pools = declared_pools(r, rendered, refs, book)
+    pools = declared_pools(r, rendered, refs, book, data, top_scope)
 
     # 4. Jobs and their tasks.
     job_specs: list[JobSpec] = []

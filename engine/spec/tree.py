@@ -27,9 +27,14 @@ _INT_KEYS = frozenset(
         "maxTaskRetryCount",
         "priority",
         "requiredSlots",
+        # pool.autoscale's preset parameters
+        "min",
+        "max",
+        "hours",
     }
 )
 _BOOL_KEYS = frozenset({"elevated", "waitForSuccess"})
+_NUMBER_KEYS = frozenset({"spot"})  # pool.autoscale.spot: a share, 0 to 1
 
 
 class Map:
@@ -172,6 +177,9 @@ def typed(text: str, key: str) -> Any:
     if key in _BOOL_KEYS:
         value = parse_scalar(text.strip())
         return value if isinstance(value, bool) else text
+    if key in _NUMBER_KEYS:
+        value = parse_scalar(text.strip())
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else text
     return text
 
 

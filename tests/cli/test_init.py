@@ -17,9 +17,8 @@ from bspec.model import Kind
 from bspec.spec import load
 from jsonschema import Draft202012Validator
 
-TEMPLATES = ("nightly", "sweep", "topwords")
-# pipeline validates once autoscale and containers are merged: tests/service/test_pipeline.py
-LISTED = ("nightly", "pipeline", "sweep", "topwords")
+TEMPLATES = ("nightly", "pipeline", "sweep", "topwords")
+LISTED = TEMPLATES
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -64,7 +63,9 @@ def test_each_scaffold_writes_a_spec_that_validates(
     assert code == 0, err
     desired = load(project / "bspec.yaml")
     assert desired.stack == f"my-{template}-project"
-    assert desired.pool is not None and desired.pool.id == f"my-{template}-project-pool"
+    assert desired.pools and all(
+        p.id.startswith(f"my-{template}-project") for p in desired.pools
+    )
     # a scheduled job's tasks are its schedule's (each run gets them from the job manager)
     scheduled = [t for s in desired.of_kind(Kind("schedule")) for t in s.tasks]
     assert desired.tasks or scheduled

@@ -1,7 +1,6 @@
 """`bspec init --template pipeline` (issue 13): two pools, the `queue` autoscale preset on a
-Spot pool, a container step and a reduce step. That the project validates needs the
-autoscale and container parts of the spec language, built on other branches: that test is in
-tests/service/test_pipeline.py, skipped until they are merged."""
+Spot pool, a container step and a reduce step. That the project validates is
+tested in tests/service/test_pipeline.py."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""`bspec init --template nightly`: a scheduled job's project; its spec validates (without
-the two job fields another branch adds) and its scripts count and add up."""
+"""`bspec init --template nightly`: a scheduled job's project; its spec validates and its scripts count and add up."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +10,6 @@ from pathlib import Path
 import pytest
 from bspec.cli import main
 from bspec.spec import load
-
-
-def _without_job_fields(text: str) -> str:
-    """LEAD: drop once i14-jobs (`preparation:`, `onExit:`) is merged."""
-    text = re.sub(r"(?m)^    preparation:.*\n(?:      .*\n)+", "", text)
-    return re.sub(r"(?m)^        onExit:.*\n(?:          .*\n)+", "", text)
 
 
 def test_nightly_scaffold_is_a_schedule_whose_scripts_work(
@@ -30,7 +22,6 @@ def test_nightly_scaffold_is_a_schedule_whose_scripts_work(
     spec = project / "bspec.yaml"
     text = spec.read_text("utf-8")
     assert "preparation:" in text and "onExit:" in text and "schedule:" in text
-    spec.write_text(_without_job_fields(text), "utf-8")
     desired = load(spec)
     (schedule,) = desired.more.values()
     assert [s.id for s in schedule] == ["night-shift-job"]
@@ -60,7 +51,6 @@ def test_render_says_the_files_are_fixed_at_apply(
     project = tmp_path / "nights"
     main(["init", str(project), "--template", "nightly"])
     spec = project / "bspec.yaml"
-    spec.write_text(_without_job_fields(spec.read_text("utf-8")), "utf-8")
     capsys.readouterr()
     main(["render", str(spec)])
     text = capsys.readouterr().out

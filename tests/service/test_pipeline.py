@@ -2,9 +2,7 @@
 on a Spot pool that the `queue` autoscale preset sizes, a container step on a second pool
 (busybox imported into the service's podman storage, no registry), and a reduce step.
 
-Skipped with the reason until the autoscale and container parts of the spec language are
-merged (built on other branches; the lead unguards this after merging), and where podman or
-busybox-static is missing."""
+The container step is skipped with the reason where podman or busybox-static is missing."""
 
 from __future__ import annotations
 
@@ -15,30 +13,11 @@ from typing import Any
 
 import pytest
 from bspec.cli import main
-from bspec.spec import load, schema
+from bspec.spec import load
 from engine_support import copy_spec, run_json, use_services
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/bspec-busybox:test"
-
-
-def _missing() -> list[str]:
-    defs = schema()["$defs"]
-    pool = defs.get("pool", {}).get("properties", {})
-    task = defs.get("task", {}).get("properties", {})
-    wanted = {
-        "pool autoscale": "autoscale" in pool,
-        "pool containers": "containers" in pool,
-        "task container": "container" in task,
-    }
-    return [name for name, present in wanted.items() if not present]
-
-
-pytestmark = pytest.mark.skipif(
-    bool(_missing()),
-    reason="needs autoscale presets and container tasks: merged later"
-    f" (missing: {', '.join(_missing())})",
-)
 
 
 @pytest.fixture

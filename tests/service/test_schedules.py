@@ -5,9 +5,7 @@ outputs land in a folder per run, a converged plan leaves the runs alone, `statu
 them with the next run time, and `destroy` removes the schedule with its runs. A schedule
 with `poolPerRun` runs each job on a pool of its own that goes when the run ends.
 
-The copy applied here leaves out the job's `preparation:` and the task's `onExit:` (another
-branch adds those fields at the same time). LEAD: after merging i14-jobs, apply the spec
-whole (drop `_without_job_fields`).
+The spec is applied whole: the job's `preparation:` and the task's `onExit:` reach each run.
 """
 
 from __future__ import annotations
@@ -75,18 +73,12 @@ def _clock(home: Path, advance: str | None = None) -> dt.datetime:
     return dt.datetime.fromisoformat(now.replace("Z", "+00:00"))
 
 
-def _without_job_fields(text: str) -> str:
-    """The spec without `preparation:` and `onExit:` (not in this branch's schema)."""
-    text = re.sub(r"(?m)^    preparation:.*\n(?:      .*\n)+", "", text)
-    return re.sub(r"(?m)^        onExit:.*\n(?:          .*\n)+", "", text)
-
-
 def _nightly(tmp_path: Path, first_run: dt.datetime) -> Path:
     specs = tmp_path / "specs"
     specs.mkdir()
     scaffold = Path("templates", "init", "nightly")
     shutil.copytree(REPO / scaffold, tmp_path / scaffold)
-    text = _without_job_fields((REPO / "specs" / "nightly.yaml").read_text("utf-8"))
+    text = (REPO / "specs" / "nightly.yaml").read_text("utf-8")
     when = first_run.strftime("%Y-%m-%dT%H:%M:%SZ")
     text, n = re.subn(r'doNotRunUntil: "[^"]+"', f'doNotRunUntil: "{when}"', text)
     assert n == 1

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bspec.common import vmsizes
+from bspec.kinds import schedule as schedule_kind
 from bspec.kinds.base import count
 from bspec.model import Action, Address, Change, DesiredState, Kind, Plan, Resource
 
@@ -79,11 +80,20 @@ class Facts:
 
 
 def legacy(plan: Plan) -> list[PlanWarning]:
-    """The planner's own notes (foreign tasks left alone) as warnings with a code."""
+    """The planner's own notes as warnings with a code: the schedules' (their SAS tokens
+    run out before their last run) with theirs, the rest foreign tasks left alone."""
+    coded = {
+        message: PlanWarning(code, message, address)
+        for code, message, address in schedule_kind.warnings(
+            [c for c in plan.changes if c.address.kind == "schedule"]
+        )
+    }
     out = []
     for text in plan.warnings:
         first = text.split(" ", 1)[0]
-        out.append(PlanWarning("foreignTask", text, first if "/" in first else None))
+        out.append(
+            coded.get(text) or PlanWarning("foreignTask", text, first if "/" in first else None)
+        )
     return out
 
 

@@ -1,4 +1,5 @@
-"""specs/pipeline.yaml and `bspec init --template pipeline` validate, and the spec is applied for real on the local target (issue 13): a preprocessing step
+"""specs/pipeline.yaml and `bspec init --template pipeline` validate, and the spec is applied
+for real on a private local service whose clock is stepped (issue 13): a preprocessing step
 on a Spot pool that the `queue` autoscale preset sizes, a container step on a second pool
 (busybox imported into the service's podman storage, no registry), and a reduce step.
 
@@ -6,23 +7,41 @@ The container step is skipped with the reason where podman or busybox-static is 
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_pool_autoscale
 from bspec.cli import main
 from bspec.spec import load
-from engine_support import copy_spec, run_json, use_services
+from engine_support import copy_spec, run_json
+from test_localbatch_restart import Server
 
 REPO = Path(__file__).resolve().parents[2]
+step = test_pool_autoscale.step
+
+
+@pytest.fixture
+def manual(tmp_path: Path, azurite: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """A private manual-clock service (deletes at once: no clock to wait on) that bspec
+    reaches as its azure target."""
+    with Server(tmp_path / "home", "--clock", "manual", "--delete-delay", "0").running() as srv:
+        account = json.loads((srv.home / "account.json").read_text())
+        monkeypatch.setenv("AZURE_BATCH_ENDPOINT", srv.url)
+        monkeypatch.setenv("AZURE_BATCH_ACCOUNT", account["name"])
+        monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", account["key"])
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+        monkeypatch.setenv("BSPEC_TARGET", "azure")
+        yield srv
 IMAGE = "localhost/bspec-busybox:test"
 
 
 @pytest.fixture
-def busybox(local_services: Any, tmp_path: Path) -> str:
-    """The busybox image in the session service's podman storage."""
+def busybox(manual: Server, tmp_path: Path) -> str:
+    """The busybox image in the private service's podman storage."""
     from bspec.common import podman as common
     from test_podman_runtime import BUSYBOX, _static, busybox_rootfs
 
@@ -31,23 +50,18 @@ def busybox(local_services: Any, tmp_path: Path) -> str:
         pytest.skip(f"podman not installed: apt-get install podman runc ({reason})")
     if not BUSYBOX.exists() or not _static(BUSYBOX):
         pytest.skip("busybox-static not installed: apt-get install busybox-static")
-    store = common.ensure_config(local_services.home)
+    store = common.ensure_config(manual.home)
     return common.import_tarball(store, busybox_rootfs(tmp_path), IMAGE)
 
 
 @pytest.mark.slow
 def test_pipeline_runs_on_two_pools(
-    local_services: Any,
+    manual: Server,
     busybox: str,
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     unique_id: Callable[[str], str],
-    batch_client: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from azure.batch import models as m
-
-    use_services(monkeypatch, local_services)
     name = unique_id("pipe")
     folder = tmp_path / "specs"
     shutil.copytree(REPO / "specs" / "pipeline", folder / "pipeline")
@@ -56,17 +70,9 @@ def test_pipeline_runs_on_two_pools(
     try:
         code, applied = run_json(capsys, "apply", str(spec), "--yes", "--no-wait", *image)
         assert code == 0, applied
-        # The preset's first evaluation saw no tasks; enabling it again evaluates it now,
-        # as the next interval would.
-        prep = batch_client.get_pool(f"{name}-prep")
-        assert prep.enable_auto_scale
-        batch_client.enable_pool_auto_scale(
-            prep.id,
-            m.BatchPoolEnableAutoScaleOptions(
-                auto_scale_formula=prep.auto_scale_formula,
-                auto_scale_evaluation_interval=prep.auto_scale_evaluation_interval,
-            ),
-        )
+        # The preset's first evaluation saw no tasks: its next one (the service's clock
+        # stepped by the interval) sizes the Spot pool to the queue.
+        step(manual, "PT5M")
         code, waited = run_json(capsys, "wait", str(spec), "--timeout", "240", *image)
         assert code == 0, waited
         assert (waited["tasks"]["succeeded"], waited["tasks"]["failed"]) == (7, 0)

@@ -118,7 +118,12 @@ def test_nightly_runs_twice_keeps_both_outputs_and_destroys_cleanly(
     creates = {c["address"] for c in planned["changes"] if c["action"] == "create"}
     assert f"schedule/{job}" in creates and f"job/{job}" not in creates
     # No doNotRunAfter: the schedule outlives its 7-day SAS tokens, and the plan says when.
-    assert any(f"schedule/{job}" in w and "run out at" in w for w in planned["warnings"])
+    assert any(
+        w["code"] == "sasExpiry"
+        and w["address"] == f"schedule/{job}"
+        and "run out at" in w["message"]
+        for w in planned["warnings"]
+    )
 
     # Applied with 1-day SAS tokens, the next plan renews them in place (within 2 days).
     applied = operations.apply(

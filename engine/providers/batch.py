@@ -542,11 +542,12 @@ class BatchProvider:
                 return
             raise
 
-    def job_body(self, job: Resource, sas: SasMaker) -> dict[str, Any]:
+    def job_body(self, job: Resource, sas: SasMaker | None = None) -> dict[str, Any]:
         """The create body of a job from its props (`kinds.job`): the one place a spec's job
         becomes Batch's (a job schedule's jobSpecification takes it less `id`). Always
         `onAllTasksComplete: noaction`: a job completes at once without tasks, so
-        terminatejob is switched on after they are added (`switch_completion`)."""
+        terminatejob is switched on after they are added (`switch_completion`). `sas`
+        signs the preparation's and release's resource files (needed when they have any)."""
         p = job.props
         constraints: dict[str, Any] = {"maxTaskRetryCount": p["maxTaskRetryCount"]}
         if p["maxWallClockTime"] is not None:
@@ -825,11 +826,15 @@ class BatchProvider:
         ]
 
 
-def _job_task_body(t: Mapping[str, Any], sas: SasMaker, *, release: bool = False) -> dict[str, Any]:
+def _job_task_body(
+    t: Mapping[str, Any], sas: SasMaker | None, *, release: bool = False
+) -> dict[str, Any]:
     """A jobPreparationTask (or jobReleaseTask) body from its props (`kinds.jobparts`)."""
+    if t["resourceFiles"] and sas is None:
+        raise ValueError("a preparation or release with resource files needs a SasMaker")
     body: dict[str, Any] = {
         "commandLine": t["commandLine"],
-        "resourceFiles": [_rf_body(rf, sas) for rf in t["resourceFiles"]],
+        "resourceFiles": [_rf_body(rf, sas) for rf in t["resourceFiles"]] if sas else [],
         "environmentSettings": [{"name": k, "value": v} for k, v in t["environment"].items()],
     }
     if t["elevated"]:

@@ -467,8 +467,16 @@ def bench_service(n_true: int, n_stored: int) -> str:
         home.mkdir()
         with lb.service(home, max_processes=8) as (client, _pid):
             lb._pool(client, "bench", nodes=4, slots=2)
-            overhead = lb._run_tasks(client, "bench", "overhead", n_true, "/bin/true")
-            xargs = lb._xargs(n_true, "/bin/true", 8)
+            # Interleaved, best of 2 each: the load of a shared machine moves both a lot.
+            runs = [
+                (
+                    lb._run_tasks(client, "bench", f"overhead{i}", n_true, "/bin/true"),
+                    lb._xargs(n_true, "/bin/true", 8),
+                )
+                for i in range(2)
+            ]
+            overhead = min(r[0] for r in runs)
+            xargs = min(r[1] for r in runs)
             from azure.batch import models as m
             from azure.core.rest import HttpRequest
 
@@ -495,7 +503,7 @@ def bench_service(n_true: int, n_stored: int) -> str:
             "| measure | value |",
             "| --- | ---: |",
             f"| {n_true:,} `/bin/true` tasks on 4 nodes x 2 slots, submission to all completed"
-            f" | {overhead:.2f} s |",
+            f" (best of 2, interleaved with xargs) | {overhead:.2f} s |",
             f"| `xargs -P 8` running the same command lines | {xargs:.2f} s |",
             f"| ratio (goal: within 1.5) | {overhead / xargs:.2f} |",
             f"| a page of 1,000 of {n_stored:,} stored tasks, raw, full | {full:.0f} ms |",

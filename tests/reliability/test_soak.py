@@ -136,14 +136,7 @@ class Soak:
         pid = self.svc.pid("storage")
         if pid:
             os.kill(pid, signal.SIGTERM)
-            end = time.monotonic() + 15
-            while time.monotonic() < end and Path(f"/proc/{pid}").exists():
-                try:
-                    if os.waitpid(pid, os.WNOHANG)[0]:
-                        break
-                except ChildProcessError:
-                    pass
-                time.sleep(0.05)
+            self.svc.wait_gone(pid)
         self.svc.up()
         self.events["Azurite restarted"] += 1
 

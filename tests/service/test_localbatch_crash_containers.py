@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
-import pytest
 from azure.batch import models as m
 from bspec.common import podman as common
 from bspec.common import proctree
@@ -17,24 +15,18 @@ from bspec.localbatch import podman
 from reference import Reference
 from test_localbatch_api import IMAGE as VM_IMAGE
 from test_localbatch_api import wait_for
+from test_localbatch_containers import server  # noqa: F401 - a private service, busybox in
 from test_localbatch_restart import Server
-from test_podman_runtime import BUSYBOX, IMAGE, _discard, _static, busybox_rootfs
+from test_podman_runtime import IMAGE
 
 
 def test_a_dead_service_s_container_task_is_killed_and_removed_before_requeue(
-    tmp_path: Path, reference: Reference
+    server: Server,  # noqa: F811 - the fixture imported above
+    reference: Reference,
 ) -> None:
-    reason = common.available()
-    if reason is not None:
-        pytest.skip(f"podman not installed: apt-get install podman runc ({reason})")
-    if not BUSYBOX.exists() or not _static(BUSYBOX):
-        pytest.skip("busybox-static not installed: apt-get install busybox-static")
-    home = tmp_path / "home"
-    home.mkdir()
+    srv = server
+    home = srv.home
     store = common.ensure_config(home)
-    assert common.import_tarball(store, busybox_rootfs(tmp_path), IMAGE) == IMAGE
-    srv = Server(home)
-    srv.start()
     try:
         vm = m.VirtualMachineConfiguration(
             image_reference=VM_IMAGE.image_reference,
@@ -86,5 +78,4 @@ def test_a_dead_service_s_container_task_is_killed_and_removed_before_requeue(
             wait_for(lambda: not podman.list_containers(store), 60, "containers removed")
         assert not proctree.processes_under(home / "batch" / "nodes")
     finally:
-        srv.stop()
-        _discard(store)
+        common.release(store)

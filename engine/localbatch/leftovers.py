@@ -87,6 +87,8 @@ class Journal:
 
     def _write(self, line: str) -> None:
         with self._lock, contextlib.suppress(OSError):
+            if self.fd < 0:
+                return
             os.write(self.fd, line.encode())
             self.lines += 1
             if self.lines >= COMPACT_EVERY:
@@ -94,8 +96,11 @@ class Journal:
                 self._rewrite()
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        with self._lock:
+            fd, self.fd = self.fd, -1  # later writes go nowhere, not to a reused descriptor
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _group_alive(pgid: int) -> bool:

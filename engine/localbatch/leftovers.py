@@ -30,6 +30,7 @@ log = logging.getLogger("bspec.localbatch.leftovers")
 
 JOURNAL = "processgroups"
 KILL_WAIT = 10.0  # seconds to wait for the killed groups to be gone
+COMPACT_EVERY = 20_000  # journal lines between rewrites
 
 
 class Journal:
@@ -39,13 +40,26 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.started_at: dict[int, int] = {}  # pgid -> start time (ticks since boot)
+        self.kept: dict[int, int] = {}  # leaders gone, members left: recorded until compacted
         self._lock = threading.Lock()
-        tmp = path.with_name(path.name + ".new")
+        self.lines = 0
+        self.fd = -1
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        """A fresh journal holding only what may still be alive (at start, and every
+        COMPACT_EVERY lines, so that a long-lived service's journal stays small)."""
+        tmp = self.path.with_name(self.path.name + ".new")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, f"boot {proctree.boot_id()}\n".encode())
+        live = {**self.kept, **self.started_at}
+        body = "".join(f"+ {pgid} {start}\n" for pgid, start in sorted(live.items()))
+        os.write(fd, f"boot {proctree.boot_id()}\n{body}".encode())
         os.close(fd)
-        os.replace(tmp, path)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        os.replace(tmp, self.path)
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self.lines = len(live)
 
     def started(self, pid: int) -> None:
         """PID was just started in a group of its own (called from the spawning thread)."""
@@ -67,14 +81,36 @@ class Journal:
             self._write(f"- {pid} {start}\n")
         except PermissionError:
             pass
+        else:
+            with self._lock:
+                self.kept[pid] = start
 
     def _write(self, line: str) -> None:
-        with contextlib.suppress(OSError):
+        with self._lock, contextlib.suppress(OSError):
+            if self.fd < 0:
+                return
             os.write(self.fd, line.encode())
+            self.lines += 1
+            if self.lines >= COMPACT_EVERY:
+                self.kept = {p: t for p, t in self.kept.items() if _group_alive(p)}
+                self._rewrite()
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        with self._lock:
+            fd, self.fd = self.fd, -1  # later writes go nowhere, not to a reused descriptor
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read(path: Path) -> dict[int, int]:

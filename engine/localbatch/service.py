@@ -89,4 +89,6 @@ class Batch:
         await self.clock.stop()
         self.store.close()
         if self.journal is not None:
+            if processes.recorder is self.journal:
+                processes.recorder = None
             self.journal.close()

@@ -53,12 +53,19 @@ class Private:
             return None
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        end = time.monotonic() + 10
-        while proctree.alive(pid) and time.monotonic() < end:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # ours when this process started it: reap it
-            time.sleep(0.02)
+        self.wait_gone(pid)
         return pid
+
+    def wait_gone(self, pid: int, timeout: float = 15) -> None:
+        """Until PID is gone; `status()` reaps it when this process started it (the
+        supervisor keeps its daemons' handles)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            services.status(self.home)
+            if not proctree.alive(pid):
+                break
+            time.sleep(0.02)
+        services.status(self.home)
 
     def up(self) -> None:
         """`bspec local up`, as a user restarts the services."""

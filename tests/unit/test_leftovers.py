@@ -83,3 +83,21 @@ def test_recover_kills_recorded_groups_and_strays_but_not_a_reused_pid(
     assert sleepers[2].poll() is None, "a process that only reuses a recorded PID survives"
     assert {recorded, stray} <= set(killed) and other not in killed
     assert leftovers.read(batch / leftovers.JOURNAL) == {}
+
+
+def test_the_journal_stays_small(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(leftovers, "COMPACT_EVERY", 10)
+    journal = leftovers.Journal(tmp_path / leftovers.JOURNAL)
+    alive = start(sleepers)
+    journal.started(alive)
+    for _ in range(8):
+        done = subprocess.Popen(["true"], start_new_session=True)
+        done.wait()
+        journal.started(done.pid)
+        journal.ended(done.pid)
+    journal.close()
+    lines = (tmp_path / leftovers.JOURNAL).read_text().splitlines()
+    assert len(lines) < 1 + 1 + 16, lines  # boot, the live one, 8 starts and 8 ends
+    assert leftovers.read(tmp_path / leftovers.JOURNAL) == {alive: proctree.start_time(alive)}

@@ -23,7 +23,7 @@ kind never plans them as strays.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from bspec.kinds.base import (
     stale,
 )
 from bspec.model import (
+    ON_TASK_FAILURE_PERFORM,
     STACK_METADATA,
     Action,
     Address,
@@ -122,7 +123,8 @@ def props_of(s: ScheduleSpec, d: DesiredState) -> dict[str, Any]:
     names = container_names(d)
     logs = d.logs_container.name
     auto_pool = pool_kind.props_of(s.pool, names) if s.auto_pool and s.pool else None
-    job = {**job_kind.props_of(s.job), **({"poolId": None} if s.auto_pool else {})}
+    job = {**job_kind.props_of(s.job, names), **({"poolId": None} if s.auto_pool else {})}
+    acts = s.job.on_task_failure == ON_TASK_FAILURE_PERFORM  # exit rules act on the run
     return {
         "schedule": {
             "recurrenceInterval": seconds(s.recurrence_interval),
@@ -133,7 +135,7 @@ def props_of(s: ScheduleSpec, d: DesiredState) -> dict[str, Any]:
         "job": _compared_job(job),
         "jobBody": job,  # the job kind's whole form, to create each run's job from
         "runSpec": s.run_spec,
-        "tasks": [{"id": t.id, **task_kind.props_of(t, names, logs)} for t in s.tasks],
+        "tasks": [{"id": t.id, **task_kind.props_of(t, names, logs, acts)} for t in s.tasks],
         "autoPool": auto_pool,
         "logsContainer": logs,
     }
@@ -146,9 +148,14 @@ def from_spec(s: ScheduleSpec, d: DesiredState) -> Resource:
     return Resource(r.address, r.props, owner=r.owner, info={"plannedAt": planned})
 
 
-def from_rest(s: Mapping[str, Any], sas_expiry: str | None = None) -> Resource:
+def from_rest(
+    s: Mapping[str, Any],
+    sas_expiry: str | None = None,
+    source_of: Callable[[str], str] = str,
+) -> Resource:
     """A job schedule as Batch's REST JSON lists it; `sas_expiry` is the earliest expiry
-    of the SAS URLs in its job specification (the provider reads it from the URLs)."""
+    of the SAS URLs in its job specification (the provider reads it from the URLs);
+    `source_of` reads a resource file URL back as `<container>[/<blob>]`."""
     meta = {m.get("name"): m.get("value") for m in s.get("metadata") or ()}
     owner = meta.pop(STACK_METADATA, None)
     sched = s.get("schedule") or {}
@@ -163,7 +170,7 @@ def from_rest(s: Mapping[str, Any], sas_expiry: str | None = None) -> Resource:
             "startWindow": _secs(sched.get("startWindow")),
         },
         # the job kind reads a job specification as it reads a job (same field names)
-        "job": _compared_job(job_kind.from_rest({**spec, "id": s["id"]}).props),
+        "job": _compared_job(job_kind.from_rest({**spec, "id": s["id"]}, source_of).props),
         "runSpec": env.get(RUN_SPEC_ENV),
     }
     info_in = s.get("executionInfo") or {}

@@ -61,7 +61,7 @@ def sas_expiry(s: Mapping[str, Any]) -> str | None:
 
 def read_schedules(batch: BatchProvider) -> list[Resource]:
     items = batch.list_raw("list job schedules", "jobschedules", {"$select": SELECT})
-    return [schedule_kind.from_rest(s, sas_expiry(s)) for s in items]
+    return [schedule_kind.from_rest(s, sas_expiry(s), batch.source_of) for s in items]
 
 
 def recent_runs(batch: BatchProvider, schedule_id: str) -> list[dict[str, Any]]:

@@ -179,7 +179,7 @@ def render(doc: Document, var_overrides: Mapping[str, Any] | None = None) -> Des
         built = job_tasks.finish()
         if is_scheduled(job):  # a job schedule; its runs get `built` from the job manager
             deps = any(t.depends_on or t.depends_on_ranges for t in built)
-            spec = _job(r, job, path, pool.id, refs, uses_deps=deps)
+            spec = _job(r, job, path, pool.id, refs, uses_deps=deps, built=built)
             schedules.append(scheduled_job(r, job, path, pool, built, spec))
             continue
         tasks.extend(built)

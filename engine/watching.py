@@ -166,8 +166,8 @@ def wait_for_tasks(
                     watch = nodes.setdefault(job.pool_id, _node_watch(desired, job.pool_id))
                     _check_preparation(batch, job.id, watch, shown)
             pending = still
-            if spot is not None and polls % 5 == 0:
-                spot.check(batch, shown)
+            if spot is not None and (polls % 5 == 0 or not pending):
+                spot.check(batch, shown)  # and once at the end: what the run went through
             if not pending:
                 break
             for pool_id in waiting if polls % 3 == 0 else ():

@@ -251,11 +251,13 @@ async def rerun_failed(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _env_rows(task: dict[str, Any]) -> list[tuple[str, str]]:
+def _env_rows(task: dict[str, Any], secret: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """A task's environment for its page: values of the spec's `secretEnvironment` and
+    registry-password names, and of names that look secret, never shown."""
     rows = []
     for e in task.get("environmentSettings") or ():
         name, value = str(e.get("name", "")), str(e.get("value", ""))
-        if _SECRET_NAME.search(name):
+        if name in secret or _SECRET_NAME.search(name):
             value = "(redacted)"
         rows.append((name, redact(value)))
     return rows
@@ -268,7 +270,8 @@ async def task_page(request: web.Request) -> web.Response:
     if task is None:
         raise web.HTTPNotFound(text="no such task\n")
     task = redact_tree(task)
-    return render(request, "task.html", stack=s, job=cache, task=task, env=_env_rows(task))
+    secret = frozenset(n for n, _digest in s.desired.secrets) if s.desired else frozenset()
+    return render(request, "task.html", stack=s, job=cache, task=task, env=_env_rows(task, secret))
 
 
 async def task_log(request: web.Request) -> web.StreamResponse:

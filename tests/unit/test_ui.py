@@ -260,3 +260,20 @@ def test_the_pool_page_shows_the_heat_map_resize_errors_and_autoscale(tmp_path: 
         r.close()
 
     _with_client(tmp_path, body)
+
+
+def test_task_environment_hides_the_specs_secret_names_whatever_they_look_like() -> None:
+    """A `secretEnvironment` name need not look secret (`DB_URL`): the page never shows its
+    value; other values show, SAS signatures redacted."""
+    from bspec.ui.app import _env_rows
+
+    task = {
+        "environmentSettings": [
+            {"name": "DB_URL", "value": "postgres://user:hunter2@db"},
+            {"name": "MODE", "value": "fast"},
+            {"name": "INPUT", "value": "https://a.blob/c?sv=1&sig=abc123"},
+        ]
+    }
+    rows = dict(_env_rows(task, frozenset({"DB_URL"})))
+    assert rows["DB_URL"] == "(redacted)" and rows["MODE"] == "fast"
+    assert "abc123" not in rows["INPUT"]

@@ -151,14 +151,15 @@ def with_evaluations(
     batch: BatchProvider, desired: DesiredState, pools: list[Resource]
 ) -> list[Resource]:
     """The listed pools, with what the spec's formula evaluates to now on each existing
-    autoscale pool (in `info`, for the plan): one request per such pool."""
-    spec = desired.pool
-    if spec is None or spec.autoscale is None:
+    autoscale pool of the spec (in `info`, for the plan): one request per such pool."""
+    scaled = {p.id.lower(): p for p in desired.pools if p.autoscale is not None}
+    if not scaled:
         return pools
     out = []
     for r in pools:
         have = r.props.get("autoScale")
-        if r.address.parts[0].lower() != spec.id.lower() or have is None or r.state == "deleting":
+        spec = scaled.get(r.address.parts[0].lower())
+        if spec is None or spec.autoscale is None or have is None or r.state == "deleting":
             out.append(r)
             continue
         formula = spec.autoscale.formula

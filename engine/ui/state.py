@@ -185,12 +185,8 @@ class Stack:
 
 
 def pools_of(desired: DesiredState) -> list[str]:
-    ids = [desired.pool.id] if desired.pool is not None else []
-    for extra in getattr(desired, "pools", None) or ():
-        pid = getattr(extra, "id", None)
-        if pid and pid not in ids:
-            ids.append(pid)
-    return ids
+    """The ids of the spec's pools (`pool:` or every `pools:` entry)."""
+    return [p.id for p in desired.pools]
 
 
 @dataclass

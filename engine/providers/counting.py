@@ -2,7 +2,8 @@
 
 An azure-core policy placed after the retry policy sees every request that goes on the
 wire (retries included), so the figures mean the same on the local and the azure target.
-Reads are GET and HEAD; everything else is a write. It also sees retries (the same request
+Reads are GET and HEAD, and the POSTs that only read (evaluate-autoscale, which asks what a
+formula gives now); everything else is a write. It also sees retries (the same request
 going out again after a transient answer), counts them, and reports each on stderr with
 the method, the path (never the query, which may hold a SAS) and what it answered.
 
@@ -49,9 +50,10 @@ class RequestCounter:
         with self._lock:
             return dict(self._retries)
 
-    def add(self, service: str, method: str) -> int:
+    def add(self, service: str, method: str, path: str = "") -> int:
         """Count one request; returns its ordinal among all writes (0 for a read)."""
-        kind = "read" if method.upper() in ("GET", "HEAD") else "write"
+        reads = method.upper() in ("GET", "HEAD") or path.lower().endswith(READING_POSTS)
+        kind = "read" if reads else "write"
         with self._lock:
             self._counts.setdefault(service, {"read": 0, "write": 0})[kind] += 1
             if kind == "read":
@@ -71,6 +73,9 @@ class RequestCounter:
             return sum(c["read"] + c["write"] for c in self._counts.values())
 
 
+READING_POSTS = ("/evaluateautoscale",)  # POSTs that change nothing
+
+
 class CountingPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
     """Counts each request that goes out, into `counter` under `service`."""
 
@@ -82,12 +87,14 @@ class CountingPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
         method = request.http_request.method
-        ordinal = self.counter.add(self.service, method)
+        ordinal = self.counter.add(self.service, method, urlsplit(request.http_request.url).path)
         if "bspec_answer" in request.context:  # the retry policy is sending it again
             self.counter.add_retry(self.service)
             path = urlsplit(request.http_request.url).path
-            sys.stderr.write(f"{self.service}: retrying {method} {path} after"
-                             f" {request.context['bspec_answer']}\n")
+            sys.stderr.write(
+                f"{self.service}: retrying {method} {path} after"
+                f" {request.context['bspec_answer']}\n"
+            )
         if self.kill_after is not None and ordinal == self.kill_after:
             request.context["bspec_kill"] = True
 

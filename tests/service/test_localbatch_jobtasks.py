@@ -45,9 +45,10 @@ def pool(checked_client: Any, uid: Callable[[str], str]) -> Iterator[str]:
     checked_client.begin_delete_pool(pool_id, **POLL)
 
 
-def _done(client: Any, job_id: str, task_id: str) -> Any:
+def _done(client: Any, job_id: str, task_id: str, timeout: float = 20.0) -> Any:
     return wait_for(
         lambda: (lambda t: t if t.state == "completed" else None)(client.get_task(job_id, task_id)),
+        timeout,
         what=f"{task_id} completed",
     )
 
@@ -515,7 +516,9 @@ def test_job_action_disable_and_preprocessing_error(
             ),
         ),
     )
-    task = _done(c, job_id, "nofile")
+    # the node agent tries an unreachable resource file for about 20 s (it outlasts a
+    # storage restart) before the task fails with its preprocessing error
+    task = _done(c, job_id, "nofile", timeout=60)
     assert task.execution_info.failure_info is not None
     _job_state(c, job_id, "disabled")
     c.begin_delete_job(job_id, **POLL).result()

@@ -36,10 +36,6 @@ POOL_SELECT = (
 PAGE = "1000"
 
 
-def _q(text: str) -> str:
-    return text.replace("'", "''")
-
-
 def _list(tgt: Target, what: str, path: str, **params: str) -> list[dict[str, Any]]:
     return list(tgt.batch.list_raw(what, path, {"maxresults": PAGE, **params}))
 
@@ -96,22 +92,14 @@ def job_info(tgt: Target, job_id: str) -> dict[str, Any] | None:
 def pool_info(tgt: Target, pool_id: str) -> dict[str, Any] | None:
     """The pool with its allocation, resize errors and autoscale's last run, or None."""
     found = _list(
-        tgt, "list pools", "pools", **{"$filter": f"id eq '{_q(pool_id)}'", "$select": POOL_SELECT}
+        tgt, "list pools", "pools", **{"$filter": f"id eq '{inspection.quote_id(pool_id)}'", "$select": POOL_SELECT}
     )
     return found[0] if found else None
 
 
 def pool_nodes(tgt: Target, pool_id: str) -> list[dict[str, Any]]:
     """The pool's nodes (state, running tasks, errors); [] when the pool is missing."""
-    try:
-        return _list(
-            tgt,
-            f"list nodes of pool {pool_id}",
-            f"pools/{quote(pool_id, safe='')}/nodes",
-            **{"$select": NODE_SELECT},
-        )
-    except NotFoundError:
-        return []
+    return inspection.list_nodes(tgt.batch, pool_id, NODE_SELECT)
 
 
 def task_info(tgt: Target, job_id: str, task_id: str) -> dict[str, Any] | None:
@@ -121,7 +109,7 @@ def task_info(tgt: Target, job_id: str, task_id: str) -> dict[str, Any] | None:
             tgt,
             f"list tasks of job {job_id}",
             f"jobs/{quote(job_id, safe='')}/tasks",
-            **{"$filter": f"id eq '{_q(task_id)}'"},
+            **{"$filter": f"id eq '{inspection.quote_id(task_id)}'"},
         )
     except NotFoundError:
         return None

@@ -106,14 +106,14 @@ def enable(batch: BatchProvider, pool_id: str, formula: str, interval: float) ->
         try:
             with sdk_errors("batch", what):
                 try:
-                    batch.request("POST", _path(pool_id, "enableautoscale"), body=body)
+                    batch.send("POST", _path(pool_id, "enableautoscale"), body=body)
                     return
                 except HttpResponseError as exc:
                     raise _refused(exc, what) from exc
         except ServiceError as err:
             if err.service_code == "PoolBeingResized" and attempt < ENABLE_TRIES - 1:
                 with sdk_errors("batch", f"stop resize of pool {pool_id}"):
-                    batch.request("POST", _path(pool_id, "stopresize"))
+                    batch.send("POST", _path(pool_id, "stopresize"))
                 batch.wait_pool_steady(pool_id)
                 continue
             if err.service_code == "TooManyEnableAutoScaleRequests" and attempt < ENABLE_TRIES - 1:
@@ -125,7 +125,7 @@ def enable(batch: BatchProvider, pool_id: str, formula: str, interval: float) ->
 def disable(batch: BatchProvider, pool_id: str) -> None:
     """Turn autoscale off: the pool keeps its current targets until resized."""
     with sdk_errors("batch", f"disable autoscale on pool {pool_id}"):
-        batch.request("POST", _path(pool_id, "disableautoscale"))
+        batch.send("POST", _path(pool_id, "disableautoscale"))
 
 
 def evaluate(batch: BatchProvider, pool_id: str, formula: str) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def evaluate(batch: BatchProvider, pool_id: str, formula: str) -> dict[str, Any]
     what = f"evaluate autoscale on pool {pool_id}"
     with sdk_errors("batch", what):
         try:
-            resp = batch.request(
+            resp = batch.send(
                 "POST", _path(pool_id, "evaluateautoscale"), body={"autoScaleFormula": formula}
             )
         except HttpResponseError as exc:

@@ -153,12 +153,9 @@ class BatchProvider:
     def send(
         self, method: str, path: str, params: dict[str, str] | None = None, body: Any = None
     ) -> Any:
-        """One raw request for the providers' other modules (job schedules): `_send`."""
+        """One raw request outside the SDK's models, for the provider modules beside this
+        one (job schedules, autoscale's operations): `_send`."""
         return self._send(method, path, params, body)
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """One request outside the SDK's models (autoscale's operations): `_send`, for the
-        provider modules beside this one."""
-        return self._send(method, path, body=body)
 
     def read_pools(self) -> list[Resource]:
         pools = self.list_raw(

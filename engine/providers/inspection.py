@@ -41,7 +41,8 @@ def _raw(batch: BatchProvider, what: str, path: str, **params: str) -> list[dict
     return list(batch.list_raw(what, path, {"maxresults": "1000", **params}))
 
 
-def _quote_id(text: str) -> str:
+def quote_id(text: str) -> str:
+    """An id inside an OData string literal (a quote doubled)."""
     return text.replace("'", "''")
 
 
@@ -52,7 +53,7 @@ def get_pool(batch: BatchProvider, pool_id: str) -> dict[str, Any] | None:
         "list pools",
         "pools",
         **{
-            "$filter": f"id eq '{_quote_id(pool_id)}'",
+            "$filter": f"id eq '{quote_id(pool_id)}'",
             "$select": "id,state,allocationState,targetDedicatedNodes,targetLowPriorityNodes,"
             "currentDedicatedNodes,currentLowPriorityNodes,resizeErrors,metadata,"
             "enableAutoScale,autoScaleEvaluationInterval,autoScaleRun",
@@ -68,19 +69,21 @@ def get_job(
         batch,
         "list jobs",
         "jobs",
-        **{"$filter": f"id eq '{_quote_id(job_id)}'", "$select": select},
+        **{"$filter": f"id eq '{quote_id(job_id)}'", "$select": select},
     )
     return found[0] if found else None
 
 
-def list_nodes(batch: BatchProvider, pool_id: str) -> list[dict[str, Any]]:
-    """The pool's nodes (id, state, start task info); [] when the pool is missing."""
+def list_nodes(
+    batch: BatchProvider, pool_id: str, select: str = "id,state,startTaskInfo"
+) -> list[dict[str, Any]]:
+    """The pool's nodes (by default id, state, start task info); [] when the pool is missing."""
     try:
         return _raw(
             batch,
             f"list nodes of pool {pool_id}",
             f"pools/{quote(pool_id, safe='')}/nodes",
-            **{"$select": "id,state,startTaskInfo"},
+            **{"$select": select},
         )
     except NotFoundError:
         return []
